@@ -1,0 +1,54 @@
+//! Authenticators decide whether a token may open a tunnel on the broker.
+//!
+//! The broker hands every `Authentication.Authenticate` call to one [`Authenticator`]. The trait is
+//! async because real authenticators ask a remote service (a Lambda function, an HTTP endpoint) and
+//! the broker must keep serving other connections meanwhile; the broker bounds every call with its
+//! `authenticationTimeout`, so an implementation does not need its own deadline.
+//!
+//! The outcome is one of the six `AuthenticationError` values of the nymea wire protocol
+//! ([`AuthenticationError`]) plus an optional user name for logs and the monitor.
+//!
+//! Modules, one per kind of authenticator:
+//! * [`mock`]: accepts every token (for tests and local trials; never for production).
+//!
+//! Later kinds (AWS Lambda, HTTP, static token file, JWT, client certificates) live beside it.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod mock;
+
+mod facts;
+mod outcome;
+mod token;
+
+pub use facts::{ConnectionFacts, PeerAddress, Transport};
+pub use outcome::{AuthenticationError, Verdict};
+pub use token::Token;
+
+use async_trait::async_trait;
+
+/// One authentication request: the secret token and everything the broker knows about the
+/// connection that presented it.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// The token from the `Authenticate` call. Its `Debug` output is masked.
+    pub token: Token,
+    /// Facts about the connection and the identity the client claimed.
+    pub facts: ConnectionFacts,
+}
+
+/// Decides whether a token may use the broker.
+///
+/// Implementations must be cheap to share (`Send + Sync`), because one instance serves every
+/// connection. They must never log the token.
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// A short name of the kind (`mock`, `aws-lambda`, ...), used in logs and metrics labels.
+    fn kind(&self) -> &'static str;
+
+    /// Checks one request. Errors of the authenticator itself (service unreachable, bad answer)
+    /// are reported as [`AuthenticationError::ProxyError`], not as a Rust error, because the
+    /// client gets exactly one of the six outcomes either way.
+    async fn authenticate(&self, request: &AuthRequest) -> Verdict;
+}
