@@ -1,0 +1,172 @@
+//! Broker configuration: one struct tree, its built-in defaults, and the INI loader.
+//!
+//! The file format is the nymea-remoteproxy 1.8.4 INI file (Qt `QSettings` IniFormat), read
+//! unchanged, plus keys of our own. [`ini`] turns a file into a [`Config`]; everything else in the
+//! broker only ever sees the typed tree, so a key is parsed and validated in exactly one place.
+//!
+//! Defaults are those of PROTOCOL §1 and §4: with no file at all the broker listens on
+//! 127.0.0.1:1212 (WebSocket) and 127.0.0.1:1213 (TCP) with TLS on, and on the unix socket
+//! `/run/remoteproxy/proxy.socket`.
+
+pub mod ini;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ini::{ConfigError, load_file};
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this was read from; `None` for built-in defaults.
+    pub source: Option<PathBuf>,
+    /// `[ProxyServer]` settings.
+    pub server: ServerSettings,
+    /// Timeouts (`[ProxyServer]` keys, milliseconds in the file).
+    pub timeouts: Timeouts,
+    /// `[SSL]`.
+    pub tls: TlsSettings,
+    /// The v1 listeners: `[WebSocketServer]`, `[TcpServer]`, `[UnixSocketServer]`.
+    pub listeners: ListenerSettings,
+    /// The v2 TunnelProxy listeners. Accepted and validated now; served by a later part.
+    pub tunnel_proxy_listeners: ListenerSettings,
+    /// `[AWS]`, kept for the AWS Lambda authenticator.
+    pub aws: AwsSettings,
+    /// `[Authentication] type`: which authenticator to run. `None` means none was configured, and
+    /// the broker refuses to start unless `--mock-authenticator` is given.
+    pub authenticator: Option<AuthenticatorKind>,
+}
+
+/// `[ProxyServer]` keys other than timeouts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// `name`: returned by `RemoteProxy.Hello`.
+    pub name: String,
+    /// `writeLogs`: also write the log to `log_file`.
+    pub write_logs: bool,
+    /// `logFile`.
+    pub log_file: PathBuf,
+    /// `logEngineEnabled`: per-tunnel statistics log (used by the monitoring part).
+    pub log_engine_enabled: bool,
+    /// `monitorSocket`: path of the monitor unix socket (used by the monitoring part).
+    pub monitor_socket: Option<PathBuf>,
+    /// `maxMessageSize` (ours): an incoming JSON message still incomplete after this many bytes
+    /// closes the connection.
+    pub max_message_size: usize,
+    /// `maxConnections` (ours): connections over this count are closed at accept.
+    pub max_connections: usize,
+    /// `shutdownGracePeriod` (ours, milliseconds): how long established tunnels may go on after a
+    /// stop signal.
+    pub shutdown_grace_period: Duration,
+}
+
+/// The timers of PROTOCOL §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `jsonRpcTimeout`: a call not answered within this closes the connection.
+    pub json_rpc: Duration,
+    /// `authenticationTimeout`: how long the authenticator may take.
+    pub authentication: Duration,
+    /// `inactiveTimeout`: silence allowed before authentication; restarted by every chunk.
+    pub inactive: Duration,
+    /// `aloneTimeout`: how long an authenticated client waits for its partner.
+    pub alone: Duration,
+    /// `tunnelIdleTimeout` (ours): an established tunnel with no byte in either direction for this
+    /// long is closed. `None` (0 in the file) means never.
+    pub tunnel_idle: Option<Duration>,
+    /// `handshakeDeadline` (ours): from accept until `Authenticate` was received; not restarted
+    /// by traffic.
+    pub handshake_deadline: Duration,
+    /// `tlsHandshakeTimeout` (ours): a TLS handshake not finished within this is dropped.
+    pub tls_handshake: Duration,
+}
+
+/// `[SSL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `enabled`: TLS on the TCP and WebSocket listeners.
+    pub enabled: bool,
+    /// `certificate`: PEM certificate (leaf first, more certificates may follow). `None` with TLS
+    /// on means: generate a self-signed certificate at start.
+    pub certificate: Option<PathBuf>,
+    /// `certificateKey`: PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub certificate_key: Option<PathBuf>,
+    /// `certificateChain`: PEM intermediate certificates served after the leaf.
+    pub certificate_chain: Option<PathBuf>,
+}
+
+/// Where one API listens. `None` disables that listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// `[...WebSocketServer...] host, port`.
+    pub websocket: Option<SocketAddr>,
+    /// `[...TcpServer...] host, port`.
+    pub tcp: Option<SocketAddr>,
+    /// `[...UnixSocketServer...] unixSocketFileName`.
+    pub unix: Option<PathBuf>,
+}
+
+/// `[AWS]` (reference-compatible keys).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsSettings {
+    /// `region`.
+    pub region: Option<String>,
+    /// `authorizerLambdaFunction`.
+    pub authorizer_lambda_function: Option<String>,
+    /// `awsCredentialsUrl`.
+    pub credentials_url: Option<String>,
+}
+
+/// The authenticator kinds this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticatorKind {
+    /// Accepts every token; for tests and local trials only.
+    Mock,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Config {
+            source: None,
+            server: ServerSettings {
+                name: "remoteproxy".to_string(),
+                write_logs: false,
+                log_file: PathBuf::from("/var/log/remoteproxy.log"),
+                log_engine_enabled: false,
+                monitor_socket: None,
+                max_message_size: 10240,
+                max_connections: 65536,
+                shutdown_grace_period: Duration::from_secs(30),
+            },
+            timeouts: Timeouts {
+                json_rpc: Duration::from_millis(10000),
+                authentication: Duration::from_millis(8000),
+                inactive: Duration::from_millis(8000),
+                alone: Duration::from_millis(8000),
+                tunnel_idle: None,
+                handshake_deadline: Duration::from_millis(30000),
+                tls_handshake: Duration::from_millis(5000),
+            },
+            tls: TlsSettings {
+                enabled: true,
+                certificate: None,
+                certificate_key: None,
+                certificate_chain: None,
+            },
+            listeners: ListenerSettings {
+                websocket: Some(SocketAddr::new(loopback, 1212)),
+                tcp: Some(SocketAddr::new(loopback, 1213)),
+                unix: Some(PathBuf::from("/run/remoteproxy/proxy.socket")),
+            },
+            tunnel_proxy_listeners: ListenerSettings {
+                websocket: Some(SocketAddr::new(loopback, 2212)),
+                tcp: Some(SocketAddr::new(loopback, 2213)),
+                unix: None,
+            },
+            aws: AwsSettings::default(),
+            authenticator: None,
+        }
+    }
+}
