@@ -1,0 +1,197 @@
+//! One accepted connection before it becomes a tunnel: read chunks, write JSON messages, close
+//! with a reason, or turn into a raw end for the relay.
+//!
+//! Byte streams (TCP, TLS, unix) and WebSocket differ in how messages travel, not in what the
+//! session does with them, so the session sees only this type. Incoming bytes (stream reads or
+//! WebSocket frame payloads) go into the [`Decoder`] buffer; whatever is still there when the
+//! tunnel starts is handed to the relay with the raw end.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use remoteproxy_authenticators::{PeerAddress, Transport};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::BoxStream;
+use super::budget::ReadBudget;
+use super::websocket::{self, CloseKind, WsStream};
+use crate::protocol::{Decoder, message};
+
+/// Bytes asked for per read before the tunnel; handshake messages are small.
+const HANDSHAKE_READ: usize = 8 << 10;
+
+/// After the broker closes a byte stream it reads and discards for at most this long, so the
+/// peer is not reset (which could destroy the error response still in flight to it).
+const STREAM_LINGER: Duration = Duration::from_secs(1);
+
+/// The transport-level carrier of a connection.
+pub enum Wire {
+    /// TCP, TLS over TCP, or a unix socket.
+    Stream(BoxStream),
+    /// A WebSocket (over TLS or plain TCP).
+    WebSocket(Box<WsStream>),
+}
+
+/// What one read brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Payload bytes were appended to the decoder buffer.
+    Data,
+    /// A WebSocket control frame (ping, pong): no payload, and not activity in the protocol sense.
+    Control,
+    /// The peer closed the connection.
+    Closed,
+}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The socket failed.
+    Io(io::Error),
+    /// The peer sent more than the pre-tunnel budget without completing a message.
+    Oversized,
+}
+
+/// An accepted connection in its JSON phase.
+pub struct Connection {
+    /// Process-unique id, for logs.
+    pub id: u64,
+    /// Remote address.
+    pub peer: PeerAddress,
+    /// Listener kind.
+    pub transport: Transport,
+    /// When the TCP (or unix) connection was accepted; `handshakeDeadline` counts from here.
+    pub accepted_at: Instant,
+    /// Client certificate chain from TLS, when presented.
+    pub client_certificates: Option<Vec<Vec<u8>>>,
+    /// Incoming bytes not yet consumed as messages.
+    pub decoder: Decoder,
+    wire: Wire,
+    /// Counts against `maxConnections` for as long as the connection lives, wherever it moves.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection {
+    /// Wraps an established carrier.
+    pub fn new(
+        id: u64,
+        peer: PeerAddress,
+        transport: Transport,
+        accepted_at: Instant,
+        wire: Wire,
+        max_message_size: usize,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Connection {
+            id,
+            peer,
+            transport,
+            accepted_at,
+            client_certificates: None,
+            decoder: Decoder::new(max_message_size),
+            wire,
+            _permit: permit,
+        }
+    }
+
+    /// Reads once. Cancel-safe: when dropped before completion nothing is lost.
+    pub async fn read_chunk(&mut self) -> Result<Chunk, ReadError> {
+        match &mut self.wire {
+            Wire::Stream(stream) => {
+                let buf = self.decoder.buffer_mut();
+                buf.reserve(HANDSHAKE_READ);
+                match stream.read_buf(buf).await {
+                    Ok(0) => Ok(Chunk::Closed),
+                    Ok(_) => Ok(Chunk::Data),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Chunk::Closed),
+                    Err(e) => Err(ReadError::Io(e)),
+                }
+            }
+            Wire::WebSocket(ws) => match ws.next().await {
+                None | Some(Ok(Message::Close(_))) => Ok(Chunk::Closed),
+                Some(Ok(Message::Text(text))) => {
+                    ws.get_mut().reset();
+                    self.decoder.extend(text.as_bytes());
+                    Ok(Chunk::Data)
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    ws.get_mut().reset();
+                    self.decoder.extend(&data);
+                    Ok(Chunk::Data)
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Chunk::Control),
+                Some(Err(WsError::Io(e))) if ReadBudget::<()>::is_overrun(&e) => Err(ReadError::Oversized),
+                Some(Err(WsError::Capacity(_))) => Err(ReadError::Oversized),
+                Some(Err(WsError::Io(e))) => Err(ReadError::Io(e)),
+                Some(Err(e)) => Err(ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e))),
+            },
+        }
+    }
+
+    /// Sends one JSON message: `{...}\n` on a stream, one text frame on a WebSocket.
+    pub async fn send(&mut self, value: &Value) -> io::Result<()> {
+        let bytes = message::encode(value);
+        match &mut self.wire {
+            Wire::Stream(stream) => {
+                stream.write_all(&bytes).await?;
+                stream.flush().await
+            }
+            Wire::WebSocket(ws) => {
+                let text = String::from_utf8(bytes).expect("serde_json output is UTF-8");
+                ws.send(Message::text(text)).await.map_err(ws_to_io)
+            }
+        }
+    }
+
+    /// Closes the connection. On a WebSocket the close frame carries `kind`'s code and `reason`;
+    /// a byte stream is shut down (it has no way to carry a reason).
+    pub async fn close(self, kind: CloseKind, reason: &str) {
+        match self.wire {
+            Wire::Stream(stream) => close_stream(stream).await,
+            Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
+        }
+    }
+
+    /// Ends the JSON phase: the carrier (with any WebSocket budget lifted) and the bytes that were
+    /// already read but not consumed, which belong to the tunnel.
+    pub fn into_raw(mut self) -> (Wire, Bytes) {
+        let leftover = self.decoder.take_remaining();
+        let wire = match self.wire {
+            Wire::WebSocket(mut ws) => {
+                ws.get_mut().lift();
+                Wire::WebSocket(ws)
+            }
+            other => other,
+        };
+        (wire, leftover)
+    }
+}
+
+/// Shuts a byte stream down and drains it briefly, so unread input does not turn the close into
+/// a reset that would discard data still travelling to the peer.
+pub async fn close_stream(mut stream: BoxStream) {
+    let _ = tokio::time::timeout(STREAM_LINGER, async {
+        if stream.shutdown().await.is_ok() {
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// tungstenite errors as io errors, for callers that only need to know the send failed.
+pub fn ws_to_io(error: WsError) -> io::Error {
+    match error {
+        WsError::Io(e) => e,
+        other => io::Error::other(other),
+    }
+}

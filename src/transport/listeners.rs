@@ -1,0 +1,131 @@
+//! Binding the listening sockets.
+//!
+//! Binding is separate from serving so that a port that cannot be bound fails startup with a
+//! message naming the address (not a log line while the broker limps on), and so tests can bind
+//! `127.0.0.1:0` themselves and hand the listeners to [`crate::run`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::net::{TcpListener, TcpSocket, UnixListener, UnixStream};
+
+use crate::config::ListenerSettings;
+
+/// Pending connections the kernel queues per listener.
+const BACKLOG: u32 = 1024;
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({what}): {source}")]
+pub struct BindError {
+    /// The address or socket path.
+    pub address: String,
+    /// Which listener, e.g. "v1 TCP".
+    pub what: &'static str,
+    /// The operating system's reason.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The listening sockets of one API.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// WebSocket listener.
+    pub websocket: Option<TcpListener>,
+    /// TCP listener.
+    pub tcp: Option<TcpListener>,
+    /// Unix socket listener.
+    pub unix: Option<UnixSocketListener>,
+}
+
+impl Listeners {
+    /// Binds every listener `settings` enables; `api` names them in errors ("v1", "v2").
+    pub async fn bind(settings: &ListenerSettings, api: &'static str) -> Result<Listeners, BindError> {
+        let (ws_name, tcp_name, unix_name) = match api {
+            "v1" => ("v1 WebSocket", "v1 TCP", "v1 unix socket"),
+            _ => ("v2 WebSocket", "v2 TCP", "v2 unix socket"),
+        };
+        let websocket = match settings.websocket {
+            Some(addr) => Some(bind_tcp(addr).map_err(|source| bind_error(addr, ws_name, source))?),
+            None => None,
+        };
+        let tcp = match settings.tcp {
+            Some(addr) => Some(bind_tcp(addr).map_err(|source| bind_error(addr, tcp_name, source))?),
+            None => None,
+        };
+        let unix = match &settings.unix {
+            Some(path) => Some(UnixSocketListener::bind(path).await.map_err(|source| BindError {
+                address: path.display().to_string(),
+                what: unix_name,
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Listeners { websocket, tcp, unix })
+    }
+}
+
+fn bind_error(addr: SocketAddr, what: &'static str, source: io::Error) -> BindError {
+    BindError { address: addr.to_string(), what, source }
+}
+
+/// Binds with SO_REUSEADDR so a restarted broker does not wait for old connections' TIME_WAIT.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// A unix listener that removes its socket file when dropped.
+#[derive(Debug)]
+pub struct UnixSocketListener {
+    /// The listener.
+    pub listener: UnixListener,
+    path: PathBuf,
+}
+
+impl UnixSocketListener {
+    /// Binds `path`, creating its directory when missing and replacing a stale socket file left
+    /// by a broker that died. A socket another process still listens on is an error, not taken
+    /// over.
+    pub async fn bind(path: &Path) -> io::Result<UnixSocketListener> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "the path exists and is not a socket",
+                    ));
+                }
+                if UnixStream::connect(path).await.is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "another process is listening on this socket",
+                    ));
+                }
+                std::fs::remove_file(path)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(path)?;
+        Ok(UnixSocketListener { listener, path: path.to_path_buf() })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for UnixSocketListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

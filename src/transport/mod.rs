@@ -1,0 +1,29 @@
+//! Listeners and connections: everything below the JSON-RPC dialect.
+//!
+//! * [`listeners`]: binding TCP and unix sockets (startup errors name the address).
+//! * [`accept`]: accept loops, connection limit, TLS handshake and WebSocket upgrade.
+//! * [`tls`]: certificates and keys, or a generated self-signed certificate.
+//! * [`websocket`]: codec configuration and closing with a code and reason.
+//! * [`budget`]: bounds what a WebSocket client can make the broker buffer before its tunnel.
+//! * [`connection`]: one connection in its JSON phase, and its hand-over to the relay.
+
+pub mod accept;
+pub mod budget;
+pub mod connection;
+pub mod listeners;
+pub mod tls;
+pub mod websocket;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use connection::{Chunk, Connection, ReadError, Wire};
+pub use listeners::{BindError, Listeners, UnixSocketListener};
+
+/// Any byte stream a connection can run on: TCP, TLS over TCP, unix.
+pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> IoStream for T {}
+
+/// A boxed byte stream. One virtual call per read or write is nothing next to a syscall, and it
+/// keeps one code path for every kind of stream.
+pub type BoxStream = Box<dyn IoStream>;
