@@ -1,0 +1,431 @@
+//! The pump between the two ends of a tunnel.
+//!
+//! One future owns both ends and moves bytes in both directions, like tokio's
+//! `copy_bidirectional`, so a tunnel costs one task and no locks. Per direction it holds at most
+//! one buffer of [`CHUNK`] bytes (or one WebSocket message) and reads the source again only when
+//! the destination has taken everything: a reader that stops reading stops its writer, and the
+//! broker's memory per tunnel stays bounded (PROTOCOL §4, Passthrough).
+//!
+//! What crosses depends on the kinds of the ends:
+//! * stream → stream: bytes verbatim; a FIN (or TLS close_notify) becomes a half-close on the other
+//!   side, and the tunnel ends when both directions have ended.
+//! * WebSocket → WebSocket: message by message, text stays text and binary stays binary.
+//! * stream → WebSocket: text frames while the bytes are valid UTF-8 (a character split across
+//!   reads is held back until complete), binary frames otherwise.
+//! * WebSocket → stream: each data frame's payload verbatim.
+//!
+//! A WebSocket has no half-close, so any direction that involves one ends the whole tunnel when it
+//! ends. The other end is then closed with the reason `Tunnel client disconnected`.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Sink, Stream};
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::transport::connection::{Wire, close_stream};
+use crate::transport::websocket::{self, CloseKind};
+
+/// Bytes read per call from a stream end. 64 KiB moves about three times the data of tokio's
+/// default 8 KiB on loopback.
+pub const CHUNK: usize = 64 << 10;
+
+/// The close reason sent to an end whose partner went away.
+pub const PARTNER_GONE: &str = "Tunnel client disconnected";
+
+/// The close reason sent to WebSocket ends when the broker stops.
+pub const STOP_SERVER: &str = "Stop server";
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// An end closed (both directions finished, or a WebSocket end closed).
+    Closed,
+    /// An end failed (reset, protocol error).
+    Failed,
+    /// No byte moved for `tunnelIdleTimeout`.
+    Idle,
+    /// The broker's grace period after a stop signal ran out.
+    Shutdown,
+}
+
+/// What a finished tunnel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Payload bytes delivered from the first end to the second.
+    pub a_to_b: u64,
+    /// Payload bytes delivered from the second end to the first.
+    pub b_to_a: u64,
+    /// Why it ended.
+    pub reason: EndReason,
+}
+
+/// One end of a tunnel: its carrier and the bytes that came from it before the switch.
+pub struct TunnelEnd {
+    /// The carrier.
+    pub wire: Wire,
+    /// Bytes this end sent that the broker already read during the handshake; they go out first.
+    pub early_data: Bytes,
+}
+
+/// Runs the tunnel until it ends, then closes both ends.
+pub async fn run(
+    a: TunnelEnd,
+    b: TunnelEnd,
+    idle_timeout: Option<Duration>,
+    hard_shutdown: CancellationToken,
+) -> Report {
+    let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
+    let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
+    let mut tunnel = Tunnel {
+        ab: Pump::new(a.early_data, a_is_ws, b_is_ws),
+        ba: Pump::new(b.early_data, b_is_ws, a_is_ws),
+        a: a.wire,
+        b: b.wire,
+        idle: idle_timeout.map(|timeout| IdleTimer {
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            last_activity: Instant::now(),
+        }),
+        shutdown: Box::pin(hard_shutdown.cancelled_owned()),
+    };
+    let reason = poll_fn(|cx| tunnel.poll(cx)).await;
+    let report = Report { a_to_b: tunnel.ab.delivered, b_to_a: tunnel.ba.delivered, reason };
+    let (kind, text) = match reason {
+        EndReason::Shutdown => (CloseKind::Shutdown, STOP_SERVER),
+        _ => (CloseKind::Error, PARTNER_GONE),
+    };
+    tokio::join!(close_end(tunnel.a, kind, text), close_end(tunnel.b, kind, text));
+    report
+}
+
+async fn close_end(wire: Wire, kind: CloseKind, reason: &str) {
+    match wire {
+        Wire::Stream(stream) => close_stream(stream).await,
+        Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
+    }
+}
+
+struct IdleTimer {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    last_activity: Instant,
+}
+
+struct Tunnel {
+    a: Wire,
+    b: Wire,
+    ab: Pump,
+    ba: Pump,
+    idle: Option<IdleTimer>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Tunnel {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<EndReason> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(EndReason::Shutdown);
+        }
+        let before = self.ab.delivered + self.ba.delivered;
+        let ab = if self.ab.finished { None } else { Some(self.ab.poll(cx, &mut self.a, &mut self.b)) };
+        let ba = if self.ba.finished { None } else { Some(self.ba.poll(cx, &mut self.b, &mut self.a)) };
+        for step in [ab, ba].into_iter().flatten() {
+            match step {
+                Poll::Ready(PumpEnd::Failed) => return Poll::Ready(EndReason::Failed),
+                Poll::Ready(PumpEnd::Closed) => return Poll::Ready(EndReason::Closed),
+                Poll::Ready(PumpEnd::HalfClosed) | Poll::Pending => {}
+            }
+        }
+        if self.ab.finished && self.ba.finished {
+            return Poll::Ready(EndReason::Closed);
+        }
+        if let Some(idle) = &mut self.idle {
+            if self.ab.delivered + self.ba.delivered != before {
+                idle.last_activity = Instant::now();
+            }
+            while idle.sleep.as_mut().poll(cx).is_ready() {
+                let deadline = idle.last_activity + idle.timeout;
+                if deadline <= Instant::now() {
+                    return Poll::Ready(EndReason::Idle);
+                }
+                idle.sleep.as_mut().reset(deadline);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// How a direction ended.
+enum PumpEnd {
+    /// Stream to stream: the source's FIN was passed on; the other direction goes on.
+    HalfClosed,
+    /// The source closed and the tunnel must end (a WebSocket was involved).
+    Closed,
+    /// A read or write failed.
+    Failed,
+}
+
+/// One direction of a tunnel.
+struct Pump {
+    /// Stream source: bytes read and not yet written (to a stream), or a held-back partial UTF-8
+    /// character (to a WebSocket).
+    buf: BytesMut,
+    /// WebSocket source to stream destination: the payload being written.
+    payload: Bytes,
+    /// Message waiting for the WebSocket destination.
+    message: Option<Message>,
+    src_is_ws: bool,
+    dst_is_ws: bool,
+    src_ended: bool,
+    src_failed: bool,
+    need_flush: bool,
+    finished: bool,
+    delivered: u64,
+}
+
+impl Pump {
+    fn new(early_data: Bytes, src_is_ws: bool, dst_is_ws: bool) -> Pump {
+        let mut pump = Pump {
+            buf: BytesMut::new(),
+            payload: Bytes::new(),
+            message: None,
+            src_is_ws,
+            dst_is_ws,
+            src_ended: false,
+            src_failed: false,
+            need_flush: false,
+            finished: false,
+            delivered: 0,
+        };
+        if early_data.is_empty() {
+            return pump;
+        }
+        if dst_is_ws {
+            // Early bytes from a WebSocket were whole frames: nothing more will complete them.
+            pump.buf.extend_from_slice(&early_data);
+            pump.message = next_message(&mut pump.buf, src_is_ws);
+        } else if src_is_ws {
+            pump.payload = early_data;
+        } else {
+            pump.buf.extend_from_slice(&early_data);
+        }
+        pump
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, src: &mut Wire, dst: &mut Wire) -> Poll<PumpEnd> {
+        let result = self.poll_inner(cx, src, dst);
+        if result.is_ready() {
+            self.finished = true;
+        }
+        result
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>, src: &mut Wire, dst: &mut Wire) -> Poll<PumpEnd> {
+        loop {
+            // 1. Hand everything pending to the destination before reading more.
+            match ready!(self.poll_write_pending(cx, dst)) {
+                Ok(()) => {}
+                Err(_) => return Poll::Ready(PumpEnd::Failed),
+            }
+            // 2. The source is done and everything it sent is out: pass the end on.
+            if self.src_ended {
+                return self.poll_finish(cx, dst);
+            }
+            // 3. Read more.
+            match self.poll_read(cx, src) {
+                Poll::Ready(()) => continue,
+                Poll::Pending => {
+                    if self.need_flush {
+                        match poll_flush(dst, cx) {
+                            Poll::Ready(Ok(())) => self.need_flush = false,
+                            Poll::Ready(Err(_)) => return Poll::Ready(PumpEnd::Failed),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Writes buffered bytes or the pending message. Ready(Ok) means nothing is pending.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>, dst: &mut Wire) -> Poll<io::Result<()>> {
+        match dst {
+            Wire::Stream(stream) => {
+                // Only one of the two holds data: `buf` for stream sources, `payload` for
+                // WebSocket sources.
+                loop {
+                    let data: &[u8] = if self.payload.is_empty() { &self.buf } else { &self.payload };
+                    if data.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let n = ready!(Pin::new(&mut **stream).poll_write(cx, data))?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    if self.payload.is_empty() {
+                        self.buf.advance(n);
+                    } else {
+                        self.payload.advance(n);
+                    }
+                    self.delivered += n as u64;
+                    self.need_flush = true;
+                }
+            }
+            Wire::WebSocket(ws) => {
+                if self.message.is_some() {
+                    ready!(Pin::new(&mut **ws).poll_ready(cx)).map_err(ws_error)?;
+                    let message = self.message.take().expect("checked above");
+                    let len = message.len() as u64;
+                    Pin::new(&mut **ws).start_send(message).map_err(ws_error)?;
+                    self.delivered += len;
+                    self.need_flush = true;
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    /// Reads once from the source into the pending slot. Ready means: something changed (data,
+    /// end of source, or a control frame consumed); Pending means the source has nothing now.
+    fn poll_read(&mut self, cx: &mut Context<'_>, src: &mut Wire) -> Poll<()> {
+        match src {
+            Wire::Stream(stream) => {
+                self.buf.reserve(CHUNK);
+                match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.buf)) {
+                    Ok(0) => self.end_source(false),
+                    Ok(_) => {
+                        if self.dst_is_ws {
+                            self.message = next_message(&mut self.buf, false);
+                        }
+                    }
+                    // A TLS peer that closes the socket without close_notify ends its stream.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.end_source(false),
+                    Err(_) => self.end_source(true),
+                }
+            }
+            Wire::WebSocket(ws) => match ready!(Pin::new(&mut **ws).poll_next(cx)) {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if self.dst_is_ws {
+                        self.message = Some(message);
+                    } else {
+                        self.payload = match message {
+                            Message::Text(text) => Bytes::from(text),
+                            Message::Binary(data) => data,
+                            _ => unreachable!("matched above"),
+                        };
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | None => self.end_source(false),
+                Some(Err(_)) => self.end_source(true),
+            },
+        }
+        Poll::Ready(())
+    }
+
+    fn end_source(&mut self, failed: bool) {
+        self.src_ended = true;
+        self.src_failed = failed;
+        if self.dst_is_ws && !self.buf.is_empty() {
+            // A partial character at the very end can never complete: send it as it is.
+            self.message = Some(Message::Binary(self.buf.split().freeze()));
+        }
+    }
+
+    /// Everything the source sent is written: flush, then pass the end on.
+    fn poll_finish(&mut self, cx: &mut Context<'_>, dst: &mut Wire) -> Poll<PumpEnd> {
+        if ready!(poll_flush(dst, cx)).is_err() {
+            return Poll::Ready(PumpEnd::Failed);
+        }
+        self.need_flush = false;
+        if self.src_failed {
+            return Poll::Ready(PumpEnd::Failed);
+        }
+        match dst {
+            Wire::Stream(stream) if !self.src_is_ws => {
+                // Half-close: the destination learns that no more bytes come; it may still send.
+                if ready!(Pin::new(&mut **stream).poll_shutdown(cx)).is_err() {
+                    return Poll::Ready(PumpEnd::Failed);
+                }
+                Poll::Ready(PumpEnd::HalfClosed)
+            }
+            _ => Poll::Ready(PumpEnd::Closed),
+        }
+    }
+}
+
+/// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding
+/// back an incomplete trailing character unless `final_chunk`), binary otherwise.
+fn next_message(buf: &mut BytesMut, final_chunk: bool) -> Option<Message> {
+    if buf.is_empty() {
+        return None;
+    }
+    let complete = match std::str::from_utf8(buf) {
+        Ok(_) => buf.len(),
+        Err(e) if e.error_len().is_none() && !final_chunk => {
+            if e.valid_up_to() == 0 {
+                return None;
+            }
+            e.valid_up_to()
+        }
+        Err(_) => return Some(Message::Binary(buf.split().freeze())),
+    };
+    let text = buf.split_to(complete).freeze();
+    Some(Message::Text(Utf8Bytes::try_from(text).expect("checked to be UTF-8")))
+}
+
+fn poll_flush(wire: &mut Wire, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    match wire {
+        Wire::Stream(stream) => Pin::new(&mut **stream).poll_flush(cx),
+        Wire::WebSocket(ws) => Pin::new(&mut **ws).poll_flush(cx).map_err(ws_error),
+    }
+}
+
+fn ws_error(error: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    crate::transport::connection::ws_to_io(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(input: &[&[u8]]) -> Vec<(bool, Vec<u8>)> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in input {
+            buf.extend_from_slice(chunk);
+            if let Some(m) = next_message(&mut buf, false) {
+                out.push((m.is_text(), m.into_data().to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn split_character_is_held_until_complete() {
+        let got = texts(&[b"h\xC3", b"\xA9llo"]);
+        assert_eq!(got, vec![(true, b"h".to_vec()), (true, "éllo".as_bytes().to_vec())]);
+        let got = texts(&[b"\xE2", b"\x82", b"\xAC"]);
+        assert_eq!(got, vec![(true, "€".as_bytes().to_vec())]);
+    }
+
+    #[test]
+    fn invalid_utf8_goes_out_binary() {
+        let got = texts(&[b"ok\xFF\xFE"]);
+        assert_eq!(got, vec![(false, b"ok\xFF\xFE".to_vec())]);
+    }
+
+    #[test]
+    fn partial_character_at_the_end_is_binary() {
+        let mut buf = BytesMut::from(&b"\xC3"[..]);
+        let m = next_message(&mut buf, true).unwrap();
+        assert!(m.is_binary());
+    }
+}
