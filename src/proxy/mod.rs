@@ -1,0 +1,37 @@
+//! The v1 proxy API: token-paired tunnels (PROTOCOL §4).
+//!
+//! * [`api`]: the method table (dispatch, validation, introspection).
+//! * [`session`]: the state machine of one connection.
+//! * [`registry`]: pair-or-park of authenticated clients, keyed by (token, nonce).
+
+pub mod api;
+pub mod registry;
+pub mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use remoteproxy_authenticators::Authenticator;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Timeouts;
+
+pub use registry::Registry;
+
+/// What every v1 session shares.
+pub struct ProxyContext {
+    /// `[ProxyServer] name`, returned by `Hello`.
+    pub server_name: String,
+    /// Timers.
+    pub timeouts: Timeouts,
+    /// Decides who may open tunnels.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Waiting and active tunnels.
+    pub registry: Arc<Registry>,
+    /// Notification ids, one counter for the API.
+    pub notification_ids: AtomicU64,
+    /// Cancelled on a stop signal: connections that are not tunnels close.
+    pub stop: CancellationToken,
+    /// Cancelled when the grace period is over: tunnels close too.
+    pub hard_stop: CancellationToken,
+}

@@ -1,0 +1,207 @@
+//! The tunnel registry: where authenticated clients wait for their partner.
+//!
+//! A tunnel is identified by (token, nonce) (**fix**: the reference keyed nonce clients by the
+//! nonce alone, pairing strangers). The key is a SHA-256 digest of both, so the registry holds no
+//! token. Pair-or-park happens under one lock in one call, so two clients arriving at once cannot
+//! both park or both join.
+//!
+//! A slot is `Waiting` while its first client is alone and `Busy` from the moment a second client
+//! claims it until that tunnel ends; a third client finds it `Busy` and is refused without
+//! touching the tunnel. Each slot belongs to one session, identified by an epoch number, and that
+//! session's [`SlotGuard`] frees it on drop, so a slot can never outlive its owner.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use remoteproxy_authenticators::Token;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::session::Parked;
+
+/// (token, nonce) as a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelKey([u8; 32]);
+
+impl TunnelKey {
+    /// The key of a token and nonce. The token's length is hashed first so ("ab","c") and
+    /// ("a","bc") differ.
+    pub fn new(token: &Token, nonce: &str) -> TunnelKey {
+        let mut hasher = Sha256::new();
+        hasher.update((token.expose_secret().len() as u64).to_le_bytes());
+        hasher.update(token.expose_secret().as_bytes());
+        hasher.update(nonce.as_bytes());
+        TunnelKey(hasher.finalize().into())
+    }
+}
+
+/// A joining session asks the waiting one for its connection.
+pub struct JoinRequest {
+    /// Where the waiting session sends its connection.
+    pub reply: oneshot::Sender<Parked>,
+}
+
+enum Slot {
+    Waiting { epoch: u64, uuid: String, join: oneshot::Sender<JoinRequest> },
+    Busy { epoch: u64 },
+}
+
+impl Slot {
+    fn epoch(&self) -> u64 {
+        match self {
+            Slot::Waiting { epoch, .. } | Slot::Busy { epoch } => *epoch,
+        }
+    }
+}
+
+/// Why a client may not use a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The key is already joined or tunnelled.
+    TunnelExists,
+    /// The waiting client has the same uuid.
+    DuplicateUuid,
+}
+
+impl Refusal {
+    /// The close reason (PROTOCOL §4, Pairing rules).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::TunnelExists => "Tunnel already exists for this token nonce combination.",
+            Refusal::DuplicateUuid => "Duplicated client UUID.",
+        }
+    }
+}
+
+/// The result of [`Registry::pair_or_park`].
+pub enum Pairing {
+    /// Nobody was waiting: this client waits now.
+    Parked {
+        /// Frees the slot when the session ends.
+        guard: SlotGuard,
+        /// Where a partner's join request arrives.
+        join: oneshot::Receiver<JoinRequest>,
+    },
+    /// A client was waiting: ask it for its connection.
+    Join {
+        /// The slot, now `Busy` and owned by the joiner.
+        guard: SlotGuard,
+        /// The waiting session's inbox.
+        partner: oneshot::Sender<JoinRequest>,
+    },
+    /// The client may not use this key.
+    Refused(Refusal),
+}
+
+/// Every waiting and active v1 tunnel.
+#[derive(Default)]
+pub struct Registry {
+    slots: Mutex<HashMap<TunnelKey, Slot>>,
+    epochs: AtomicU64,
+}
+
+impl Registry {
+    /// Parks the client or pairs it with the waiting one, in one critical section.
+    pub fn pair_or_park(self: &Arc<Self>, key: TunnelKey, uuid: &str) -> Pairing {
+        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed);
+        let mut slots = self.slots.lock().expect("registry lock poisoned");
+        match slots.remove(&key) {
+            None => {
+                let (tx, rx) = oneshot::channel();
+                slots.insert(key, Slot::Waiting { epoch, uuid: uuid.to_string(), join: tx });
+                Pairing::Parked { guard: self.guard(key, epoch), join: rx }
+            }
+            Some(Slot::Waiting { uuid: waiting, epoch: theirs, join }) if waiting == uuid => {
+                slots.insert(key, Slot::Waiting { epoch: theirs, uuid: waiting, join });
+                Pairing::Refused(Refusal::DuplicateUuid)
+            }
+            Some(Slot::Waiting { join, .. }) => {
+                slots.insert(key, Slot::Busy { epoch });
+                Pairing::Join { guard: self.guard(key, epoch), partner: join }
+            }
+            Some(busy @ Slot::Busy { .. }) => {
+                slots.insert(key, busy);
+                Pairing::Refused(Refusal::TunnelExists)
+            }
+        }
+    }
+
+    /// The waiting partner vanished before it answered: the joiner waits in its place, keeping
+    /// its slot.
+    pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> oneshot::Receiver<JoinRequest> {
+        let (tx, rx) = oneshot::channel();
+        let mut slots = self.slots.lock().expect("registry lock poisoned");
+        slots.insert(guard.key, Slot::Waiting { epoch: guard.epoch, uuid: uuid.to_string(), join: tx });
+        rx
+    }
+
+    /// How many keys are waiting or tunnelled (for tests and the monitor).
+    pub fn len(&self) -> usize {
+        self.slots.lock().expect("registry lock poisoned").len()
+    }
+
+    /// Whether no key is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn guard(self: &Arc<Self>, key: TunnelKey, epoch: u64) -> SlotGuard {
+        SlotGuard { registry: self.clone(), key, epoch }
+    }
+}
+
+/// Ownership of one slot; dropping it frees the slot if it is still this owner's.
+pub struct SlotGuard {
+    registry: Arc<Registry>,
+    key: TunnelKey,
+    epoch: u64,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut slots = self.registry.slots.lock().expect("registry lock poisoned");
+        if slots.get(&self.key).is_some_and(|slot| slot.epoch() == self.epoch) {
+            slots.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(token: &str, nonce: &str) -> TunnelKey {
+        TunnelKey::new(&Token::new(token), nonce)
+    }
+
+    #[test]
+    fn keys_separate_token_and_nonce() {
+        assert_ne!(key("ab", "c"), key("a", "bc"));
+        assert_ne!(key("t1", "n"), key("t2", "n"));
+        assert_eq!(key("t", "n"), key("t", "n"));
+    }
+
+    #[test]
+    fn park_join_refuse_and_release() {
+        let registry = Arc::new(Registry::default());
+        let Pairing::Parked { guard: first, .. } = registry.pair_or_park(key("t", ""), "a") else { panic!() };
+        assert!(matches!(registry.pair_or_park(key("t", ""), "a"), Pairing::Refused(Refusal::DuplicateUuid)));
+        let Pairing::Join { guard: second, .. } = registry.pair_or_park(key("t", ""), "b") else { panic!() };
+        assert!(matches!(registry.pair_or_park(key("t", ""), "c"), Pairing::Refused(Refusal::TunnelExists)));
+        // The first client leaving does not free the slot the joiner owns now.
+        drop(first);
+        assert_eq!(registry.len(), 1);
+        drop(second);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn same_nonce_different_tokens_do_not_meet() {
+        let registry = Arc::new(Registry::default());
+        let _a = registry.pair_or_park(key("t1", "n"), "a");
+        let b = registry.pair_or_park(key("t2", "n"), "b");
+        assert!(matches!(b, Pairing::Parked { .. }));
+        assert_eq!(registry.len(), 2);
+    }
+}

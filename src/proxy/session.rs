@@ -1,0 +1,457 @@
+//! One v1 connection from accept to tunnel: inactive → authenticating → alone → tunnel.
+//!
+//! The session owns its [`Connection`] and runs every phase in one task, so there is no state
+//! shared between a reader and a writer and no lock. Each phase is a `select!` over the socket,
+//! its timers and the broker's stop signal:
+//!
+//! * **handshake**: requests are answered as they arrive; `inactiveTimeout` (restarted by every
+//!   chunk) and `handshakeDeadline` (never restarted) run until `Authenticate` arrives.
+//! * **authenticating**: the authenticator runs in its own task bounded by
+//!   `authenticationTimeout`, the call by `jsonRpcTimeout`. `Hello` and `Introspect` are still
+//!   answered. Bytes that do not parse as JSON are held: they are the start of the tunnel if the
+//!   client is joined at once, and "data while alone" otherwise.
+//! * **alone**: parked in the registry until a partner asks for this connection; any data,
+//!   `aloneTimeout` or a stop signal closes it.
+//! * **tunnel**: the joining session writes both `TunnelEstablished` notifications and runs the
+//!   relay for both connections; the waiting session's task ends when it hands its connection
+//!   over.
+
+use std::borrow::Cow;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use remoteproxy_authenticators::{AuthRequest, AuthenticationError, ConnectionFacts, Token, Verdict};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, info, warn};
+
+use super::ProxyContext;
+use super::api::{API_VERSION, SERVER_NAME, V1_API};
+use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
+use crate::protocol::api::string_param;
+use crate::protocol::{DecodeError, Request, RpcError, message};
+use crate::relay::{self, PARTNER_GONE, STOP_SERVER, TunnelEnd};
+use crate::transport::websocket::CloseKind;
+use crate::transport::{Chunk, Connection, ReadError};
+
+/// Close reasons of the v1 session (PROTOCOL §4).
+pub mod reasons {
+    /// `inactiveTimeout` or `handshakeDeadline` expired.
+    pub const INACTIVE: &str = "Proxy timeout occurred. The socket was inactive.";
+    /// `aloneTimeout` expired.
+    pub const ALONE: &str = "Proxy timeout occurred. The tunnel partner did not show up.";
+    /// Data from an authenticated client that is still alone.
+    pub const DATA_WHILE_ALONE: &str = "Data received while authenticated but not remote connected.";
+    /// The authenticator refused.
+    pub const NOT_SUCCESSFUL: &str = "API call was not successfully.";
+    /// A second `Authenticate` while the first is still running.
+    pub const AUTHENTICATION_IN_PROGRESS: &str = "Authentication already in progress.";
+}
+
+/// How long the joiner waits for the parked session to hand over its connection. The parked
+/// session answers at once unless it is gone, so this only bounds a broken hand-over.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on writing the last handshake messages of a tunnel; they are small, so only a peer that
+/// stopped reading entirely can hit it.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who a client said it is, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `uuid` without braces.
+    pub uuid: String,
+    /// `name`.
+    pub name: String,
+    /// From the authenticator, for logs.
+    pub user_name: Option<String>,
+}
+
+/// A waiting session's connection, handed to the session that joins it.
+pub struct Parked {
+    /// The connection, still in its JSON phase.
+    pub conn: Connection,
+    /// Who it is.
+    pub identity: Identity,
+}
+
+/// How a phase ended without a tunnel.
+enum Exit {
+    /// Close with this WebSocket code and reason.
+    Close(CloseKind, Cow<'static, str>),
+    /// The peer is gone or the connection was handed over: nothing to close.
+    Done,
+}
+
+impl Exit {
+    fn error(reason: &'static str) -> Exit {
+        Exit::Close(CloseKind::Error, Cow::Borrowed(reason))
+    }
+
+    fn shutdown() -> Exit {
+        Exit::Close(CloseKind::Shutdown, Cow::Borrowed(STOP_SERVER))
+    }
+}
+
+/// A successful `Authenticate`, waiting to be paired.
+struct Authenticated {
+    request_id: i64,
+    identity: Identity,
+    key: TunnelKey,
+}
+
+/// An `Authenticate` call in flight.
+struct PendingAuth {
+    request_id: i64,
+    uuid: String,
+    name: String,
+    key: TunnelKey,
+    task: AbortOnDrop<Verdict>,
+}
+
+/// The authenticator's task, aborted if the session ends first.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves one v1 connection to its end.
+pub async fn serve(conn: Connection, ctx: Arc<ProxyContext>) {
+    let mut session = Session { conn, ctx };
+    match session.handshake().await {
+        Ok(authenticated) => session.pair(authenticated).await,
+        Err(exit) => session.finish(exit).await,
+    }
+}
+
+struct Session {
+    conn: Connection,
+    ctx: Arc<ProxyContext>,
+}
+
+impl Session {
+    async fn finish(self, exit: Exit) {
+        match exit {
+            Exit::Close(kind, reason) => {
+                debug!(%reason, "closing");
+                self.conn.close(kind, &reason).await;
+            }
+            Exit::Done => debug!("disconnected"),
+        }
+    }
+
+    /// Until `Authenticate` has succeeded.
+    async fn handshake(&mut self) -> Result<Authenticated, Exit> {
+        let timeouts = self.ctx.timeouts;
+        let mut deadline =
+            pin!(sleep_until(Instant::from_std(self.conn.accepted_at + timeouts.handshake_deadline)));
+        let mut inactive = pin!(sleep(timeouts.inactive));
+        let mut rpc_deadline = pin!(sleep(timeouts.json_rpc));
+        let mut pending: Option<PendingAuth> = None;
+        // Set when bytes after an `Authenticate` are not JSON: they are held for the tunnel and
+        // the socket is not read until the authenticator has answered.
+        let mut holding = false;
+        loop {
+            while !holding {
+                match self.conn.decoder.next_message() {
+                    Ok(None) => break,
+                    Ok(Some(message)) => {
+                        if let Some(auth) = self.handle(message, pending.is_some()).await? {
+                            rpc_deadline.as_mut().reset(Instant::now() + timeouts.json_rpc);
+                            pending = Some(auth);
+                        }
+                    }
+                    Err(DecodeError::Parse(_)) if pending.is_some() => holding = true,
+                    Err(DecodeError::Parse(text)) => {
+                        return Err(self.refuse(RpcError::InvalidJson(text)).await);
+                    }
+                    Err(DecodeError::Oversized) => return Err(self.refuse(RpcError::BufferOverflow).await),
+                }
+            }
+            let authenticating = pending.is_some();
+            tokio::select! {
+                biased;
+                _ = self.ctx.stop.cancelled() => return Err(Exit::shutdown()),
+                joined = async { (&mut pending.as_mut().expect("guarded").task.0).await }, if authenticating => {
+                    let auth = pending.take().expect("guarded");
+                    let verdict = joined.unwrap_or_else(|_| Verdict::refuse(AuthenticationError::Aborted));
+                    return self.authenticated(auth, verdict).await;
+                }
+                _ = &mut rpc_deadline, if authenticating => {
+                    let id = pending.as_ref().expect("guarded").request_id;
+                    return Err(self.refuse(RpcError::Timeout { id }).await);
+                }
+                _ = &mut deadline, if !authenticating => return Err(Exit::error(reasons::INACTIVE)),
+                _ = &mut inactive, if !authenticating => return Err(Exit::error(reasons::INACTIVE)),
+                chunk = self.conn.read_chunk(), if !holding => match chunk {
+                    Ok(Chunk::Data) => inactive.as_mut().reset(Instant::now() + timeouts.inactive),
+                    Ok(Chunk::Control) => {}
+                    Ok(Chunk::Closed) | Err(ReadError::Io(_)) => return Err(Exit::Done),
+                    Err(ReadError::Oversized) => return Err(self.refuse(RpcError::BufferOverflow).await),
+                },
+            }
+        }
+    }
+
+    /// Answers one request. Returns the started authentication for `Authenticate`.
+    async fn handle(&mut self, message: Value, authenticating: bool) -> Result<Option<PendingAuth>, Exit> {
+        let request = match Request::parse(message) {
+            Ok(request) => request,
+            Err(error) => return Err(self.refuse(error).await),
+        };
+        let method = match V1_API.resolve(&request) {
+            Ok(method) => method,
+            Err(error) => return Err(self.refuse(error).await),
+        };
+        match (method.namespace, method.name) {
+            ("RemoteProxy", "Hello") => {
+                let params = json!({
+                    "apiVersion": API_VERSION,
+                    "name": self.ctx.server_name,
+                    "server": SERVER_NAME,
+                    "version": env!("CARGO_PKG_VERSION"),
+                });
+                self.send(&message::success(request.id, params)).await?;
+                Ok(None)
+            }
+            ("RemoteProxy", "Introspect") => {
+                self.send(&message::success(request.id, V1_API.introspect())).await?;
+                Ok(None)
+            }
+            ("Authentication", "Authenticate") if authenticating => {
+                let _ = self.send(&message::error(request.id, "Authentication already in progress")).await;
+                Err(Exit::error(reasons::AUTHENTICATION_IN_PROGRESS))
+            }
+            ("Authentication", "Authenticate") => Ok(Some(self.start_authentication(&request))),
+            (namespace, name) => unreachable!("{namespace}.{name} is in V1_API but has no handler"),
+        }
+    }
+
+    fn start_authentication(&self, request: &Request) -> PendingAuth {
+        let param = |key| string_param(&request.params, key).unwrap_or_default();
+        let token = Token::new(param("token"));
+        let nonce = param("nonce");
+        let uuid = normalize_uuid(&param("uuid"));
+        let name = param("name");
+        let key = TunnelKey::new(&token, &nonce);
+        let auth_request = AuthRequest {
+            token,
+            facts: ConnectionFacts {
+                peer: self.conn.peer,
+                transport: self.conn.transport,
+                uuid: uuid.clone(),
+                name: name.clone(),
+                nonce,
+                client_certificates: self.conn.client_certificates.clone(),
+            },
+        };
+        debug!(%uuid, %name, authenticator = self.ctx.authenticator.kind(), "authenticating");
+        let authenticator = self.ctx.authenticator.clone();
+        let limit = self.ctx.timeouts.authentication;
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(limit, authenticator.authenticate(&auth_request))
+                .await
+                .unwrap_or(Verdict::refuse(AuthenticationError::Timeout))
+        });
+        PendingAuth { request_id: request.id, uuid, name, key, task: AbortOnDrop(task) }
+    }
+
+    /// The authenticator answered. A refusal is answered and closed here; success goes on to
+    /// pairing, which sends the response.
+    async fn authenticated(&mut self, auth: PendingAuth, verdict: Verdict) -> Result<Authenticated, Exit> {
+        if verdict.error != AuthenticationError::NoError {
+            info!(uuid = %auth.uuid, name = %auth.name, outcome = %verdict.error, "authentication refused");
+            self.send(&auth_response(auth.request_id, verdict.error)).await?;
+            return Err(Exit::error(reasons::NOT_SUCCESSFUL));
+        }
+        info!(uuid = %auth.uuid, name = %auth.name, user = verdict.user_name.as_deref().unwrap_or(""), "authenticated");
+        Ok(Authenticated {
+            request_id: auth.request_id,
+            identity: Identity { uuid: auth.uuid, name: auth.name, user_name: verdict.user_name },
+            key: auth.key,
+        })
+    }
+
+    /// Parks the client or joins it with its partner.
+    async fn pair(mut self, auth: Authenticated) {
+        let registry = self.ctx.registry.clone();
+        let (guard, join) = match registry.pair_or_park(auth.key, &auth.identity.uuid) {
+            Pairing::Refused(refusal) => {
+                info!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
+                let exit =
+                    match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
+                        Ok(()) => Exit::error(refusal.reason()),
+                        Err(exit) => exit,
+                    };
+                return self.finish(exit).await;
+            }
+            Pairing::Parked { guard, join } => (guard, join),
+            Pairing::Join { guard, partner } => match ask_for_partner(partner).await {
+                Some(parked) => return self.establish(parked, guard, auth).await,
+                None => {
+                    debug!("the waiting partner left before the hand-over; waiting in its place");
+                    let join = registry.repark(&guard, &auth.identity.uuid);
+                    (guard, join)
+                }
+            },
+        };
+        if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await {
+            return self.finish(exit).await;
+        }
+        if self.conn.decoder.has_data() {
+            return self.finish(Exit::error(reasons::DATA_WHILE_ALONE)).await;
+        }
+        self.wait_alone(guard, join, auth.identity).await;
+    }
+
+    /// Alone: wait for a partner's join request.
+    async fn wait_alone(
+        mut self,
+        guard: SlotGuard,
+        mut join: oneshot::Receiver<JoinRequest>,
+        identity: Identity,
+    ) {
+        debug!("waiting for the tunnel partner");
+        let mut alone = pin!(sleep(self.ctx.timeouts.alone));
+        let exit = loop {
+            tokio::select! {
+                biased;
+                _ = self.ctx.stop.cancelled() => break Exit::shutdown(),
+                request = &mut join => {
+                    let Ok(JoinRequest { reply }) = request else {
+                        // The joiner vanished between claiming the slot and asking.
+                        break Exit::error(PARTNER_GONE);
+                    };
+                    drop(guard);
+                    if let Err(parked) = reply.send(Parked { conn: self.conn, identity }) {
+                        parked.conn.close(CloseKind::Error, PARTNER_GONE).await;
+                    }
+                    return;
+                }
+                _ = &mut alone => break Exit::error(reasons::ALONE),
+                chunk = self.conn.read_chunk() => match chunk {
+                    Ok(Chunk::Data) => break Exit::error(reasons::DATA_WHILE_ALONE),
+                    Ok(Chunk::Control) => {}
+                    Ok(Chunk::Closed) | Err(_) => break Exit::Done,
+                },
+            }
+        };
+        drop(guard);
+        self.finish(exit).await;
+    }
+
+    /// Joined: answer this client, notify both, and relay until the tunnel ends.
+    async fn establish(mut self, parked: Parked, guard: SlotGuard, auth: Authenticated) {
+        let mut partner = parked.conn;
+        let ids = &self.ctx.notification_ids;
+        let to_self = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &parked.identity);
+        let to_partner = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &auth.identity);
+        let response = auth_response(auth.request_id, AuthenticationError::NoError);
+        let greeted = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
+            self.conn.send(&response).await?;
+            self.conn.send(&to_self).await?;
+            partner.send(&to_partner).await
+        })
+        .await;
+        if !matches!(greeted, Ok(Ok(()))) {
+            debug!("a tunnel client left while the tunnel was being established");
+            tokio::join!(
+                self.conn.close(CloseKind::Error, PARTNER_GONE),
+                partner.close(CloseKind::Error, PARTNER_GONE)
+            );
+            return;
+        }
+        let (partner_id, partner_transport) = (partner.id, partner.transport);
+        info!(
+            partner = partner_id,
+            partner_transport = %partner_transport,
+            uuid = %auth.identity.uuid,
+            partner_uuid = %parked.identity.uuid,
+            "tunnel established"
+        );
+        let (a_wire, a_early) = partner.into_raw();
+        let (b_wire, b_early) = self.conn.into_raw();
+        let report = relay::run(
+            TunnelEnd { wire: a_wire, early_data: a_early },
+            TunnelEnd { wire: b_wire, early_data: b_early },
+            self.ctx.timeouts.tunnel_idle,
+            self.ctx.hard_stop.clone(),
+        )
+        .await;
+        drop(guard);
+        info!(
+            partner = partner_id,
+            bytes_to_partner = report.b_to_a,
+            bytes_from_partner = report.a_to_b,
+            reason = ?report.reason,
+            "tunnel closed"
+        );
+    }
+
+    async fn send(&mut self, value: &Value) -> Result<(), Exit> {
+        self.conn.send(value).await.map_err(|error| {
+            debug!(%error, "write failed");
+            Exit::Done
+        })
+    }
+
+    /// Answers a refused request (when it has an answer) and gives the close reason.
+    async fn refuse(&mut self, error: RpcError) -> Exit {
+        warn!(reason = error.close_reason(), "protocol error");
+        if let Some(text) = error.response_text()
+            && self.send(&message::error(error.id(), &text)).await.is_err()
+        {
+            return Exit::Done;
+        }
+        Exit::error(error.close_reason())
+    }
+}
+
+/// Sends the join request and waits for the parked session's connection.
+async fn ask_for_partner(partner: oneshot::Sender<JoinRequest>) -> Option<Parked> {
+    let (reply, answer) = oneshot::channel();
+    partner.send(JoinRequest { reply }).ok()?;
+    tokio::time::timeout(HANDOVER_TIMEOUT, answer).await.ok()?.ok()
+}
+
+fn auth_response(id: i64, outcome: AuthenticationError) -> Value {
+    message::success(id, json!({"authenticationError": outcome.wire_name()}))
+}
+
+fn tunnel_established(id: u64, partner: &Identity) -> Value {
+    message::notification(
+        id,
+        "RemoteProxy.TunnelEstablished",
+        json!({"name": partner.name, "uuid": partner.uuid}),
+    )
+}
+
+/// Uuids are passed on without braces; a valid uuid in any spelling becomes its canonical
+/// lowercase hyphenated form, anything else is kept as given.
+pub fn normalize_uuid(raw: &str) -> String {
+    let trimmed = raw.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(raw);
+    match uuid::Uuid::parse_str(trimmed) {
+        Ok(parsed) => parsed.hyphenated().to_string(),
+        Err(_) => trimmed.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_uuid;
+
+    #[test]
+    fn uuids_lose_their_braces() {
+        let plain = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        assert_eq!(normalize_uuid("{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"), plain);
+        assert_eq!(normalize_uuid(plain), plain);
+        assert_eq!(normalize_uuid("not-a-uuid"), "not-a-uuid");
+    }
+}
