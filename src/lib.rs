@@ -1,0 +1,33 @@
+//! remoteproxy: a secure tunnel broker that speaks the nymea-remoteproxy protocol.
+//!
+//! Devices and apps behind NAT both connect out to the broker, authenticate with a shared token,
+//! and the broker joins them into a tunnel. The wire contract is PROTOCOL.md in the project's
+//! shared documents; this crate is laid out along the path of one connection:
+//!
+//! * [`config`]: the nymea-compatible INI configuration and its defaults.
+//! * [`transport`]: listeners, TLS, WebSocket, and a [`transport::Connection`] in its JSON phase.
+//! * [`protocol`]: the JSON-RPC dialect: stream decoder, requests, responses, errors, introspection.
+//! * [`proxy`]: the v1 API: one session state machine per connection and the tunnel registry.
+//! * [`relay`]: the byte and message pump between the two ends of a tunnel.
+//! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]).
+//! * [`limits`], [`logging`]: process set-up for the binary.
+//!
+//! Authenticators live in the `remoteproxy-authenticators` crate.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod limits;
+pub mod logging;
+pub mod protocol;
+pub mod proxy;
+pub mod relay;
+pub mod server;
+pub mod shutdown;
+pub mod transport;
+
+pub use config::Config;
+pub use remoteproxy_authenticators as authenticators;
+pub use server::Server;
+pub use transport::Listeners;

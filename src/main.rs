@@ -1,0 +1,114 @@
+//! The `remoteproxy` binary: flags, configuration, logging, then [`remoteproxy::Server::run`].
+//!
+//! Exit codes: 0 after a clean stop, 2 for usage and configuration errors (including a missing
+//! authenticator and unreadable certificates), 1 when the broker cannot start (a port that cannot
+//! be bound).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{ArgAction, Parser};
+use remoteproxy::authenticators::Authenticator;
+use remoteproxy::authenticators::mock::MockAuthenticator;
+use remoteproxy::config::{self, AuthenticatorKind, Config};
+use remoteproxy::{Listeners, Server};
+use tracing::warn;
+
+/// The remoteproxy tunnel broker: devices and apps behind NAT meet here and are joined into a
+/// tunnel. Compatible with nymea-remoteproxy clients.
+#[derive(Debug, Parser)]
+#[command(name = "remoteproxy", version, disable_version_flag = true)]
+struct Cli {
+    /// The configuration file (nymea-remoteproxy INI format). Without it the built-in defaults
+    /// are used.
+    #[arg(short = 'c', long = "configuration", value_name = "FILE")]
+    configuration: Option<PathBuf>,
+    /// Accept every token. For local trials and tests only, never on a public broker.
+    #[arg(short = 'm', long = "mock-authenticator")]
+    mock_authenticator: bool,
+    /// Also write the log to this file.
+    #[arg(short = 'l', long = "logging", value_name = "FILE")]
+    logging: Option<PathBuf>,
+    /// Print debug output.
+    #[arg(long)]
+    verbose: bool,
+    /// Check the configuration (including certificates) and exit.
+    #[arg(long = "check-config")]
+    check_config: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+}
+
+const USAGE_ERROR: u8 = 2;
+const STARTUP_ERROR: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.configuration {
+        Some(path) => match config::load_file(path) {
+            Ok(config) => config,
+            Err(error) => return fail(USAGE_ERROR, &error),
+        },
+        None => Config::default(),
+    };
+    let authenticator = match choose_authenticator(&cli, &config) {
+        Ok(authenticator) => authenticator,
+        Err(message) => return fail(USAGE_ERROR, &message),
+    };
+    let log_file =
+        cli.logging.clone().or_else(|| config.server.write_logs.then(|| config.server.log_file.clone()));
+    if let Err(error) = remoteproxy::logging::init(cli.verbose, log_file.as_deref()) {
+        let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
+        return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
+    }
+    if cli.mock_authenticator {
+        warn!("the mock authenticator accepts every token: use it for tests only");
+    }
+    let max_connections = config.server.max_connections;
+    let listener_settings = config.listeners.clone();
+    let source = config.source.clone();
+    let server = match Server::new(config, authenticator) {
+        Ok(server) => server,
+        Err(error) => return fail(USAGE_ERROR, &error),
+    };
+    if cli.check_config {
+        match source {
+            Some(path) => println!("configuration OK: {}", path.display()),
+            None => println!("configuration OK: built-in defaults"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    remoteproxy::limits::raise_open_files_limit(max_connections);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(STARTUP_ERROR, &format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async {
+        let listeners = match Listeners::bind(&listener_settings, "v1").await {
+            Ok(listeners) => listeners,
+            Err(error) => return fail(STARTUP_ERROR, &error),
+        };
+        server.run(listeners, remoteproxy::shutdown::signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn choose_authenticator(cli: &Cli, config: &Config) -> Result<Arc<dyn Authenticator>, String> {
+    if cli.mock_authenticator {
+        return Ok(Arc::new(MockAuthenticator));
+    }
+    match config.authenticator {
+        Some(AuthenticatorKind::Mock) => Ok(Arc::new(MockAuthenticator)),
+        None => Err("no authenticator is configured: set `type` in the [Authentication] section of the \
+                     configuration file (available: mock), or start with --mock-authenticator to accept every \
+                     token (for tests only)"
+            .to_string()),
+    }
+}
+
+fn fail(code: u8, message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("remoteproxy: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,109 @@
+//! The server: builds the shared state from a [`Config`], serves the listeners it is given, and
+//! drains on shutdown.
+//!
+//! Binding is the caller's job ([`Listeners::bind`]), so tests bind `127.0.0.1:0` and read the
+//! ports, and the binary reports a port that cannot be bound before anything runs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use remoteproxy_authenticators::Authenticator;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::{Config, ConfigError};
+use crate::proxy::{self, ProxyContext, Registry};
+use crate::shutdown;
+use crate::transport::accept::{self, AcceptContext, Handler};
+use crate::transport::{Listeners, tls};
+
+/// A configured broker, ready to serve.
+pub struct Server {
+    config: Config,
+    authenticator: Arc<dyn Authenticator>,
+    tls: Option<tls::TlsMaterial>,
+}
+
+impl Server {
+    /// Checks what the configuration names beyond the file itself (certificates and keys) and
+    /// prepares TLS, generating a self-signed certificate when none is configured.
+    pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
+        let tls =
+            if config.tls.enabled { Some(tls::load(&config.tls, config.source.as_deref())?) } else { None };
+        Ok(Server { config, authenticator, tls })
+    }
+
+    /// The SHA-256 fingerprint of the served certificate, when TLS is on.
+    pub fn certificate_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.fingerprint_sha256.as_str())
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+        let Server { config, authenticator, tls } = self;
+        if let Some(material) = &tls {
+            if material.self_signed {
+                info!(fingerprint = %material.fingerprint_sha256, "TLS: serving a generated self-signed certificate");
+            } else {
+                info!(fingerprint = %material.fingerprint_sha256, "TLS: certificate loaded");
+            }
+        }
+        let stop = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let accept_ctx = Arc::new(AcceptContext {
+            tls: tls.map(|material| TlsAcceptor::from(material.server_config)),
+            tls_handshake_timeout: config.timeouts.tls_handshake,
+            upgrade_timeout: config.timeouts.inactive,
+            max_message_size: config.server.max_message_size,
+            limiter: Arc::new(Semaphore::new(config.server.max_connections.min(Semaphore::MAX_PERMITS))),
+            ids: AtomicU64::new(1),
+            stop_accepting: stop.clone(),
+            tracker: tracker.clone(),
+        });
+        let proxy_ctx = Arc::new(ProxyContext {
+            server_name: config.server.name.clone(),
+            timeouts: config.timeouts,
+            authenticator,
+            registry: Arc::new(Registry::default()),
+            notification_ids: AtomicU64::new(0),
+            stop: stop.clone(),
+            hard_stop: hard_stop.clone(),
+        });
+        let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, proxy_ctx.clone())));
+
+        let mut loops = JoinSet::new();
+        let Listeners { websocket, tcp, unix } = listeners;
+        let tls_word = if accept_ctx.tls.is_some() { "TLS" } else { "plain" };
+        if let Some(listener) = websocket {
+            info!(address = %display_addr(&listener), security = tls_word, "v1 WebSocket listener");
+            loops.spawn(accept::serve_tcp(listener, true, accept_ctx.clone(), v1.clone()));
+        }
+        if let Some(listener) = tcp {
+            info!(address = %display_addr(&listener), security = tls_word, "v1 TCP listener");
+            loops.spawn(accept::serve_tcp(listener, false, accept_ctx.clone(), v1.clone()));
+        }
+        if let Some(unix) = unix {
+            info!(path = %unix.path().display(), "v1 unix socket listener");
+            let (ctx, handler) = (accept_ctx.clone(), v1.clone());
+            loops.spawn(async move { accept::serve_unix(&unix.listener, ctx, handler).await });
+        }
+        info!(name = %config.server.name, version = env!("CARGO_PKG_VERSION"), "remoteproxy running");
+
+        shutdown.await;
+        info!("stopping: no new connections; closing connections that are not tunnels");
+        stop.cancel();
+        while loops.join_next().await.is_some() {}
+        shutdown::drain(&tracker, &hard_stop, config.server.shutdown_grace_period).await;
+        info!("stopped");
+    }
+}
+
+fn display_addr(listener: &tokio::net::TcpListener) -> String {
+    listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|e| format!("unknown ({e})"))
+}
