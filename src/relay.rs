@@ -17,6 +17,7 @@
 //! A WebSocket has no half-close, so any direction that involves one ends the whole tunnel when it
 //! ends. The other end is then closed with the reason `Tunnel client disconnected`.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -29,7 +30,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::transport::connection::{Wire, close_stream};
+use crate::transport::connection::{EarlyData, Wire, close_stream};
 use crate::transport::websocket::{self, CloseKind};
 
 /// Bytes read per call from a stream end. 64 KiB moves about three times the data of tokio's
@@ -70,8 +71,8 @@ pub struct Report {
 pub struct TunnelEnd {
     /// The carrier.
     pub wire: Wire,
-    /// Bytes this end sent that the broker already read during the handshake; they go out first.
-    pub early_data: Bytes,
+    /// What this end sent that the broker already read during the handshake; it goes out first.
+    pub early_data: EarlyData,
 }
 
 /// Runs the tunnel until it ends, then closes both ends.
@@ -180,6 +181,8 @@ struct Pump {
     payload: Bytes,
     /// Message waiting for the WebSocket destination.
     message: Option<Message>,
+    /// Early frames from a WebSocket source, for a WebSocket destination.
+    queued: VecDeque<Message>,
     src_is_ws: bool,
     dst_is_ws: bool,
     src_ended: bool,
@@ -190,11 +193,12 @@ struct Pump {
 }
 
 impl Pump {
-    fn new(early_data: Bytes, src_is_ws: bool, dst_is_ws: bool) -> Pump {
+    fn new(early_data: EarlyData, src_is_ws: bool, dst_is_ws: bool) -> Pump {
         let mut pump = Pump {
             buf: BytesMut::new(),
             payload: Bytes::new(),
             message: None,
+            queued: VecDeque::new(),
             src_is_ws,
             dst_is_ws,
             src_ended: false,
@@ -203,17 +207,18 @@ impl Pump {
             finished: false,
             delivered: 0,
         };
-        if early_data.is_empty() {
-            return pump;
-        }
-        if dst_is_ws {
-            // Early bytes from a WebSocket were whole frames: nothing more will complete them.
-            pump.buf.extend_from_slice(&early_data);
-            pump.message = next_message(&mut pump.buf, src_is_ws);
-        } else if src_is_ws {
-            pump.payload = early_data;
-        } else {
-            pump.buf.extend_from_slice(&early_data);
+        match early_data {
+            EarlyData::Bytes(bytes) => {
+                pump.buf.extend_from_slice(&bytes);
+                if dst_is_ws {
+                    pump.message = next_message(&mut pump.buf, false);
+                }
+            }
+            EarlyData::Frames(frames) if dst_is_ws => pump.queued = frames.into(),
+            EarlyData::Frames(frames) => {
+                let payload: Vec<u8> = frames.into_iter().flat_map(|m| m.into_data()).collect();
+                pump.payload = Bytes::from(payload);
+            }
         }
         pump
     }
@@ -279,9 +284,10 @@ impl Pump {
                 }
             }
             Wire::WebSocket(ws) => {
-                if self.message.is_some() {
+                while self.message.is_some() || !self.queued.is_empty() {
                     ready!(Pin::new(&mut **ws).poll_ready(cx)).map_err(ws_error)?;
-                    let message = self.message.take().expect("checked above");
+                    let message =
+                        self.message.take().or_else(|| self.queued.pop_front()).expect("checked above");
                     let len = message.len() as u64;
                     Pin::new(&mut **ws).start_send(message).map_err(ws_error)?;
                     self.delivered += len;
@@ -351,9 +357,9 @@ impl Pump {
         match dst {
             Wire::Stream(stream) if !self.src_is_ws => {
                 // Half-close: the destination learns that no more bytes come; it may still send.
-                if ready!(Pin::new(&mut **stream).poll_shutdown(cx)).is_err() {
-                    return Poll::Ready(PumpEnd::Failed);
-                }
+                // A failure means the destination is gone already, which ends this direction
+                // just the same; its own read side reports how it ended.
+                let _ = ready!(Pin::new(&mut **stream).poll_shutdown(cx));
                 Poll::Ready(PumpEnd::HalfClosed)
             }
             _ => Poll::Ready(PumpEnd::Closed),

@@ -59,6 +59,11 @@ impl Decoder {
         self.buf.extend_from_slice(data);
     }
 
+    /// How many unconsumed bytes are buffered.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether the buffer holds anything but whitespace.
     pub fn has_data(&self) -> bool {
         self.buf.iter().any(|b| !is_whitespace(*b))

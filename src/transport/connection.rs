@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::BoxStream;
 use super::budget::ReadBudget;
+use super::frames::FrameLog;
 use super::websocket::{self, CloseKind, WsStream};
 use crate::protocol::{Decoder, message};
 
@@ -35,6 +36,15 @@ pub enum Wire {
     Stream(BoxStream),
     /// A WebSocket (over TLS or plain TCP).
     WebSocket(Box<WsStream>),
+}
+
+/// Tunnel data the broker read during the handshake, in the shape it arrived.
+#[derive(Debug)]
+pub enum EarlyData {
+    /// From a byte stream.
+    Bytes(Bytes),
+    /// From a WebSocket: whole frames with their types.
+    Frames(Vec<Message>),
 }
 
 /// What one read brought.
@@ -71,6 +81,8 @@ pub struct Connection {
     pub client_certificates: Option<Vec<Vec<u8>>>,
     /// Incoming bytes not yet consumed as messages.
     pub decoder: Decoder,
+    /// WebSocket frame boundaries of the bytes in `decoder`.
+    frames: FrameLog,
     wire: Wire,
     /// Counts against `maxConnections` for as long as the connection lives, wherever it moves.
     _permit: Option<OwnedSemaphorePermit>,
@@ -94,6 +106,7 @@ impl Connection {
             accepted_at,
             client_certificates: None,
             decoder: Decoder::new(max_message_size),
+            frames: FrameLog::default(),
             wire,
             _permit: permit,
         }
@@ -114,14 +127,12 @@ impl Connection {
             }
             Wire::WebSocket(ws) => match ws.next().await {
                 None | Some(Ok(Message::Close(_))) => Ok(Chunk::Closed),
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                     ws.get_mut().reset();
-                    self.decoder.extend(text.as_bytes());
-                    Ok(Chunk::Data)
-                }
-                Some(Ok(Message::Binary(data))) => {
-                    ws.get_mut().reset();
-                    self.decoder.extend(&data);
+                    let text = message.is_text();
+                    let payload = message.into_data();
+                    self.frames.record(payload.len(), text, self.decoder.buffered());
+                    self.decoder.extend(&payload);
                     Ok(Chunk::Data)
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Chunk::Control),
@@ -157,18 +168,17 @@ impl Connection {
         }
     }
 
-    /// Ends the JSON phase: the carrier (with any WebSocket budget lifted) and the bytes that were
-    /// already read but not consumed, which belong to the tunnel.
-    pub fn into_raw(mut self) -> (Wire, Bytes) {
+    /// Ends the JSON phase: the carrier (with any WebSocket budget lifted) and the data that was
+    /// already read but not consumed, which belongs to the tunnel.
+    pub fn into_raw(mut self) -> (Wire, EarlyData) {
         let leftover = self.decoder.take_remaining();
-        let wire = match self.wire {
+        match self.wire {
             Wire::WebSocket(mut ws) => {
                 ws.get_mut().lift();
-                Wire::WebSocket(ws)
+                (Wire::WebSocket(ws), EarlyData::Frames(self.frames.split(leftover)))
             }
-            other => other,
-        };
-        (wire, leftover)
+            stream => (stream, EarlyData::Bytes(leftover)),
+        }
     }
 }
 

@@ -5,18 +5,20 @@
 //! * [`tls`]: certificates and keys, or a generated self-signed certificate.
 //! * [`websocket`]: codec configuration and closing with a code and reason.
 //! * [`budget`]: bounds what a WebSocket client can make the broker buffer before its tunnel.
+//! * [`frames`]: remembers WebSocket frame types of bytes still buffered at the switch.
 //! * [`connection`]: one connection in its JSON phase, and its hand-over to the relay.
 
 pub mod accept;
 pub mod budget;
 pub mod connection;
+pub mod frames;
 pub mod listeners;
 pub mod tls;
 pub mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use connection::{Chunk, Connection, ReadError, Wire};
+pub use connection::{Chunk, Connection, EarlyData, ReadError, Wire};
 pub use listeners::{BindError, Listeners, UnixSocketListener};
 
 /// Any byte stream a connection can run on: TCP, TLS over TCP, unix.
