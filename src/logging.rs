@@ -5,6 +5,7 @@
 //! and the token type masks itself in `Debug`.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -16,7 +17,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub fn init(verbose: bool, file: Option<&Path>) -> std::io::Result<()> {
     let default = if verbose { "info,remoteproxy=debug,remoteproxy_authenticators=debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let colors = std::io::stderr().is_terminal();
+    let stderr = tracing_subscriber::fmt::layer().with_ansi(colors).with_writer(std::io::stderr);
     let file_layer = match file {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;

@@ -57,18 +57,11 @@ fn main() -> ExitCode {
         Ok(authenticator) => authenticator,
         Err(message) => return fail(USAGE_ERROR, &message),
     };
-    let log_file =
-        cli.logging.clone().or_else(|| config.server.write_logs.then(|| config.server.log_file.clone()));
-    if let Err(error) = remoteproxy::logging::init(cli.verbose, log_file.as_deref()) {
-        let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
-        return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
-    }
-    if cli.mock_authenticator {
-        warn!("the mock authenticator accepts every token: use it for tests only");
-    }
     let max_connections = config.server.max_connections;
     let listener_settings = config.listeners.clone();
     let source = config.source.clone();
+    let log_file =
+        cli.logging.clone().or_else(|| config.server.write_logs.then(|| config.server.log_file.clone()));
     let server = match Server::new(config, authenticator) {
         Ok(server) => server,
         Err(error) => return fail(USAGE_ERROR, &error),
@@ -79,6 +72,14 @@ fn main() -> ExitCode {
             None => println!("configuration OK: built-in defaults"),
         }
         return ExitCode::SUCCESS;
+    }
+    // Logging starts only now, so every configuration error above is one plain line on stderr.
+    if let Err(error) = remoteproxy::logging::init(cli.verbose, log_file.as_deref()) {
+        let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
+        return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
+    }
+    if cli.mock_authenticator {
+        warn!("the mock authenticator accepts every token: use it for tests only");
     }
     remoteproxy::limits::raise_open_files_limit(max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

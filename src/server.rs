@@ -43,6 +43,12 @@ impl Server {
         self.tls.as_ref().map(|t| t.fingerprint_sha256.as_str())
     }
 
+    /// The served certificate chain (leaf first), when TLS is on: what a client pins or trusts,
+    /// e.g. for a generated self-signed certificate.
+    pub fn certificate_chain(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.tls.as_ref().map(|t| t.certificate_chain.as_slice())
+    }
+
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let Server { config, authenticator, tls } = self;
