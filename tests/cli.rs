@@ -1,0 +1,422 @@
+//! The binary: flags, configuration files, exit codes, and what reaches its log.
+
+mod common;
+use common::*;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use serde_json::json;
+use tokio::net::{TcpStream, UnixStream};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+const BIN: &str = env!("CARGO_BIN_EXE_remoteproxy");
+
+/// What a finished run printed.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// A started binary whose stdout and stderr go to files in its own temp directory.
+struct Started {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+fn start(args: &[&str]) -> Started {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    Started { child, dir }
+}
+
+impl Started {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// Waits (bounded by [`WAIT`]) for the exit; kills the process and fails if it does not come.
+    fn finish(mut self) -> Run {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the binary did not exit within {WAIT:?}; stderr: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Run {
+            code: status.code(),
+            stdout: std::fs::read_to_string(self.dir.path().join("stdout")).unwrap(),
+            stderr: self.stderr(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary to its exit.
+fn exec(args: &[&str]) -> Run {
+    start(args).finish()
+}
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+/// `N` distinct ports that were free a moment ago: all are held until all are read.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
+/// A runnable configuration: free ports, TLS off, a unix socket in `dir`, plus `extra`.
+fn runnable_config(dir: &Path, extra: &str) -> (PathBuf, SocketAddr, PathBuf) {
+    let [tcp, ws] = free_ports();
+    let unix = dir.join("proxy.socket");
+    let text = format!(
+        "[ProxyServer]\nname=cli-test\n\
+         [SSL]\nenabled=false\n\
+         [WebSocketServer]\nhost=127.0.0.1\nport={ws}\n\
+         [TcpServer]\nhost=127.0.0.1\nport={tcp}\n\
+         [UnixSocketServer]\nunixSocketFileName={}\n{extra}",
+        unix.display()
+    );
+    let path = dir.join("remoteproxy.conf");
+    std::fs::write(&path, text).unwrap();
+    (path, SocketAddr::from(([127, 0, 0, 1], tcp)), unix)
+}
+
+fn stream_client(kind: Kind, stream: Box<dyn Io>) -> Client {
+    Client { kind, wire: ClientWire::Stream(stream), buf: BytesMut::new() }
+}
+
+/// Connects to the TCP listener of a started binary, retrying until it listens.
+async fn connect_when_ready(started: &mut Started, addr: SocketAddr) -> Client {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(!started.exited(), "the broker exited early: {}", started.stderr());
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            stream.set_nodelay(true).unwrap();
+            return stream_client(Kind::Tcp, Box::new(stream));
+        }
+        assert!(Instant::now() < deadline, "the broker did not listen: {}", started.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts a one-line error on stderr containing every needle, and exit code 2.
+fn assert_config_error(run: &Run, needles: &[&str]) {
+    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
+    let text = run.stderr.trim_end();
+    assert_eq!(text.lines().count(), 1, "exactly one line on stderr: {text:?}");
+    for needle in needles {
+        assert!(text.contains(needle), "stderr should mention {needle:?}: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Flags.
+
+#[test]
+fn help_lists_every_flag() {
+    let run = exec(&["--help"]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    for flag in [
+        "-c, --configuration",
+        "-m, --mock-authenticator",
+        "-l, --logging",
+        "--verbose",
+        "-v, --version",
+        "--check-config",
+        "-h, --help",
+    ] {
+        assert!(run.stdout.contains(flag), "--help lists {flag}:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn version_flags_print_the_version() {
+    for flag in ["-v", "--version"] {
+        let run = exec(&[flag]);
+        assert_eq!(run.code, Some(0), "{flag}: {}", run.stderr);
+        assert_eq!(run.stdout.trim(), format!("remoteproxy {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let run = exec(&["--no-such-flag"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--no-such-flag"), "{}", run.stderr);
+    let run = exec(&["-c"]);
+    assert_eq!(run.code, Some(2), "-c needs a value: {}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. The authenticator must be chosen.
+
+#[test]
+fn without_an_authenticator_the_broker_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, unix) = runnable_config(dir.path(), "");
+    let config = config.to_str().unwrap();
+    for args in [vec![], vec!["-c", config], vec!["-c", config, "--check-config"]] {
+        let run = exec(&args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("[Authentication]"), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("--mock-authenticator"), "{args:?}: {}", run.stderr);
+    }
+    assert!(!unix.exists(), "nothing was bound");
+    // An empty type is no authenticator either.
+    let (config, _, _) = runnable_config(dir.path(), "[Authentication]\ntype=\n");
+    let run = exec(&["-c", config.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--mock-authenticator"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn authentication_type_mock_starts_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, addr, unix) = runnable_config(dir.path(), "[Authentication]\ntype=mock\n");
+    let mut started = start(&["-c", config.to_str().unwrap()]);
+    let mut client = connect_when_ready(&mut started, addr).await;
+    let hello = client.hello().await;
+    assert_eq!(hello["status"], "success", "{hello}");
+    assert_eq!(hello["params"]["name"], "cli-test", "{hello}");
+    assert_eq!(hello["params"]["version"], env!("CARGO_PKG_VERSION"), "{hello}");
+    // The mock authenticator accepts a token.
+    assert_eq!(client.authenticate("uuid-a", "a", "any-token", None).await, "AuthenticationErrorNoError");
+    // The unix listener is up too.
+    let mut unix_client = stream_client(Kind::Unix, Box::new(UnixStream::connect(&unix).await.unwrap()));
+    assert_eq!(unix_client.hello().await["params"]["server"], "remoteproxy");
+    started.signal("TERM");
+    let run = started.finish();
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. Configuration files.
+
+const SNAKEOIL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+const SNAKEOIL_KEY: &str = "/etc/ssl/private/ssl-cert-snakeoil.key";
+
+fn reference_config_with(certificate: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(fixture("nymea-remoteproxy-1.8.4.conf")).unwrap();
+    assert!(text.contains(SNAKEOIL_CERT) && text.contains(SNAKEOIL_KEY));
+    text.replace(SNAKEOIL_CERT, certificate).replace(SNAKEOIL_KEY, key)
+}
+
+#[test]
+fn reference_file_with_test_certificates_checks_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nymea-remoteproxy.conf");
+    let cert = fixture("tls/rsa.crt");
+    let key = fixture("tls/rsa.key");
+    std::fs::write(&path, reference_config_with(cert.to_str().unwrap(), key.to_str().unwrap())).unwrap();
+    let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout.contains("configuration OK"), "{}", run.stdout);
+    assert!(run.stdout.contains(path.to_str().unwrap()), "{}", run.stdout);
+}
+
+#[test]
+fn reference_file_unchanged() {
+    // The file names the Debian snakeoil certificate: fine where it exists and is readable,
+    // a one-line `[SSL] certificate` error where it does not.
+    let path = fixture("nymea-remoteproxy-1.8.4.conf");
+    let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+    let snakeoil_usable = std::fs::read(SNAKEOIL_CERT).is_ok() && std::fs::read(SNAKEOIL_KEY).is_ok();
+    if snakeoil_usable {
+        assert_eq!(run.code, Some(0), "snakeoil files exist here; stderr: {}", run.stderr);
+    } else {
+        assert_config_error(&run, &[path.to_str().unwrap(), "[SSL] certificate"]);
+    }
+}
+
+/// The 1.8.4 file pointing at a certificate that does not exist, made runnable with
+/// `[Authentication] type=mock`.
+fn reference_file_with_missing_certificate(dir: &Path) -> PathBuf {
+    let path = dir.join("nymea-remoteproxy.conf");
+    let missing = dir.join("no-such-cert.pem");
+    let key = fixture("tls/rsa.key");
+    let mut text = reference_config_with(missing.to_str().unwrap(), key.to_str().unwrap());
+    text.push_str("\n[Authentication]\ntype=mock\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn reference_file_with_a_missing_certificate_exits_2_naming_ssl_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reference_file_with_missing_certificate(dir.path());
+    for args in [vec!["-c", path.to_str().unwrap(), "--check-config"], vec!["-c", path.to_str().unwrap()]] {
+        let run = exec(&args);
+        assert_config_error(&run, &[path.to_str().unwrap(), "[SSL] certificate", "no-such-cert.pem"]);
+        assert!(!run.stderr.contains("certificateKey"), "{}", run.stderr);
+    }
+}
+
+/// With `-m` the same error is still the only line on stderr: a configuration error is one line
+/// naming file, section and key, whatever the flags.
+#[test]
+fn certificate_error_with_mock_flag_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reference_file_with_missing_certificate(dir.path());
+    let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+    assert_config_error(&run, &[path.to_str().unwrap(), "[SSL] certificate"]);
+}
+
+#[test]
+fn bad_files_exit_2_with_one_line_naming_file_section_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("unknown-key", "[ProxyServer]\nname=x\nbogusKey=1\n", &["[ProxyServer]", "bogusKey"]),
+        ("unknown-section", "[ProxyServer]\nname=x\n[Bogus]\nfoo=1\n", &["[Bogus]"]),
+        ("bad-bool", "[SSL]\nenabled=maybe\n", &["[SSL]", "enabled", "maybe"]),
+        ("bad-number", "[ProxyServer]\naloneTimeout=soon\n", &["[ProxyServer]", "aloneTimeout", "soon"]),
+        ("negative-number", "[ProxyServer]\ninactiveTimeout=-5\n", &["[ProxyServer]", "inactiveTimeout"]),
+        ("bad-port", "[TcpServer]\nhost=127.0.0.1\nport=70000\n", &["[TcpServer]", "port"]),
+        ("bad-host", "[WebSocketServer]\nhost=example.com\nport=1212\n", &["[WebSocketServer]", "host"]),
+        ("bad-auth-type", "[Authentication]\ntype=magic\n", &["[Authentication]", "type"]),
+    ];
+    for (name, text, needles) in cases {
+        let path = dir.path().join(format!("{name}.conf"));
+        std::fs::write(&path, text).unwrap();
+        let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+        let mut all = vec![path.to_str().unwrap()];
+        all.extend_from_slice(needles);
+        assert_config_error(&run, &all);
+        // The same file fails the same way without --check-config (before binding anything).
+        let run = exec(&["-c", path.to_str().unwrap(), "-m"]);
+        assert_config_error(&run, &all);
+    }
+}
+
+#[test]
+fn missing_or_unreadable_file_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.conf");
+    let run = exec(&["-c", missing.to_str().unwrap(), "-m", "--check-config"]);
+    assert_config_error(&run, &[missing.to_str().unwrap()]);
+    // A directory cannot be read as a file (unlike permissions, this holds for root too).
+    let directory = dir.path().join("a-directory.conf");
+    std::fs::create_dir(&directory).unwrap();
+    let run = exec(&["-c", directory.to_str().unwrap(), "-m", "--check-config"]);
+    assert_config_error(&run, &[directory.to_str().unwrap()]);
+    // Not UTF-8.
+    let binary = dir.path().join("binary.conf");
+    std::fs::write(&binary, b"[ProxyServer]\nname=\xff\xfe\n").unwrap();
+    let run = exec(&["-c", binary.to_str().unwrap(), "-m", "--check-config"]);
+    assert_config_error(&run, &[binary.to_str().unwrap()]);
+}
+
+#[test]
+fn check_config_does_not_bind() {
+    // A port that is taken does not matter to --check-config: it only reads and validates.
+    let dir = tempfile::tempdir().unwrap();
+    let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupied.local_addr().unwrap().port();
+    let path = dir.path().join("taken.conf");
+    std::fs::write(&path, format!("[SSL]\nenabled=false\n[TcpServer]\nhost=127.0.0.1\nport={port}\n"))
+        .unwrap();
+    let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    drop(occupied);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. Tokens never reach the log.
+
+#[tokio::test]
+async fn tokens_never_reach_the_log() {
+    const TOKEN: &str = "tok-SECRET-1234";
+    let dir = tempfile::tempdir().unwrap();
+    let (config, addr, unix) = runnable_config(dir.path(), "");
+    let log = dir.path().join("broker.log");
+    let mut started =
+        start(&["--verbose", "-l", log.to_str().unwrap(), "-m", "-c", config.to_str().unwrap()]);
+
+    // A full tunnel with the token.
+    let mut a = connect_when_ready(&mut started, addr).await;
+    let mut b = stream_client(Kind::Unix, Box::new(UnixStream::connect(&unix).await.unwrap()));
+    assert_eq!(a.authenticate("uuid-a", "a", TOKEN, Some("n1")).await, "AuthenticationErrorNoError");
+    assert_eq!(b.authenticate("uuid-b", "b", TOKEN, Some("n1")).await, "AuthenticationErrorNoError");
+    b.wait_tunnel().await;
+    a.wait_tunnel().await;
+    a.send_bytes(b"hello b").await;
+    assert_eq!(b.read_exact(7).await, b"hello b");
+    b.send_bytes(TOKEN.as_bytes()).await;
+    assert_eq!(a.read_exact(TOKEN.len()).await, TOKEN.as_bytes());
+
+    // A third client for the same pair is refused.
+    let mut c = TcpStream::connect(addr).await.map(|s| stream_client(Kind::Tcp, Box::new(s))).unwrap();
+    assert_eq!(c.authenticate("uuid-c", "c", TOKEN, Some("n1")).await, "AuthenticationErrorProxyError");
+    assert_eq!(c.closed().await, Closed::Eof);
+
+    // Failed requests that carry the token in bad params or elsewhere.
+    let failing = [
+        json!({"id": 2, "method": "Authentication.Authenticate",
+               "params": {"uuid": "u", "name": "n", "token": TOKEN, "extra": TOKEN}}),
+        json!({"id": 3, "method": "Authentication.Authenticate", "params": {"token": TOKEN}}),
+        json!({"id": 4, "method": format!("Authentication.{TOKEN}"), "params": {"token": TOKEN}}),
+        json!({"id": 5, "method": TOKEN, "params": {"token": TOKEN}}),
+        json!({"method": "Authentication.Authenticate", "params": {"token": TOKEN}}),
+    ];
+    for request in failing {
+        let mut d = stream_client(Kind::Tcp, Box::new(TcpStream::connect(addr).await.unwrap()));
+        d.send_json(&request).await;
+        let response = d.recv_json().await;
+        assert_eq!(response["status"], "error", "{request} -> {response}");
+        assert_eq!(d.closed().await, Closed::Eof);
+    }
+    let mut e = stream_client(Kind::Tcp, Box::new(TcpStream::connect(addr).await.unwrap()));
+    e.send_text(&format!("{{\"id\":6,\"params\":{{\"token\":\"{TOKEN}\"}}]\n")).await;
+    assert_eq!(e.recv_json().await["status"], "error");
+    assert_eq!(e.closed().await, Closed::Eof);
+
+    drop((a, b));
+    started.signal("TERM");
+    let run = started.finish();
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.is_empty(), "the log file is written");
+    assert!(log_text.contains("tunnel established"), "the log covers the tunnel:\n{log_text}");
+    for (what, text) in [("stderr", &run.stderr), ("log file", &log_text)] {
+        assert!(!text.contains(TOKEN), "the token appears in the {what}:\n{text}");
+        assert!(!text.contains("SECRET"), "part of the token appears in the {what}:\n{text}");
+    }
+}
