@@ -96,11 +96,19 @@ pub struct Broker {
 pub struct BrokerBuilder {
     pub config: Config,
     pub authenticator: Arc<dyn Authenticator>,
+    /// Where the TCP and WebSocket listeners bind (port 0).
+    pub host: std::net::IpAddr,
 }
 
 impl BrokerBuilder {
     pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = authenticator;
+        self
+    }
+
+    /// Binds the TCP and WebSocket listeners on `host` instead of 127.0.0.1.
+    pub fn bind_host(mut self, host: std::net::IpAddr) -> Self {
+        self.host = host;
         self
     }
 
@@ -120,8 +128,8 @@ impl BrokerBuilder {
         let tls = self.config.tls.enabled;
         let server = Server::new(self.config, self.authenticator).expect("test configuration is valid");
         let certificates = server.certificate_chain().map(|c| c.to_vec()).unwrap_or_default();
-        let tcp_listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
-        let ws_listener = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tcp_listener = bind_tcp(SocketAddr::new(self.host, 0)).unwrap();
+        let ws_listener = bind_tcp(SocketAddr::new(self.host, 0)).unwrap();
         let listeners = Listeners {
             websocket: Some(ws_listener),
             tcp: Some(tcp_listener),
@@ -142,7 +150,7 @@ impl Broker {
     pub fn builder() -> BrokerBuilder {
         let mut config = Config::default();
         config.server.shutdown_grace_period = Duration::from_secs(2);
-        BrokerBuilder { config, authenticator: TestAuthenticator::accepting() }
+        BrokerBuilder { config, authenticator: TestAuthenticator::accepting(), host: [127, 0, 0, 1].into() }
     }
 
     /// A broker with defaults and an accepting authenticator.
@@ -209,7 +217,7 @@ impl Broker {
         let wire = match kind {
             Kind::WebSocket => {
                 let scheme = if self.tls { "wss" } else { "ws" };
-                let url = format!("{scheme}://localhost:{}/any/path", self.websocket.port());
+                let url = format!("{scheme}://{}/any/path", self.websocket);
                 let (ws, _) =
                     within("WebSocket upgrade", tokio_tungstenite::client_async(url, stream)).await.unwrap();
                 ClientWire::WebSocket(ws)
