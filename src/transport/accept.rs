@@ -141,6 +141,30 @@ async fn accept_failed(error: io::Error, backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_ACCEPT_BACKOFF)
 }
 
+/// Runs one set-up step within `limit`, giving up when the broker stops. Failures are logged at
+/// debug level: scanners and plain-text clients on TLS ports are routine, not news.
+async fn bounded<T, E: std::fmt::Display>(
+    stop: &CancellationToken,
+    limit: Duration,
+    step: &str,
+    future: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        result = tokio::time::timeout(limit, future) => match result {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                debug!(%error, "{step} failed");
+                None
+            }
+            Err(_) => {
+                debug!("{step} timed out");
+                None
+            }
+        },
+    }
+}
+
 /// TLS handshake and WebSocket upgrade, each bounded. `None` when the client failed or was too
 /// slow (logged at debug: scanners and plain-text clients on TLS ports are routine).
 async fn establish_tcp(
@@ -157,21 +181,9 @@ async fn establish_tcp(
     let stream: BoxStream = match &ctx.tls {
         None => Box::new(stream),
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(ctx.tls_handshake_timeout, acceptor.accept(stream));
-            let tls = tokio::select! {
-                _ = ctx.stop_accepting.cancelled() => return None,
-                result = handshake => match result {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        debug!(%error, "TLS handshake failed");
-                        return None;
-                    }
-                    Err(_) => {
-                        debug!("TLS handshake timed out");
-                        return None;
-                    }
-                },
-            };
+            let handshake = acceptor.accept(stream);
+            let tls =
+                bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake).await?;
             client_certificates = tls
                 .get_ref()
                 .1
@@ -182,21 +194,8 @@ async fn establish_tcp(
     };
     let wire = if websocket {
         let budget = ctx.max_message_size + 64 * 1024;
-        let upgrade = tokio::time::timeout(ctx.upgrade_timeout, websocket::accept(stream, budget));
-        let ws = tokio::select! {
-            _ = ctx.stop_accepting.cancelled() => return None,
-            result = upgrade => match result {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(error)) => {
-                    debug!(%error, "WebSocket upgrade failed");
-                    return None;
-                }
-                Err(_) => {
-                    debug!("WebSocket upgrade timed out");
-                    return None;
-                }
-            },
-        };
+        let upgrade = websocket::accept(stream, budget);
+        let ws = bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
         Wire::WebSocket(Box::new(ws))
     } else {
         Wire::Stream(stream)
