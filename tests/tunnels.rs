@@ -667,3 +667,21 @@ async fn websocket_ping_in_tunnel_to_tcp() {
 async fn websocket_ping_in_tunnel_to_websocket() {
     ping_is_answered_not_forwarded(Kind::WebSocket).await;
 }
+
+/// A WebSocket end that closes first completes its closing handshake: the broker answers with
+/// its close frame and then ends the stream cleanly (TLS close_notify, no error), and the partner
+/// is told `Tunnel client disconnected`.
+#[tokio::test]
+async fn websocket_end_closing_first_gets_the_close_reply_and_a_clean_end() {
+    let broker = Broker::start().await;
+    for partner_kind in [Kind::WebSocket, Kind::Tcp] {
+        let (mut a, mut b) = tunnel(&broker, Kind::WebSocket, partner_kind, "closes-first").await;
+        let ClientWire::WebSocket(ws) = &mut a.wire else { unreachable!() };
+        within("sending close", ws.send(Message::Close(None))).await.unwrap();
+        let reply = within("the close reply", ws.next()).await;
+        assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{partner_kind:?}: {reply:?}");
+        let end = within("the end of the stream", ws.next()).await;
+        assert!(end.is_none(), "{partner_kind:?}: expected a clean end, got {end:?}");
+        expect_close(&mut b, "Tunnel client disconnected").await;
+    }
+}

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -66,9 +67,12 @@ pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
     };
     let frame = CloseFrame { code, reason: reason.into() };
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
+        // When the peer closed first, sending our own close fails; reading on still flushes the
+        // reply tungstenite queued for it, which completes the peer's closing handshake.
+        let _ = ws.close(Some(frame)).await;
+        while let Some(Ok(_)) = ws.next().await {}
+        // Then end TLS properly (close_notify), so the peer sees a clean end of stream.
+        let _ = ws.get_mut().shutdown().await;
     })
     .await;
 }
