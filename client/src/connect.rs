@@ -1,0 +1,91 @@
+//! Reaching the broker: TCP or unix connect, TLS handshake, WebSocket upgrade, all bounded by
+//! [`ClientOptions::connect_timeout`].
+
+use std::io;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+use crate::tls;
+use crate::url::ProxyUrl;
+
+/// Any byte stream the client runs on.
+pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> IoStream for T {}
+
+/// A boxed byte stream.
+pub type BoxStream = Box<dyn IoStream>;
+
+/// The carrier of a connection in its JSON phase.
+pub enum Carrier {
+    /// TCP, TLS or unix.
+    Stream(BoxStream),
+    /// WebSocket.
+    WebSocket(Box<WebSocketStream<BoxStream>>),
+}
+
+/// Opens the carrier to the broker at `url`.
+pub async fn open(url: &ProxyUrl, options: &ClientOptions) -> Result<Carrier, ClientError> {
+    tokio::time::timeout(options.connect_timeout, open_unbounded(url, options))
+        .await
+        .map_err(|_| ClientError::Timeout("the connection to the broker"))?
+}
+
+async fn open_unbounded(url: &ProxyUrl, options: &ClientOptions) -> Result<Carrier, ClientError> {
+    let (host, port, tls) = match url {
+        ProxyUrl::Unix(path) => {
+            let stream = UnixStream::connect(path).await.map_err(|e| connect_error(&url.to_string(), e))?;
+            return Ok(Carrier::Stream(Box::new(stream)));
+        }
+        ProxyUrl::Tcp { host, port, tls } | ProxyUrl::WebSocket { host, port, tls, .. } => {
+            (host, *port, *tls)
+        }
+    };
+    let address = url.to_string();
+    // Configuration mistakes (an unreadable CA file) are reported as such, whatever the network.
+    let config = if tls { Some(tls::client_config(options)?) } else { None };
+    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| connect_error(&address, e))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: BoxStream = if let Some(config) = config {
+        let name = options.server_name.clone().unwrap_or_else(|| host.clone());
+        let name = ServerName::try_from(name)
+            .map_err(|e| ClientError::InvalidUrl { url: address.clone(), reason: e.to_string() })?;
+        let stream = TlsConnector::from(config).connect(name, tcp).await.map_err(tls_error)?;
+        Box::new(stream)
+    } else {
+        Box::new(tcp)
+    };
+    match url {
+        ProxyUrl::WebSocket { url, .. } => {
+            let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+                .await
+                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+            Ok(Carrier::WebSocket(Box::new(ws)))
+        }
+        _ => Ok(Carrier::Stream(stream)),
+    }
+}
+
+fn connect_error(address: &str, error: io::Error) -> ClientError {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ClientError::ConnectionRefused { address: address.to_string() },
+        _ => ClientError::Unreachable { address: address.to_string(), reason: error.to_string() },
+    }
+}
+
+/// Separates certificate rejections (the user must fix trust) from other handshake failures.
+fn tls_error(error: io::Error) -> ClientError {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(reason)) => {
+            ClientError::TlsVerification { reason: format!("{reason:?}") }
+        }
+        Some(other) => ClientError::Tls(other.to_string()),
+        None => ClientError::Tls(error.to_string()),
+    }
+}

@@ -1,0 +1,121 @@
+//! The rustls client configuration built from [`ClientOptions`].
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+
+/// Builds the TLS configuration: trusted roots (a CA file, or the public web PKI), an optional
+/// client certificate, or no verification at all when explicitly asked.
+pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let builder = if options.insecure_skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+    } else {
+        builder.with_root_certificates(roots(options)?)
+    };
+    let config = match (&options.client_certificate, &options.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certificates(cert, "client certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ClientError::BadFile {
+                what: "client key",
+                path: key.clone(),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| ClientError::BadFile {
+                what: "client certificate",
+                path: cert.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), None) | (None, Some(cert)) => {
+            return Err(ClientError::BadFile {
+                what: "client certificate",
+                path: cert.clone(),
+                reason: "a client certificate needs its key and the key its certificate".into(),
+            });
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+fn roots(options: &ClientOptions) -> Result<RootCertStore, ClientError> {
+    let mut roots = RootCertStore::empty();
+    match &options.ca_file {
+        Some(path) => {
+            for cert in read_certificates(path, "CA file")? {
+                roots.add(cert).map_err(|e| ClientError::BadFile {
+                    what: "CA file",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(roots)
+}
+
+fn read_certificates(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let bad = |reason: String| ClientError::BadFile { what, path: path.to_path_buf(), reason };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// The verifier behind `insecure_skip_verify`: signatures are still checked (so the handshake is
+/// real TLS), but the certificate itself is not.
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

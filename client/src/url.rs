@@ -1,0 +1,145 @@
+//! Broker addresses: `tcp://`, `ssl://`, `ws://`, `wss://` and `unix://` URLs.
+//!
+//! `ssl://host:port` is TLS over TCP, the reference client's spelling; `tls://` is accepted as
+//! its synonym. `unix:///run/remoteproxy/proxy.socket` names a local socket.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::ClientError;
+
+/// Where and how to reach a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyUrl {
+    /// A TCP connection, optionally with TLS; speaks the byte-stream framing.
+    Tcp {
+        /// Host name or IP literal.
+        host: String,
+        /// Port.
+        port: u16,
+        /// TLS on top.
+        tls: bool,
+    },
+    /// A WebSocket, optionally over TLS.
+    WebSocket {
+        /// The URL to request (any path; the broker accepts all).
+        url: String,
+        /// Host name or IP literal.
+        host: String,
+        /// Port.
+        port: u16,
+        /// `wss`.
+        tls: bool,
+    },
+    /// A unix socket.
+    Unix(PathBuf),
+}
+
+impl ProxyUrl {
+    /// Parses a URL; errors name what is wrong.
+    pub fn parse(text: &str) -> Result<ProxyUrl, ClientError> {
+        let bad = |why: &str| ClientError::InvalidUrl { url: text.to_string(), reason: why.to_string() };
+        let parsed = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+        let scheme = parsed.scheme();
+        if scheme == "unix" {
+            let path = parsed.path();
+            if path.is_empty() || path == "/" {
+                return Err(bad("a unix URL needs a socket path, e.g. unix:///run/remoteproxy/proxy.socket"));
+            }
+            return Ok(ProxyUrl::Unix(PathBuf::from(path)));
+        }
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(addr)) => addr.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(bad("the URL has no host")),
+        };
+        let default_port = match scheme {
+            "tcp" => 1213,
+            "ssl" | "tls" => 1213,
+            "ws" => 1212,
+            "wss" => 1212,
+            other => {
+                return Err(bad(&format!("unknown scheme '{other}' (use tcp, ssl, ws, wss or unix)")));
+            }
+        };
+        let port = parsed.port().unwrap_or(default_port);
+        Ok(match scheme {
+            "tcp" | "ssl" | "tls" => ProxyUrl::Tcp { host, port, tls: scheme != "tcp" },
+            _ => ProxyUrl::WebSocket { url: parsed.to_string(), host, port, tls: scheme == "wss" },
+        })
+    }
+
+    /// The same broker over WebSocket (`tcp`→`ws`, `ssl`→`wss`), for the CLI's `--ws`.
+    pub fn into_websocket(self) -> ProxyUrl {
+        match self {
+            ProxyUrl::Tcp { host, port, tls } => {
+                let scheme = if tls { "wss" } else { "ws" };
+                let shown = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                ProxyUrl::WebSocket { url: format!("{scheme}://{shown}:{port}/"), host, port, tls }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the connection uses TLS.
+    pub fn uses_tls(&self) -> bool {
+        match self {
+            ProxyUrl::Tcp { tls, .. } | ProxyUrl::WebSocket { tls, .. } => *tls,
+            ProxyUrl::Unix(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyUrl::Tcp { host, port, tls } => {
+                let shown = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                write!(f, "{}://{shown}:{port}", if *tls { "ssl" } else { "tcp" })
+            }
+            ProxyUrl::WebSocket { url, .. } => f.write_str(url),
+            ProxyUrl::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheme() {
+        assert_eq!(
+            ProxyUrl::parse("ssl://127.0.0.1:1213").unwrap(),
+            ProxyUrl::Tcp { host: "127.0.0.1".into(), port: 1213, tls: true }
+        );
+        assert_eq!(
+            ProxyUrl::parse("tcp://[::1]:80").unwrap(),
+            ProxyUrl::Tcp { host: "::1".into(), port: 80, tls: false }
+        );
+        assert!(matches!(
+            ProxyUrl::parse("wss://proxy.example.com/path").unwrap(),
+            ProxyUrl::WebSocket { port: 1212, tls: true, .. }
+        ));
+        assert_eq!(ProxyUrl::parse("unix:///run/x.sock").unwrap(), ProxyUrl::Unix("/run/x.sock".into()));
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        for (url, why) in [
+            ("http://x", "unknown scheme"),
+            ("not a url", "relative URL"),
+            ("unix://", "socket path"),
+            ("tcp://:80", "empty host"),
+        ] {
+            let err = ProxyUrl::parse(url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn ws_switch() {
+        let url = ProxyUrl::parse("ssl://[::1]:9").unwrap().into_websocket();
+        assert_eq!(url.to_string(), "wss://[::1]:9/");
+    }
+}

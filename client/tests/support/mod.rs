@@ -1,0 +1,36 @@
+//! Helpers shared by the client crate's tests (the broker harness itself is the workspace's
+//! `tests/common`).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use base64::Engine;
+
+use crate::common::{Broker, Kind};
+
+/// Writes the broker's certificate chain as a PEM file in `dir`, as a user would get it.
+pub fn ca_file(broker: &Broker, dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("broker.pem");
+    let pem: String = broker
+        .certificates
+        .iter()
+        .map(|cert| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            let lines: Vec<&str> =
+                b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        })
+        .collect();
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// The URL of one of the broker's listeners.
+pub fn url_text(broker: &Broker, kind: Kind) -> String {
+    match kind {
+        Kind::Tcp => format!("{}://{}", if broker.tls { "ssl" } else { "tcp" }, broker.tcp),
+        Kind::WebSocket => format!("{}://{}/", if broker.tls { "wss" } else { "ws" }, broker.websocket),
+        Kind::Unix => format!("unix://{}", broker.unix.display()),
+    }
+}
