@@ -203,3 +203,31 @@ async fn partner_that_never_comes_exits_1() {
     assert_eq!(exit_code(&mut child).await, 1);
     assert!(stderr_of(&mut child).await.contains("did not show up"));
 }
+
+/// The default mode prints what arrives; with -p it greets the partner and answers each chunk
+/// with a ping, as the reference client does.
+#[tokio::test]
+async fn pingpong_greets_and_answers_each_chunk() {
+    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(&broker, &dir);
+    let url = url_text(&broker, Kind::Tcp);
+    let mut pinger = client(&url, &ca, "pp", &["-p", "--name", "pinger"]);
+    let mut peer = client(&url, &ca, "pp", &["--stdio", "--name", "peer"]);
+    let mut peer_out = peer.stdout.take().unwrap();
+    let mut peer_in = peer.stdin.take().unwrap();
+    let greeting = b"Ping from pinger!";
+    let mut got = vec![0u8; greeting.len()];
+    within("the greeting", peer_out.read_exact(&mut got)).await.unwrap();
+    assert_eq!(got, greeting);
+    peer_in.write_all(b"pong\n").await.unwrap();
+    within("the answer", peer_out.read_exact(&mut got)).await.unwrap();
+    assert_eq!(got, greeting);
+    // The pinger printed what arrived.
+    let mut printed = [0u8; 5];
+    within("the printed chunk", pinger.stdout.as_mut().unwrap().read_exact(&mut printed)).await.unwrap();
+    assert_eq!(&printed, b"pong\n");
+    drop(peer_in);
+    assert_eq!(exit_code(&mut peer).await, 0);
+    assert_eq!(exit_code(&mut pinger).await, 0);
+}
