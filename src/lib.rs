@@ -8,6 +8,7 @@
 //! * [`transport`]: listeners, TLS, WebSocket, and a [`transport::Connection`] in its JSON phase.
 //! * [`protocol`]: the JSON-RPC dialect: stream decoder, requests, responses, errors, introspection.
 //! * [`proxy`]: the v1 API: one session state machine per connection and the tunnel registry.
+//! * [`tunnelproxy`]: the v2 API: registered servers multiplexing their clients over SLIP.
 //! * [`relay`]: the byte and message pump between the two ends of a tunnel.
 //! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]).
 //! * [`limits`], [`logging`]: process set-up for the binary.
@@ -26,8 +27,9 @@ pub mod relay;
 pub mod server;
 pub mod shutdown;
 pub mod transport;
+pub mod tunnelproxy;
 
 pub use config::Config;
 pub use remoteproxy_authenticators as authenticators;
 pub use server::Server;
-pub use transport::Listeners;
+pub use transport::{Listeners, ServerListeners};

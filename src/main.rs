@@ -12,7 +12,7 @@ use clap::{ArgAction, Parser};
 use remoteproxy::authenticators::Authenticator;
 use remoteproxy::authenticators::mock::MockAuthenticator;
 use remoteproxy::config::{self, AuthenticatorKind, Config};
-use remoteproxy::{Listeners, Server};
+use remoteproxy::{Server, ServerListeners};
 use tracing::warn;
 
 /// The remoteproxy tunnel broker: devices and apps behind NAT meet here and are joined into a
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Err(message) => return fail(USAGE_ERROR, &message),
     };
     let max_connections = config.server.max_connections;
-    let listener_settings = config.listeners.clone();
+    let listener_config = config.clone();
     let source = config.source.clone();
     let log_file =
         cli.logging.clone().or_else(|| config.server.write_logs.then(|| config.server.log_file.clone()));
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         Err(error) => return fail(STARTUP_ERROR, &format!("cannot start the runtime: {error}")),
     };
     runtime.block_on(async {
-        let listeners = match Listeners::bind(&listener_settings, "v1").await {
+        let listeners = match ServerListeners::bind(&listener_config).await {
             Ok(listeners) => listeners,
             Err(error) => return fail(STARTUP_ERROR, &error),
         };

@@ -369,7 +369,7 @@ impl Pump {
 
 /// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding
 /// back an incomplete trailing character unless `final_chunk`), binary otherwise.
-fn next_message(buf: &mut BytesMut, final_chunk: bool) -> Option<Message> {
+pub(crate) fn next_message(buf: &mut BytesMut, final_chunk: bool) -> Option<Message> {
     if buf.is_empty() {
         return None;
     }

@@ -20,7 +20,8 @@ use crate::config::{Config, ConfigError};
 use crate::proxy::{self, ProxyContext, Registry};
 use crate::shutdown;
 use crate::transport::accept::{self, AcceptContext, Handler};
-use crate::transport::{Listeners, tls};
+use crate::transport::{Listeners, ServerListeners, tls};
+use crate::tunnelproxy::{self, TunnelProxyContext};
 
 /// A configured broker, ready to serve.
 pub struct Server {
@@ -50,7 +51,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
-    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
         let Server { config, authenticator, tls } = self;
         if let Some(material) = &tls {
             if material.self_signed {
@@ -81,24 +82,23 @@ impl Server {
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),
         });
+        let tunnel_proxy_ctx = Arc::new(TunnelProxyContext {
+            server_name: config.server.name.clone(),
+            timeouts: config.timeouts,
+            max_message_size: config.server.max_message_size,
+            max_clients_per_server: config.server.max_clients_per_server,
+            registry: Arc::new(tunnelproxy::Registry::default()),
+            notification_ids: AtomicU64::new(0),
+            stop: stop.clone(),
+            hard_stop: hard_stop.clone(),
+        });
         let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, proxy_ctx.clone())));
+        let v2: Handler =
+            Arc::new(move |conn| Box::pin(tunnelproxy::session::serve(conn, tunnel_proxy_ctx.clone())));
 
         let mut loops = JoinSet::new();
-        let Listeners { websocket, tcp, unix } = listeners;
-        let tls_word = if accept_ctx.tls.is_some() { "TLS" } else { "plain" };
-        if let Some(listener) = websocket {
-            info!(address = %display_addr(&listener), security = tls_word, "v1 WebSocket listener");
-            loops.spawn(accept::serve_tcp(listener, true, accept_ctx.clone(), v1.clone()));
-        }
-        if let Some(listener) = tcp {
-            info!(address = %display_addr(&listener), security = tls_word, "v1 TCP listener");
-            loops.spawn(accept::serve_tcp(listener, false, accept_ctx.clone(), v1.clone()));
-        }
-        if let Some(unix) = unix {
-            info!(path = %unix.path().display(), "v1 unix socket listener");
-            let (ctx, handler) = (accept_ctx.clone(), v1.clone());
-            loops.spawn(async move { accept::serve_unix(&unix.listener, ctx, handler).await });
-        }
+        serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
+        serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);
         info!(name = %config.server.name, version = env!("CARGO_PKG_VERSION"), "remoteproxy running");
 
         shutdown.await;
@@ -107,6 +107,31 @@ impl Server {
         while loops.join_next().await.is_some() {}
         shutdown::drain(&tracker, &hard_stop, config.server.shutdown_grace_period).await;
         info!("stopped");
+    }
+}
+
+/// Starts the accept loops of one API's listeners.
+fn serve_listeners(
+    loops: &mut JoinSet<()>,
+    listeners: Listeners,
+    api: &'static str,
+    ctx: &Arc<AcceptContext>,
+    handler: &Handler,
+) {
+    let Listeners { websocket, tcp, unix } = listeners;
+    let security = if ctx.tls.is_some() { "TLS" } else { "plain" };
+    if let Some(listener) = websocket {
+        info!(address = %display_addr(&listener), security, "{api} WebSocket listener");
+        loops.spawn(accept::serve_tcp(listener, true, ctx.clone(), handler.clone()));
+    }
+    if let Some(listener) = tcp {
+        info!(address = %display_addr(&listener), security, "{api} TCP listener");
+        loops.spawn(accept::serve_tcp(listener, false, ctx.clone(), handler.clone()));
+    }
+    if let Some(unix) = unix {
+        info!(path = %unix.path().display(), "{api} unix socket listener");
+        let (ctx, handler) = (ctx.clone(), handler.clone());
+        loops.spawn(async move { accept::serve_unix(&unix.listener, ctx, handler).await });
     }
 }
 

@@ -112,7 +112,8 @@ fn runnable_config(dir: &Path, extra: &str) -> (PathBuf, SocketAddr, PathBuf) {
          [SSL]\nenabled=false\n\
          [WebSocketServer]\nhost=127.0.0.1\nport={ws}\n\
          [TcpServer]\nhost=127.0.0.1\nport={tcp}\n\
-         [UnixSocketServer]\nunixSocketFileName={}\n{extra}",
+         [UnixSocketServer]\nunixSocketFileName={}\n\
+         [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n{extra}",
         unix.display()
     );
     let path = dir.join("remoteproxy.conf");

@@ -49,7 +49,8 @@ fn write_config(dir: &Path, tcp_port: u16, ws_port: u16, unix: &Path, extra: &st
          [SSL]\nenabled=false\n\
          [WebSocketServer]\nhost=127.0.0.1\nport={ws_port}\n\
          [TcpServer]\nhost=127.0.0.1\nport={tcp_port}\n\
-         [UnixSocketServer]\nunixSocketFileName={}\n",
+         [UnixSocketServer]\nunixSocketFileName={}\n\
+         [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n",
         unix.display()
     );
     let path = dir.join("remoteproxy.conf");

@@ -130,6 +130,8 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "shutdownGracePeriod",
             "handshakeDeadline",
             "tlsHandshakeTimeout",
+            "maxClientsPerServer",
+            "tunnelProxyServerTimeout",
         ],
     ),
     ("SSL", &["enabled", "certificate", "certificateKey", "certificateChain"]),
@@ -362,6 +364,12 @@ impl<'a> Document<'a> {
         if let Some(value) = self.millis(PS, "shutdownGracePeriod")? {
             server.shutdown_grace_period = value;
         }
+        if let Some(value) = self.number(PS, "maxClientsPerServer", None, 0xFFFE)? {
+            if value == 0 {
+                return Err(self.bad(PS, "maxClientsPerServer", "must be at least 1"));
+            }
+            server.max_clients_per_server = to_usize(value);
+        }
 
         let timeouts = &mut config.timeouts;
         for (key, slot) in [
@@ -371,6 +379,7 @@ impl<'a> Document<'a> {
             ("aloneTimeout", &mut timeouts.alone),
             ("handshakeDeadline", &mut timeouts.handshake_deadline),
             ("tlsHandshakeTimeout", &mut timeouts.tls_handshake),
+            ("tunnelProxyServerTimeout", &mut timeouts.tunnel_proxy_server),
         ] {
             if let Some(value) = self.millis(PS, key)? {
                 if value.is_zero() {
@@ -757,6 +766,8 @@ mod tests {
              shutdownGracePeriod=0\n\
              handshakeDeadline=1\n\
              tlsHandshakeTimeout=2500\n\
+             maxClientsPerServer=3\n\
+             tunnelProxyServerTimeout=30000\n\
              proxyEnabled=true\n\
              [UnixSocketServer]\n\
              unixSocketFileName=/tmp/proxy.sock\n\
@@ -772,6 +783,8 @@ mod tests {
         assert_eq!(config.server.shutdown_grace_period, Duration::ZERO);
         assert_eq!(config.timeouts.handshake_deadline, Duration::from_millis(1));
         assert_eq!(config.timeouts.tls_handshake, Duration::from_millis(2500));
+        assert_eq!(config.server.max_clients_per_server, 3);
+        assert_eq!(config.timeouts.tunnel_proxy_server, Duration::from_millis(30000));
         assert_eq!(config.listeners.unix, Some(PathBuf::from("/tmp/proxy.sock")));
         assert_eq!(config.tunnel_proxy_listeners.unix, Some(PathBuf::from("/tmp/tunnel.sock")));
         assert_eq!(config.authenticator, Some(AuthenticatorKind::Mock));
@@ -872,7 +885,7 @@ mod tests {
              writeLogs, logFile, logEngineEnabled, monitorSocket, jsonRpcTimeout, \
              authenticationTimeout, inactiveTimeout, aloneTimeout, proxyEnabled, maxMessageSize, \
              tunnelIdleTimeout, maxConnections, shutdownGracePeriod, handshakeDeadline, \
-             tlsHandshakeTimeout)"
+             tlsHandshakeTimeout, maxClientsPerServer, tunnelProxyServerTimeout)"
         );
         // Keys are case-sensitive, as in the reference.
         assert!(error("[SSL]\nEnabled=true\n").starts_with(

@@ -59,6 +59,8 @@ pub struct ServerSettings {
     /// `shutdownGracePeriod` (ours, milliseconds): how long established tunnels may go on after a
     /// stop signal.
     pub shutdown_grace_period: Duration,
+    /// `maxClientsPerServer`: clients one registered TunnelProxy server may have at once.
+    pub max_clients_per_server: usize,
 }
 
 /// The timers of PROTOCOL §4.
@@ -80,6 +82,9 @@ pub struct Timeouts {
     pub handshake_deadline: Duration,
     /// `tlsHandshakeTimeout` (ours): a TLS handshake not finished within this is dropped.
     pub tls_handshake: Duration,
+    /// `tunnelProxyServerTimeout` (ours): a registered TunnelProxy server that sends nothing for
+    /// this long is closed (its client library pings every 30 s).
+    pub tunnel_proxy_server: Duration,
 }
 
 /// `[SSL]`.
@@ -139,6 +144,7 @@ impl Default for Config {
                 max_message_size: 10240,
                 max_connections: 65536,
                 shutdown_grace_period: Duration::from_secs(30),
+                max_clients_per_server: 1024,
             },
             timeouts: Timeouts {
                 json_rpc: Duration::from_millis(10000),
@@ -148,6 +154,7 @@ impl Default for Config {
                 tunnel_idle: None,
                 handshake_deadline: Duration::from_millis(30000),
                 tls_handshake: Duration::from_millis(5000),
+                tunnel_proxy_server: Duration::from_millis(60000),
             },
             tls: TlsSettings {
                 enabled: true,

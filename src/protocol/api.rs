@@ -117,7 +117,7 @@ pub struct NotificationSpec {
 #[derive(Debug)]
 pub struct ApiSpec {
     /// Every method.
-    pub methods: &'static [MethodSpec],
+    pub methods: &'static [&'static MethodSpec],
     /// Every notification.
     pub notifications: &'static [NotificationSpec],
     /// Every enum listed under `types`.
@@ -259,25 +259,21 @@ mod tests {
     use super::*;
 
     static COLOR: EnumSpec = EnumSpec { name: "Color", values: &["Red", "Green"] };
-    static SPEC: ApiSpec = ApiSpec {
-        methods: &[
-            MethodSpec {
-                namespace: "NS",
-                name: "Call",
-                description: "d",
-                params: &[
-                    Param::required("uuid", ParamType::String),
-                    Param::required("name", ParamType::String),
-                    Param::required("token", ParamType::String),
-                    Param::optional("nonce", ParamType::String),
-                ],
-                returns: &[Param::required("color", ParamType::Ref(&COLOR))],
-            },
-            MethodSpec { namespace: "NS", name: "Other", description: "", params: &[], returns: &[] },
+    static CALL: MethodSpec = MethodSpec {
+        namespace: "NS",
+        name: "Call",
+        description: "d",
+        params: &[
+            Param::required("uuid", ParamType::String),
+            Param::required("name", ParamType::String),
+            Param::required("token", ParamType::String),
+            Param::optional("nonce", ParamType::String),
         ],
-        notifications: &[],
-        types: &[&COLOR],
+        returns: &[Param::required("color", ParamType::Ref(&COLOR))],
     };
+    static OTHER: MethodSpec =
+        MethodSpec { namespace: "NS", name: "Other", description: "", params: &[], returns: &[] };
+    static SPEC: ApiSpec = ApiSpec { methods: &[&CALL, &OTHER], notifications: &[], types: &[&COLOR] };
 
     fn request(ns: &str, method: &str, params: Value) -> Request {
         let Value::Object(params) = params else { panic!() };

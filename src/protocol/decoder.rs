@@ -69,6 +69,15 @@ impl Decoder {
         self.buf.iter().any(|b| !is_whitespace(*b))
     }
 
+    /// Drops the whitespace that separates JSON messages from what follows (usually the `\n`
+    /// behind the last message), so it is not taken for raw data after a switch.
+    pub fn skip_separator(&mut self) {
+        if self.scanned == 0 {
+            let skip = self.buf.iter().take_while(|b| is_whitespace(**b)).count();
+            self.buf.advance(skip);
+        }
+    }
+
     /// Removes and returns every buffered byte, for the relay.
     pub fn take_remaining(&mut self) -> Bytes {
         self.reset_scanner();

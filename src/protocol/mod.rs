@@ -5,6 +5,7 @@
 //! * [`api`]: declarative method tables: dispatch checks, params validation, introspection.
 //! * [`errors`]: every refusal with its exact response text and close reason.
 //! * [`types`]: the enums `Introspect` lists.
+//! * [`remote_proxy`]: `Hello` and `Introspect`, shared by both APIs.
 //! * [`qt_json`]: the Qt indented JSON layout used inside `Invalid params` texts.
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod decoder;
 pub mod errors;
 pub mod message;
 pub mod qt_json;
+pub mod remote_proxy;
 pub mod types;
 
 pub use api::{ApiSpec, MethodSpec, Param, ParamType};

@@ -30,10 +30,10 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::ProxyContext;
-use super::api::{API_VERSION, SERVER_NAME, V1_API};
+use super::api::V1_API;
 use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
 use crate::protocol::api::string_param;
-use crate::protocol::{DecodeError, Request, RpcError, message};
+use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
 use crate::relay::{self, PARTNER_GONE, STOP_SERVER, TunnelEnd};
 use crate::transport::websocket::CloseKind;
 use crate::transport::{Chunk, Connection, ReadError};
@@ -212,13 +212,7 @@ impl Session {
         };
         match (method.namespace, method.name) {
             ("RemoteProxy", "Hello") => {
-                let params = json!({
-                    "apiVersion": API_VERSION,
-                    "name": self.ctx.server_name,
-                    "server": SERVER_NAME,
-                    "version": env!("CARGO_PKG_VERSION"),
-                });
-                self.send(&message::success(request.id, params)).await?;
+                self.send(&message::success(request.id, remote_proxy::hello(&self.ctx.server_name))).await?;
                 Ok(None)
             }
             ("RemoteProxy", "Introspect") => {

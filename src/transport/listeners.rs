@@ -15,6 +15,25 @@ use crate::config::ListenerSettings;
 /// Pending connections the kernel queues per listener.
 const BACKLOG: u32 = 1024;
 
+/// The listeners of both APIs.
+#[derive(Debug, Default)]
+pub struct ServerListeners {
+    /// The v1 proxy API.
+    pub proxy: Listeners,
+    /// The v2 TunnelProxy API.
+    pub tunnel_proxy: Listeners,
+}
+
+impl ServerListeners {
+    /// Binds every listener the configuration enables, v1 first.
+    pub async fn bind(config: &crate::config::Config) -> Result<ServerListeners, BindError> {
+        Ok(ServerListeners {
+            proxy: Listeners::bind(&config.listeners, "v1").await?,
+            tunnel_proxy: Listeners::bind(&config.tunnel_proxy_listeners, "v2").await?,
+        })
+    }
+}
+
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {address} ({what}): {source}")]

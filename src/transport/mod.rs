@@ -6,12 +6,14 @@
 //! * [`websocket`]: codec configuration and closing with a code and reason.
 //! * [`budget`]: bounds what a WebSocket client can make the broker buffer before its tunnel.
 //! * [`frames`]: remembers WebSocket frame types of bytes still buffered at the switch.
+//! * [`halves`]: a carrier split into read and write halves (TunnelProxy multiplexing).
 //! * [`connection`]: one connection in its JSON phase, and its hand-over to the relay.
 
 pub mod accept;
 pub mod budget;
 pub mod connection;
 pub mod frames;
+pub mod halves;
 pub mod listeners;
 pub mod tls;
 pub mod websocket;
@@ -19,7 +21,7 @@ pub mod websocket;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use connection::{Chunk, Connection, EarlyData, ReadError, Wire};
-pub use listeners::{BindError, Listeners, UnixSocketListener};
+pub use listeners::{BindError, Listeners, ServerListeners, UnixSocketListener};
 
 /// Any byte stream a connection can run on: TCP, TLS over TCP, unix.
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use remoteproxy::authenticators::{AuthRequest, AuthenticationError, Authenticator, Verdict};
 use remoteproxy::config::Config;
-use remoteproxy::transport::{Listeners, UnixSocketListener, listeners::bind_tcp};
+use remoteproxy::transport::{Listeners, ServerListeners, UnixSocketListener, listeners::bind_tcp};
 use remoteproxy::{Server, authenticators};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -84,6 +84,10 @@ pub struct Broker {
     pub tcp: SocketAddr,
     pub websocket: SocketAddr,
     pub unix: PathBuf,
+    /// The v2 TunnelProxy listeners.
+    pub tcp2: SocketAddr,
+    pub websocket2: SocketAddr,
+    pub unix2: PathBuf,
     pub tls: bool,
     pub certificates: Vec<CertificateDer<'static>>,
     stop: Option<oneshot::Sender<()>>,
@@ -125,23 +129,39 @@ impl BrokerBuilder {
     pub async fn start(self) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
+        let unix2 = dir.path().join("tunnelproxy.socket");
         let tls = self.config.tls.enabled;
         let server = Server::new(self.config, self.authenticator).expect("test configuration is valid");
         let certificates = server.certificate_chain().map(|c| c.to_vec()).unwrap_or_default();
-        let tcp_listener = bind_tcp(SocketAddr::new(self.host, 0)).unwrap();
-        let ws_listener = bind_tcp(SocketAddr::new(self.host, 0)).unwrap();
-        let listeners = Listeners {
-            websocket: Some(ws_listener),
-            tcp: Some(tcp_listener),
-            unix: Some(UnixSocketListener::bind(&unix).await.unwrap()),
+        let bind = |path: PathBuf| async move {
+            Listeners {
+                websocket: Some(bind_tcp(SocketAddr::new(self.host, 0)).unwrap()),
+                tcp: Some(bind_tcp(SocketAddr::new(self.host, 0)).unwrap()),
+                unix: Some(UnixSocketListener::bind(&path).await.unwrap()),
+            }
         };
-        let tcp = listeners.tcp.as_ref().unwrap().local_addr().unwrap();
-        let websocket = listeners.websocket.as_ref().unwrap().local_addr().unwrap();
+        let listeners =
+            ServerListeners { proxy: bind(unix.clone()).await, tunnel_proxy: bind(unix2.clone()).await };
+        let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
+        let (tcp, websocket) = (addr(&listeners.proxy.tcp), addr(&listeners.proxy.websocket));
+        let (tcp2, websocket2) = (addr(&listeners.tunnel_proxy.tcp), addr(&listeners.tunnel_proxy.websocket));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(listeners, async move {
             let _ = stopped.await;
         }));
-        Broker { tcp, websocket, unix, tls, certificates, stop: Some(stop), task: Some(task), _dir: dir }
+        Broker {
+            tcp,
+            websocket,
+            unix,
+            tcp2,
+            websocket2,
+            unix2,
+            tls,
+            certificates,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
     }
 }
 
@@ -193,12 +213,25 @@ impl Broker {
         TlsConnector::from(Arc::new(config))
     }
 
-    /// A raw byte stream to a listener: TLS when the broker uses it, except for unix.
+    /// A raw byte stream to a v1 listener: TLS when the broker uses it, except for unix.
     pub async fn raw_stream(&self, kind: Kind) -> Box<dyn Io> {
+        self.raw_stream_to(kind, false).await
+    }
+
+    /// A raw byte stream to a v1 or (`v2`) TunnelProxy listener.
+    pub async fn raw_stream_to(&self, kind: Kind, v2: bool) -> Box<dyn Io> {
         match kind {
-            Kind::Unix => Box::new(UnixStream::connect(&self.unix).await.unwrap()),
+            Kind::Unix => {
+                let path = if v2 { &self.unix2 } else { &self.unix };
+                Box::new(UnixStream::connect(path).await.unwrap())
+            }
             Kind::Tcp | Kind::WebSocket => {
-                let addr = if kind == Kind::Tcp { self.tcp } else { self.websocket };
+                let addr = match (kind, v2) {
+                    (Kind::Tcp, false) => self.tcp,
+                    (Kind::Tcp, true) => self.tcp2,
+                    (_, false) => self.websocket,
+                    (_, true) => self.websocket2,
+                };
                 let tcp = TcpStream::connect(addr).await.unwrap();
                 tcp.set_nodelay(true).unwrap();
                 if !self.tls {
@@ -211,13 +244,23 @@ impl Broker {
         }
     }
 
-    /// A connected client.
+    /// A connected client on a v1 listener.
     pub async fn connect(&self, kind: Kind) -> Client {
-        let stream = self.raw_stream(kind).await;
+        self.connect_to(kind, false).await
+    }
+
+    /// A connected client on a v2 TunnelProxy listener.
+    pub async fn connect_v2(&self, kind: Kind) -> Client {
+        self.connect_to(kind, true).await
+    }
+
+    async fn connect_to(&self, kind: Kind, v2: bool) -> Client {
+        let stream = self.raw_stream_to(kind, v2).await;
         let wire = match kind {
             Kind::WebSocket => {
                 let scheme = if self.tls { "wss" } else { "ws" };
-                let url = format!("{scheme}://{}/any/path", self.websocket);
+                let url =
+                    format!("{scheme}://{}/any/path", if v2 { self.websocket2 } else { self.websocket });
                 let (ws, _) =
                     within("WebSocket upgrade", tokio_tungstenite::client_async(url, stream)).await.unwrap();
                 ClientWire::WebSocket(ws)

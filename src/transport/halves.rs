@@ -1,0 +1,142 @@
+//! A connection's carrier split into a read half and a write half.
+//!
+//! The TunnelProxy API reads and writes one connection from different places: a registered
+//! server's frames are decoded by its actor while a separate writer task sends what its clients
+//! and the broker have for it, so a server that stops reading can never block the actor. Byte
+//! streams split with `tokio::io::split`, WebSockets with `StreamExt::split`.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::BoxStream;
+use super::connection::{Wire, ws_to_io};
+use super::websocket::{CLOSE_LINGER, CloseKind, WsStream};
+use crate::relay::next_message;
+
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 64 << 10;
+
+/// The reading side.
+pub enum ReadHalf {
+    /// A byte stream.
+    Stream(tokio::io::ReadHalf<BoxStream>),
+    /// A WebSocket: data frames' payloads are the byte stream.
+    WebSocket(SplitStream<WsStream>),
+}
+
+/// The writing side.
+pub enum WriteHalf {
+    /// A byte stream.
+    Stream(tokio::io::WriteHalf<BoxStream>),
+    /// A WebSocket.
+    WebSocket {
+        /// The sending side of the WebSocket.
+        sink: SplitSink<WsStream, Message>,
+        /// A partial UTF-8 character held back for the next text frame.
+        carry: BytesMut,
+    },
+}
+
+/// Splits a carrier.
+pub fn split(wire: Wire) -> (ReadHalf, WriteHalf) {
+    match wire {
+        Wire::Stream(stream) => {
+            let (read, write) = tokio::io::split(stream);
+            (ReadHalf::Stream(read), WriteHalf::Stream(write))
+        }
+        Wire::WebSocket(ws) => {
+            let (sink, stream) = (*ws).split();
+            (ReadHalf::WebSocket(stream), WriteHalf::WebSocket { sink, carry: BytesMut::new() })
+        }
+    }
+}
+
+impl ReadHalf {
+    /// The next chunk of payload bytes; `None` at the end of the connection. Control frames are
+    /// answered by tungstenite and skipped here. Cancel-safe.
+    pub async fn read(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            ReadHalf::Stream(stream) => {
+                let mut buf = BytesMut::with_capacity(READ_CHUNK);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some(buf.freeze())),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            ReadHalf::WebSocket(stream) => loop {
+                match stream.next().await {
+                    Some(Ok(Message::Text(text))) => return Ok(Some(Bytes::from(text))),
+                    Some(Ok(Message::Binary(data))) => return Ok(Some(data)),
+                    Some(Ok(Message::Close(_))) | None => return Ok(None),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(ws_to_io(e)),
+                }
+            },
+        }
+    }
+}
+
+impl WriteHalf {
+    /// Writes bytes that have no text meaning (SLIP): verbatim on a stream, one binary frame on a
+    /// WebSocket.
+    pub async fn write_binary(&mut self, data: Bytes) -> io::Result<()> {
+        match self {
+            WriteHalf::Stream(stream) => {
+                stream.write_all(&data).await?;
+                stream.flush().await
+            }
+            WriteHalf::WebSocket { sink, .. } => sink.send(Message::Binary(data)).await.map_err(ws_to_io),
+        }
+    }
+
+    /// Writes tunnel data the way the v1 relay does for stream-to-WebSocket: text frames while
+    /// the bytes are UTF-8 (holding back a split character), binary otherwise.
+    pub async fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            WriteHalf::Stream(stream) => {
+                stream.write_all(data).await?;
+                stream.flush().await
+            }
+            WriteHalf::WebSocket { sink, carry } => {
+                carry.extend_from_slice(data);
+                match next_message(carry, false) {
+                    Some(message) => sink.send(message).await.map_err(ws_to_io),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Ends the connection: a close frame with `reason` on a WebSocket, a shutdown on a stream.
+    /// Bounded, so a peer that stopped reading cannot hold it.
+    pub async fn close(&mut self, kind: CloseKind, reason: &str) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            match self {
+                WriteHalf::Stream(stream) => {
+                    let _ = stream.shutdown().await;
+                }
+                WriteHalf::WebSocket { sink, carry } => {
+                    if !carry.is_empty() {
+                        let _ = sink.send(Message::Binary(carry.split().freeze())).await;
+                    }
+                    let code = match kind {
+                        CloseKind::Error => CloseCode::Error,
+                        CloseKind::Shutdown => CloseCode::Normal,
+                    };
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    let _ = sink.close().await;
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,124 @@
+//! A registered TunnelProxy client: a raw pipe to its server over the server's connection.
+//!
+//! What the client sends goes to the server as SLIP frames with the client's socket address;
+//! what the server sends for that address arrives through a queue the server's actor fills. The
+//! client's own task runs both directions, so a slow client only ever waits on itself.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::TunnelProxyContext;
+use super::registry::Guard;
+use super::server::{Control, Joined, Kick, reasons};
+use crate::relay::{CHUNK, STOP_SERVER};
+use crate::transport::halves::{ReadHalf, WriteHalf};
+use crate::transport::websocket::CloseKind;
+
+/// How long a departing client may take to read what its server sent before it left.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How the pipe ended.
+enum End {
+    /// The client's connection ended.
+    ClientGone,
+    /// The actor ended it.
+    Kicked(Kick),
+    /// The broker's grace period is over.
+    Shutdown,
+}
+
+/// Runs the client's pipe until either side ends it. `early` are bytes the client sent behind
+/// its `RegisterClient` call: the first data for the server.
+pub async fn run(
+    ctx: Arc<TunnelProxyContext>,
+    mut reader: ReadHalf,
+    mut writer: WriteHalf,
+    early: Bytes,
+    joined: Joined,
+    server: mpsc::Sender<Control>,
+    guard: Guard,
+) {
+    let Joined { address, id, mut data, queued, mut kick, upstream } = joined;
+    let end = {
+        let to_server = async {
+            for piece in early.chunks(CHUNK) {
+                if upstream.send(piece).await.is_err() {
+                    return;
+                }
+            }
+            while let Ok(Some(bytes)) = reader.read().await {
+                for piece in bytes.chunks(CHUNK) {
+                    if upstream.send(piece).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let from_server = async {
+            let server_gone = Kick::AfterQueue(reasons::SERVER_GONE);
+            let kicked = loop {
+                let bytes = tokio::select! {
+                    biased;
+                    kicked = &mut kick => break kicked.unwrap_or(server_gone),
+                    bytes = data.recv() => match bytes {
+                        Some(bytes) => bytes,
+                        // The actor dropped the queue; its reason is on its way (or it is gone).
+                        None => break (&mut kick).await.unwrap_or(server_gone),
+                    },
+                };
+                // A client that stops reading must still notice when it is disconnected.
+                let write = writer.write_data(&bytes);
+                let mut write = std::pin::pin!(write);
+                tokio::select! {
+                    result = &mut write => {
+                        if result.is_err() {
+                            return Kick::Now("write failed");
+                        }
+                    }
+                    kicked = &mut kick => {
+                        let kicked = kicked.unwrap_or(server_gone);
+                        if let Kick::AfterQueue(_) = kicked
+                            && write.await.is_ok()
+                        {
+                            break kicked;
+                        }
+                        return kicked;
+                    }
+                }
+                queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+            };
+            if let Kick::AfterQueue(_) = kicked {
+                let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+                    while let Some(bytes) = data.recv().await {
+                        if writer.write_data(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            kicked
+        };
+        tokio::select! {
+            _ = to_server => End::ClientGone,
+            kicked = from_server => End::Kicked(kicked),
+            _ = ctx.hard_stop.cancelled() => End::Shutdown,
+        }
+    };
+    // The registration is freed before the server hears of the departure.
+    drop(guard);
+    let _ = server.send(Control::Leave { address, id }).await;
+    match end {
+        End::ClientGone => debug!(address, "client disconnected"),
+        End::Kicked(Kick::AfterQueue(reason) | Kick::Now(reason)) => {
+            debug!(address, reason, "closing client");
+            writer.close(CloseKind::Error, reason).await;
+        }
+        End::Shutdown => writer.close(CloseKind::Shutdown, STOP_SERVER).await,
+    }
+}

@@ -1,0 +1,45 @@
+//! The v2 TunnelProxy API (PROTOCOL §5): a device registers once as a server; any number of
+//! clients join it, each multiplexed over the server's one connection with SLIP frames.
+//!
+//! * [`api`]: the method table and the `TunnelProxyError` enum.
+//! * [`session`]: a connection before registration (requests, registration rules, timers).
+//! * [`registry`]: which uuids are registered, as server or client.
+//! * [`server`]: a registered server's actor (client table, SLIP, JSON on address 0) and writer.
+//! * [`client`]: a registered client's pipe to its server.
+//!
+//! The SLIP codec itself is the `remoteproxy-slip` crate, shared with the client library.
+
+pub mod api;
+pub mod client;
+pub mod registry;
+pub mod server;
+pub mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Timeouts;
+
+pub use registry::Registry;
+
+/// What every v2 connection shares.
+pub struct TunnelProxyContext {
+    /// `[ProxyServer] name`, returned by `Hello`.
+    pub server_name: String,
+    /// Timers.
+    pub timeouts: Timeouts,
+    /// `maxMessageSize`, also for a registered server's JSON channel.
+    pub max_message_size: usize,
+    /// `maxClientsPerServer`.
+    pub max_clients_per_server: usize,
+    /// Registered uuids.
+    pub registry: Arc<Registry>,
+    /// Notification ids, one counter for the API.
+    pub notification_ids: AtomicU64,
+    /// Cancelled on a stop signal: unregistered connections close.
+    pub stop: CancellationToken,
+    /// Cancelled when the grace period is over: servers and clients close too.
+    pub hard_stop: CancellationToken,
+}
