@@ -104,10 +104,13 @@ pub async fn run(
             }
             kicked
         };
+        // The broker's stop comes first: at the end of the grace period the server's actor also
+        // kicks its clients, and they must see code 1000 `Stop server`, not a kick.
         tokio::select! {
+            biased;
+            _ = ctx.hard_stop.cancelled() => End::Shutdown,
             _ = to_server => End::ClientGone,
             kicked = from_server => End::Kicked(kicked),
-            _ = ctx.hard_stop.cancelled() => End::Shutdown,
         }
     };
     // The registration is freed before the server hears of the departure.
