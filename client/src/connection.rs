@@ -96,7 +96,7 @@ impl ProxyConnection {
     /// Connects to a parsed URL.
     pub async fn connect(url: &ProxyUrl, options: &ClientOptions) -> Result<ProxyConnection, ClientError> {
         let carrier = connect::open(url, options).await?;
-        Ok(ProxyConnection { carrier, buf: BytesMut::new(), next_id: 0, options: options.clone() })
+        Ok(ProxyConnection::from_carrier(carrier, options))
     }
 
     /// `RemoteProxy.Hello`.
@@ -161,11 +161,21 @@ impl ProxyConnection {
             }
             None => wait.await?,
         };
-        let stream = match self.carrier {
+        Ok(Tunnel { partner_name, partner_uuid, stream: self.into_stream() })
+    }
+
+    /// A connection over an already open carrier (tests use in-memory pipes).
+    pub(crate) fn from_carrier(carrier: Carrier, options: &ClientOptions) -> ProxyConnection {
+        ProxyConnection { carrier, buf: BytesMut::new(), next_id: 0, options: options.clone() }
+    }
+
+    /// Ends the JSON phase: the rest of the connection is a byte stream, starting with the bytes
+    /// already read behind the last message.
+    pub(crate) fn into_stream(self) -> TunnelStream {
+        match self.carrier {
             Carrier::Stream(stream) => TunnelStream::stream(stream, self.buf.freeze()),
             Carrier::WebSocket(ws) => TunnelStream::websocket(*ws),
-        };
-        Ok(Tunnel { partner_name, partner_uuid, stream })
+        }
     }
 
     /// Sends a request and returns the `params` of its success response.

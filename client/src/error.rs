@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use remoteproxy_authenticators::AuthenticationError;
 
+use crate::tunnelproxy::TunnelProxyError;
+
 /// A client failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -57,6 +59,16 @@ pub enum ClientError {
         /// The outcome the broker sent.
         outcome: AuthenticationError,
     },
+    /// The broker refused a TunnelProxy registration (v2).
+    #[error("the broker refused the registration: {error} ({})", .error.meaning())]
+    TunnelProxyRefused {
+        /// The `tunnelProxyError` the broker answered.
+        error: TunnelProxyError,
+    },
+    /// The [`TunnelServer`](crate::TunnelServer) has stopped; the error that stopped it was
+    /// returned before.
+    #[error("the tunnel server has stopped")]
+    Stopped,
     /// The broker closed the connection while the client waited for its partner.
     #[error("the tunnel partner did not show up")]
     PartnerDidNotShowUp,

@@ -25,6 +25,8 @@
 //! * [`connection`]: Hello, Authenticate, waiting for the tunnel.
 //! * [`stream`]: the tunnel as `AsyncRead + AsyncWrite`.
 //! * [`error`]: typed failures.
+//! * [`tunnelproxy`]: the v2 TunnelProxy API: [`TunnelServer`] registers under a uuid and accepts
+//!   any number of clients over one connection, [`TunnelClient`] reaches it by that uuid.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,6 +37,7 @@ pub mod error;
 pub mod options;
 pub mod stream;
 pub mod tls;
+pub mod tunnelproxy;
 pub mod url;
 
 pub use connection::{Credentials, ProxyConnection, ServerInfo, Tunnel, connect, open_tunnel};
@@ -42,4 +45,8 @@ pub use error::ClientError;
 pub use options::ClientOptions;
 pub use remoteproxy_authenticators::AuthenticationError;
 pub use stream::{CloseInfo, TunnelStream};
+pub use tunnelproxy::{
+    Backoff, IncomingClient, IncomingStream, ServerRegistration, ServerSettings, ServerStatus, TunnelClient,
+    TunnelProxyError, TunnelServer,
+};
 pub use url::ProxyUrl;

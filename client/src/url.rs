@@ -8,6 +8,11 @@ use std::path::PathBuf;
 
 use crate::error::ClientError;
 
+/// The default ports of the v1 listeners: (TCP, WebSocket).
+pub const V1_PORTS: (u16, u16) = (1213, 1212);
+/// The default ports of the v2 TunnelProxy listeners: (TCP, WebSocket).
+pub const V2_PORTS: (u16, u16) = (2213, 2212);
+
 /// Where and how to reach a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyUrl {
@@ -36,8 +41,19 @@ pub enum ProxyUrl {
 }
 
 impl ProxyUrl {
-    /// Parses a URL; errors name what is wrong.
+    /// Parses a URL of the v1 proxy API (a missing port is 1213, or 1212 for WebSocket); errors
+    /// name what is wrong.
     pub fn parse(text: &str) -> Result<ProxyUrl, ClientError> {
+        Self::parse_with_default_ports(text, V1_PORTS)
+    }
+
+    /// Parses a URL of the v2 TunnelProxy API (a missing port is 2213, or 2212 for WebSocket).
+    pub fn parse_v2(text: &str) -> Result<ProxyUrl, ClientError> {
+        Self::parse_with_default_ports(text, V2_PORTS)
+    }
+
+    /// Parses a URL; a missing port is `ports.0` for `tcp`/`ssl` and `ports.1` for `ws`/`wss`.
+    pub fn parse_with_default_ports(text: &str, ports: (u16, u16)) -> Result<ProxyUrl, ClientError> {
         let bad = |why: &str| ClientError::InvalidUrl { url: text.to_string(), reason: why.to_string() };
         let parsed = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
         let scheme = parsed.scheme();
@@ -54,10 +70,8 @@ impl ProxyUrl {
             None => return Err(bad("the URL has no host")),
         };
         let default_port = match scheme {
-            "tcp" => 1213,
-            "ssl" | "tls" => 1213,
-            "ws" => 1212,
-            "wss" => 1212,
+            "tcp" | "ssl" | "tls" => ports.0,
+            "ws" | "wss" => ports.1,
             other => {
                 return Err(bad(&format!("unknown scheme '{other}' (use tcp, ssl, ws, wss or unix)")));
             }
@@ -135,6 +149,16 @@ mod tests {
             let err = ProxyUrl::parse(url).unwrap_err().to_string();
             assert!(err.contains(why), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn v2_default_ports() {
+        assert_eq!(
+            ProxyUrl::parse_v2("ssl://proxy").unwrap(),
+            ProxyUrl::Tcp { host: "proxy".into(), port: 2213, tls: true }
+        );
+        assert!(matches!(ProxyUrl::parse_v2("ws://proxy").unwrap(), ProxyUrl::WebSocket { port: 2212, .. }));
+        assert!(matches!(ProxyUrl::parse_v2("tcp://proxy:9").unwrap(), ProxyUrl::Tcp { port: 9, .. }));
     }
 
     #[test]

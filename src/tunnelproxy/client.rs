@@ -117,7 +117,11 @@ pub async fn run(
     drop(guard);
     let _ = server.send(Control::Leave { address, id }).await;
     match end {
-        End::ClientGone => debug!(address, "client disconnected"),
+        End::ClientGone => {
+            // Answer the client's close (or FIN) so it sees a clean end, not a reset.
+            debug!(address, "client disconnected");
+            writer.close(CloseKind::Error, reasons::CLIENT_GONE).await;
+        }
         End::Kicked(Kick::AfterQueue(reason) | Kick::Now(reason)) => {
             debug!(address, reason, "closing client");
             writer.close(CloseKind::Error, reason).await;

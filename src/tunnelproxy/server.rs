@@ -51,6 +51,8 @@ const WRITE_BATCH: usize = 256 << 10;
 
 /// Close reasons.
 pub mod reasons {
+    /// A client ended its connection; the broker's answering close carries this.
+    pub const CLIENT_GONE: &str = "Client disconnected";
     /// The server's connection ended; sent to each of its clients.
     pub const SERVER_GONE: &str = "Server disconnected";
     /// The server asked for it.

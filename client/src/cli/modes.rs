@@ -1,11 +1,15 @@
-//! What the client does with its tunnel.
+//! What the client does with its tunnel: the modes of the v1 command line and of
+//! `tunnel-client`, and the joining of a tunnel with a local connection.
 
+use std::io;
 use std::time::Duration;
 
 use remoteproxy_client::{ClientError, Tunnel, TunnelStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info};
+
+use crate::cli::broker::Api;
 
 /// Bytes per read when piping: 64 KiB moves about three times the data of 8 KiB on loopback.
 const CHUNK: usize = 64 << 10;
@@ -20,8 +24,7 @@ pub enum Ending {
 }
 
 /// The reference client's behaviour: print what arrives; with `pingpong`, answer with pings.
-pub async fn print(tunnel: Tunnel, name: &str, pingpong: bool) -> Ending {
-    let mut stream = tunnel.stream;
+pub async fn print(mut stream: TunnelStream, name: &str, pingpong: bool) -> Ending {
     let ping = format!("Ping from {name}!");
     if pingpong && let Err(e) = write_flush(&mut stream, ping.as_bytes()).await {
         return Ending::Early(e.to_string());
@@ -48,15 +51,16 @@ pub async fn print(tunnel: Tunnel, name: &str, pingpong: bool) -> Ending {
 }
 
 /// Pipes stdin to the tunnel and the tunnel to stdout.
-pub async fn stdio(tunnel: Tunnel) -> Ending {
-    join(tunnel.stream, tokio::io::stdin(), tokio::io::stdout()).await
+pub async fn stdio(stream: TunnelStream, api: Api) -> Ending {
+    join(stream, api, tokio::io::stdin(), tokio::io::stdout()).await
 }
 
 /// Accepts one local connection first (so the partner does not wait alone while nobody uses
-/// it), then opens the tunnel and joins them.
-pub async fn listen<F>(addr: std::net::SocketAddr, open: F) -> Result<Ending, ClientError>
+/// it, and a v2 client does not occupy the server while nobody uses it), then opens the tunnel
+/// and joins them.
+pub async fn listen<F>(addr: std::net::SocketAddr, api: Api, open: F) -> Result<Ending, ClientError>
 where
-    F: Future<Output = Result<Tunnel, ClientError>>,
+    F: Future<Output = Result<TunnelStream, ClientError>>,
 {
     let listener = TcpListener::bind(addr).await?;
     eprintln!("remoteproxy-client: listening on {}", listener.local_addr()?);
@@ -64,10 +68,9 @@ where
     drop(listener);
     info!(%peer, "local connection accepted; opening the tunnel");
     let _ = local.set_nodelay(true);
-    let tunnel = open.await?;
-    announce(&tunnel);
+    let stream = open.await?;
     let (read, write) = local.into_split();
-    Ok(join(tunnel.stream, read, write).await)
+    Ok(join(stream, api, read, write).await)
 }
 
 /// Opens the tunnel, then connects to the local service and joins them.
@@ -76,7 +79,7 @@ pub async fn connect(addr: &str, tunnel: Tunnel) -> Result<Ending, ClientError> 
     let _ = local.set_nodelay(true);
     info!(%addr, "connected to the local service");
     let (read, write) = local.into_split();
-    Ok(join(tunnel.stream, read, write).await)
+    Ok(join(tunnel.stream, Api::V1, read, write).await)
 }
 
 /// Logs the partner.
@@ -85,14 +88,37 @@ pub fn announce(tunnel: &Tunnel) {
 }
 
 /// Moves bytes both ways between the tunnel and a local reader/writer pair until the tunnel
-/// ends. The local side's end half-closes the tunnel; over a WebSocket, which cannot half-close,
-/// the end of the tunnel's incoming direction is the end of everything.
-async fn join<R, W>(stream: TunnelStream, mut local_in: R, mut local_out: W) -> Ending
+/// ends. The local side's end half-closes the tunnel. The end of the tunnel's incoming
+/// direction is the end of everything over a WebSocket, which cannot half-close, and on the v2
+/// API, where the broker only ever closes a client completely.
+async fn join<R, W>(stream: TunnelStream, api: Api, local_in: R, local_out: W) -> Ending
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let half_close = stream.supports_half_close();
+    let half_close = api == Api::V1 && stream.supports_half_close();
+    let (stream, incoming) = pipe(stream, half_close, local_in, local_out).await;
+    match incoming {
+        Ok(()) => ending(&stream),
+        Err(e) => Ending::Early(e.to_string()),
+    }
+}
+
+/// The pump behind [`join`], for any stream: returns the stream and how its incoming direction
+/// ended. The local side's end shuts the stream down (a half-close where `half_close`); the
+/// stream's end shuts the local writer down, and without `half_close` it is the end of
+/// everything.
+pub async fn pipe<S, R, W>(
+    stream: S,
+    half_close: bool,
+    mut local_in: R,
+    mut local_out: W,
+) -> (S, io::Result<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let (mut tunnel_in, mut tunnel_out) = tokio::io::split(stream);
     let incoming = {
         let outgoing = async {
@@ -139,11 +165,7 @@ where
         }
         incoming
     };
-    let stream = tunnel_in.unsplit(tunnel_out);
-    match incoming {
-        Ok(()) => ending(&stream),
-        Err(e) => Ending::Early(e.to_string()),
-    }
+    (tunnel_in.unsplit(tunnel_out), incoming)
 }
 
 async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8]) -> std::io::Result<()> {

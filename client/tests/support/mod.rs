@@ -34,3 +34,12 @@ pub fn url_text(broker: &Broker, kind: Kind) -> String {
         Kind::Unix => format!("unix://{}", broker.unix.display()),
     }
 }
+
+/// The URL of one of the broker's v2 TunnelProxy listeners.
+pub fn url_text_v2(broker: &Broker, kind: Kind) -> String {
+    match kind {
+        Kind::Tcp => format!("{}://{}", if broker.tls { "ssl" } else { "tcp" }, broker.tcp2),
+        Kind::WebSocket => format!("{}://{}/", if broker.tls { "wss" } else { "ws" }, broker.websocket2),
+        Kind::Unix => format!("unix://{}", broker.unix2.display()),
+    }
+}

@@ -1,0 +1,46 @@
+//! The broker address and connection options from the flags, shared by every mode.
+
+use remoteproxy_client::url::{V1_PORTS, V2_PORTS};
+use remoteproxy_client::{ClientError, ClientOptions, ProxyUrl};
+
+use crate::cli::args::BrokerArgs;
+
+/// Which API's listeners the defaults point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Token pairing.
+    V1,
+    /// TunnelProxy.
+    V2,
+}
+
+impl BrokerArgs {
+    /// The broker URL (a missing port is the API's default) and the options; warns loudly on
+    /// stderr when certificate verification is off.
+    pub fn resolve(&self, api: Api) -> Result<(ProxyUrl, ClientOptions), ClientError> {
+        let (tcp, ws) = match api {
+            Api::V1 => V1_PORTS,
+            Api::V2 => V2_PORTS,
+        };
+        let default =
+            if self.ws { format!("wss://127.0.0.1:{ws}") } else { format!("ssl://127.0.0.1:{tcp}") };
+        let mut url = ProxyUrl::parse_with_default_ports(self.url.as_deref().unwrap_or(&default), (tcp, ws))?;
+        if self.ws {
+            url = url.into_websocket();
+        }
+        if self.ignore_ssl && url.uses_tls() {
+            eprintln!(
+                "remoteproxy-client: WARNING: --ignore-ssl: the server certificate is not verified; \
+                 anyone on the path can read and change this tunnel"
+            );
+        }
+        let options = ClientOptions {
+            ca_file: self.ca.clone(),
+            insecure_skip_verify: self.ignore_ssl,
+            client_certificate: self.cert.clone(),
+            client_key: self.key.clone(),
+            ..ClientOptions::default()
+        };
+        Ok((url, options))
+    }
+}

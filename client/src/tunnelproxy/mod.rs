@@ -1,0 +1,31 @@
+//! The v2 TunnelProxy API (PROTOCOL §5): a server registers under a uuid and stays connected;
+//! clients name that uuid and each gets a byte pipe to the server.
+//!
+//! Unlike the v1 token pairing, one server connection carries all its clients: the broker
+//! frames every client's bytes with SLIP and a 2-byte socket address, and uses address 0 for
+//! JSON (responses and the `ClientConnected`/`ClientDisconnected` notifications). The client
+//! side sees no framing at all.
+//!
+//! * [`TunnelClient`] (`client.rs`): register and get a [`TunnelStream`](crate::TunnelStream).
+//! * [`TunnelServer`] (`server.rs`): stay registered, reconnect with [`Backoff`]
+//!   (`backoff.rs`), and accept [`IncomingClient`]s (`incoming.rs`).
+//! * `mux.rs`: the demultiplexer, writer and pinger of one server connection.
+//! * `register.rs`: the registration calls; `outcome.rs`: [`TunnelProxyError`].
+
+mod backoff;
+mod client;
+mod incoming;
+mod mux;
+mod outcome;
+mod register;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
+pub use backoff::Backoff;
+pub use client::TunnelClient;
+pub use incoming::{IncomingClient, IncomingStream};
+pub use mux::PING_INTERVAL;
+pub use outcome::TunnelProxyError;
+pub use server::{ServerRegistration, ServerSettings, ServerStatus, TunnelServer};
