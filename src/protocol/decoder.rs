@@ -69,12 +69,16 @@ impl Decoder {
         self.buf.iter().any(|b| !is_whitespace(*b))
     }
 
-    /// Drops the whitespace that separates JSON messages from what follows (usually the `\n`
-    /// behind the last message), so it is not taken for raw data after a switch.
+    /// Drops the one line ending (`\n` or `\r\n`) that ends the last JSON message, so it is not
+    /// taken for raw data after a switch; anything after it is data and stays byte-exact.
     pub fn skip_separator(&mut self) {
-        if self.scanned == 0 {
-            let skip = self.buf.iter().take_while(|b| is_whitespace(**b)).count();
-            self.buf.advance(skip);
+        if self.scanned != 0 {
+            return;
+        }
+        if self.buf.starts_with(b"\r\n") {
+            self.buf.advance(2);
+        } else if self.buf.starts_with(b"\n") {
+            self.buf.advance(1);
         }
     }
 
@@ -87,14 +91,21 @@ impl Decoder {
     /// The next complete JSON value, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Value>, DecodeError> {
         let skip = self.buf.iter().take_while(|b| is_whitespace(**b)).count();
-        if skip > 0 {
-            debug_assert_eq!(self.scanned, 0, "whitespace is only skipped before a message");
-            self.buf.advance(skip);
-        }
-        let Some(&first) = self.buf.first() else {
+        if skip == self.buf.len() {
+            // Only separators: nothing to keep.
+            self.buf.clear();
             return Ok(None);
+        }
+        let first = self.buf[skip];
+        let result = if first == b'{' || first == b'[' {
+            debug_assert!(skip == 0 || self.scanned == 0, "whitespace is only skipped before a message");
+            self.buf.advance(skip);
+            self.next_bracketed()
+        } else {
+            // Probably not JSON at all (bytes pipelined behind the last message): the whitespace
+            // stays with them unless they do turn out to be a value.
+            self.next_scalar(skip)
         };
-        let result = if first == b'{' || first == b'[' { self.next_bracketed() } else { self.next_scalar() };
         if let Ok(None) = result
             && self.buf.len() > self.max_message_size
         {
@@ -141,13 +152,13 @@ impl Decoder {
 
     /// Anything not starting with a bracket is rare (a client error or a bare scalar); let
     /// serde_json's stream parser decide whether it is complete, incomplete or garbage.
-    fn next_scalar(&mut self) -> Result<Option<Value>, DecodeError> {
-        let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+    fn next_scalar(&mut self, skip: usize) -> Result<Option<Value>, DecodeError> {
+        let mut stream = serde_json::Deserializer::from_slice(&self.buf[skip..]).into_iter::<Value>();
         match stream.next() {
             None => Ok(None),
             Some(Ok(value)) => {
                 let consumed = stream.byte_offset();
-                self.buf.advance(consumed);
+                self.buf.advance(skip + consumed);
                 Ok(Some(value))
             }
             Some(Err(e)) if e.is_eof() => Ok(None),
@@ -249,10 +260,22 @@ mod tests {
         let mut d = Decoder::new(10240);
         d.extend(b"{\"id\":1}\n\x00\x01binary");
         assert_eq!(d.next_message().unwrap(), Some(json!({"id":1})));
-        // The session asks again, skipping the separator, and finds bytes that are not JSON.
+        // The session asks again and finds bytes that are not JSON; they keep their whitespace
+        // until the switch drops the one separator.
         assert!(matches!(d.next_message(), Err(DecodeError::Parse(_))));
         assert!(d.has_data());
+        d.skip_separator();
         assert_eq!(&d.take_remaining()[..], b"\x00\x01binary");
+    }
+
+    #[test]
+    fn data_behind_the_separator_keeps_its_whitespace() {
+        let mut d = Decoder::new(10240);
+        d.extend(b"{\"id\":1}\r\n \thello");
+        assert_eq!(d.next_message().unwrap(), Some(json!({"id":1})));
+        assert!(matches!(d.next_message(), Err(DecodeError::Parse(_))));
+        d.skip_separator();
+        assert_eq!(&d.take_remaining()[..], b" \thello");
     }
 
     #[test]

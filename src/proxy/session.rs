@@ -370,6 +370,8 @@ impl Session {
             partner_uuid = %parked.identity.uuid,
             "tunnel established"
         );
+        partner.decoder.skip_separator();
+        self.conn.decoder.skip_separator();
         let (a_wire, a_early) = partner.into_raw();
         let (b_wire, b_early) = self.conn.into_raw();
         let report = relay::run(
