@@ -128,6 +128,14 @@ pub struct ApiSpec {
 const SECRET_KEYS: &[&str] = &["token"];
 
 impl ApiSpec {
+    /// Every check a decoded message goes through, in the reference's order: envelope (id,
+    /// method), namespace, method, params.
+    pub fn accept(&self, message: Value) -> Result<(Request, &MethodSpec), RpcError> {
+        let request = Request::parse(message)?;
+        let method = self.resolve(&request)?;
+        Ok((request, method))
+    }
+
     /// Finds the method a request names and validates its params, in the reference's order:
     /// namespace, method, params.
     pub fn resolve(&self, request: &Request) -> Result<&MethodSpec, RpcError> {

@@ -202,12 +202,8 @@ impl Session {
 
     /// Answers one request. Returns the started authentication for `Authenticate`.
     async fn handle(&mut self, message: Value, authenticating: bool) -> Result<Option<PendingAuth>, Exit> {
-        let request = match Request::parse(message) {
-            Ok(request) => request,
-            Err(error) => return Err(self.refuse(error).await),
-        };
-        let method = match V1_API.resolve(&request) {
-            Ok(method) => method,
+        let (request, method) = match V1_API.accept(message) {
+            Ok(accepted) => accepted,
             Err(error) => return Err(self.refuse(error).await),
         };
         match (method.namespace, method.name) {

@@ -1,8 +1,24 @@
 //! The v2 TunnelProxy API table (PROTOCOL §5). Descriptions are the reference broker's.
 
+use serde_json::{Value, json};
+
+use crate::protocol::Request;
 use crate::protocol::api::{ApiSpec, MethodSpec, NotificationSpec, Param, ParamType};
-use crate::protocol::remote_proxy::{HELLO, INTROSPECT};
+use crate::protocol::remote_proxy::{self, HELLO, INTROSPECT};
 use crate::protocol::types;
+
+/// The result of the calls that mean the same on every v2 connection, registered or not:
+/// `Hello`, `Introspect` and `Ping`. `None` for the others.
+pub fn common_answer(method: &MethodSpec, request: &Request, server_name: &str) -> Option<Value> {
+    match (method.namespace, method.name) {
+        ("RemoteProxy", "Hello") => Some(remote_proxy::hello(server_name)),
+        ("RemoteProxy", "Introspect") => Some(V2_API.introspect()),
+        ("TunnelProxy", "Ping") => {
+            Some(json!({"timestamp": request.params.get("timestamp").cloned().unwrap_or(Value::Null)}))
+        }
+        _ => None,
+    }
+}
 
 /// `TunnelProxyError`, as sent on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

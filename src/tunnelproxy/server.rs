@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::TunnelProxyContext;
-use super::api::{TunnelProxyError, V2_API};
+use super::api::{TunnelProxyError, V2_API, common_answer};
 use super::registry::{Guard, Refusal};
-use crate::protocol::{DecodeError, Decoder, Request, RpcError, message, remote_proxy};
+use crate::protocol::{DecodeError, Decoder, RpcError, message};
 use crate::relay::STOP_SERVER;
 use crate::transport::halves::{ReadHalf, WriteHalf};
 use crate::transport::websocket::CloseKind;
@@ -391,22 +391,16 @@ impl Actor {
                 Err(DecodeError::Parse(text)) => return Err(self.refuse(RpcError::InvalidJson(text)).await),
                 Err(DecodeError::Oversized) => return Err(self.refuse(RpcError::BufferOverflow).await),
             };
-            let request = match Request::parse(message) {
-                Ok(request) => request,
-                Err(error) => return Err(self.refuse(error).await),
-            };
-            let method = match V2_API.resolve(&request) {
-                Ok(method) => method,
+            let (request, method) = match V2_API.accept(message) {
+                Ok(accepted) => accepted,
                 Err(error) => return Err(self.refuse(error).await),
             };
             let id = request.id;
+            if let Some(result) = common_answer(method, &request, &self.ctx.server_name) {
+                self.reply(id, result).await;
+                continue;
+            }
             match (method.namespace, method.name) {
-                ("RemoteProxy", "Hello") => self.reply(id, remote_proxy::hello(&self.ctx.server_name)).await,
-                ("RemoteProxy", "Introspect") => self.reply(id, V2_API.introspect()).await,
-                ("TunnelProxy", "Ping") => {
-                    let timestamp = request.params.get("timestamp").cloned().unwrap_or(Value::Null);
-                    self.reply(id, json!({"timestamp": timestamp})).await;
-                }
                 ("TunnelProxy", "DisconnectClient") => {
                     let address = socket_address(request.params.get("socketAddress"));
                     let error = match address.filter(|a| self.clients.contains_key(a)) {

@@ -16,11 +16,11 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::TunnelProxyContext;
-use super::api::{TunnelProxyError, V2_API};
+use super::api::{TunnelProxyError, V2_API, common_answer};
 use super::registry::{Guard, Refusal, ServerHandle};
 use super::server::{self, Control, JoinRefusal, Joined};
 use crate::protocol::api::string_param;
-use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
+use crate::protocol::{DecodeError, Request, RpcError, message};
 use crate::relay::STOP_SERVER;
 use crate::transport::halves;
 use crate::transport::websocket::CloseKind;
@@ -131,22 +131,16 @@ impl Session {
 
     /// Answers one request; a successful registration ends the phase.
     async fn handle(&mut self, message: Value) -> Result<Option<Registered>, Exit> {
-        let request = match Request::parse(message) {
-            Ok(request) => request,
-            Err(error) => return Err(self.refuse(error).await),
-        };
-        let method = match V2_API.resolve(&request) {
-            Ok(method) => method,
+        let (request, method) = match V2_API.accept(message) {
+            Ok(accepted) => accepted,
             Err(error) => return Err(self.refuse(error).await),
         };
         let id = request.id;
+        if let Some(result) = common_answer(method, &request, &self.ctx.server_name) {
+            self.reply(id, result).await?;
+            return Ok(None);
+        }
         match (method.namespace, method.name) {
-            ("RemoteProxy", "Hello") => self.reply(id, remote_proxy::hello(&self.ctx.server_name)).await?,
-            ("RemoteProxy", "Introspect") => self.reply(id, V2_API.introspect()).await?,
-            ("TunnelProxy", "Ping") => {
-                let timestamp = request.params.get("timestamp").cloned().unwrap_or(Value::Null);
-                self.reply(id, json!({"timestamp": timestamp})).await?;
-            }
             ("TunnelProxy", "DisconnectClient") => {
                 self.reply(id, json!({"tunnelProxyError": TunnelProxyError::NotRegistered.wire_name()}))
                     .await?;
