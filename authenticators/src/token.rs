@@ -26,6 +26,29 @@ impl Token {
     }
 }
 
+/// A configured secret (an `Authorization` header value, a key): like [`Token`], it prints as
+/// `MASKED` and is only read through [`Secret::expose_secret`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(raw: impl Into<String>) -> Self {
+        Secret(raw.into())
+    }
+
+    /// The raw secret, for the one place that must send it.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(MASKED)")
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(MASKED)")
