@@ -11,9 +11,9 @@ use std::sync::Arc;
 use clap::{ArgAction, Parser};
 use remoteproxy::authenticators::Authenticator;
 use remoteproxy::authenticators::mock::MockAuthenticator;
-use remoteproxy::config::{self, AuthenticatorKind, Config};
+use remoteproxy::config::{self, Config, ConfigError};
 use remoteproxy::{Server, ServerListeners};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// The remoteproxy tunnel broker: devices and apps behind NAT meet here and are joined into a
 /// tunnel. Compatible with nymea-remoteproxy clients.
@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Ok(authenticator) => authenticator,
         Err(message) => return fail(USAGE_ERROR, &message),
     };
+    let reloadable = authenticator.clone();
     let max_connections = config.server.max_connections;
     let listener_config = config.clone();
     let source = config.source.clone();
@@ -91,21 +92,40 @@ fn main() -> ExitCode {
             Ok(listeners) => listeners,
             Err(error) => return fail(STARTUP_ERROR, &error),
         };
+        tokio::spawn(reload_on_hangup(reloadable));
         server.run(listeners, remoteproxy::shutdown::signal()).await;
         ExitCode::SUCCESS
     })
 }
 
+/// `-m` wins; otherwise the configured kind, built now so that a broken setup (a missing JWKS
+/// file, a bad token file) is a configuration error at start, not a surprise at the first client.
 fn choose_authenticator(cli: &Cli, config: &Config) -> Result<Arc<dyn Authenticator>, String> {
     if cli.mock_authenticator {
         return Ok(Arc::new(MockAuthenticator));
     }
-    match config.authenticator {
-        Some(AuthenticatorKind::Mock) => Ok(Arc::new(MockAuthenticator)),
+    match &config.authentication {
+        Some(settings) => remoteproxy::authenticators::build(settings).map_err(|error| {
+            ConfigError::bad_value(config.source.as_deref(), error.section, error.key, error.problem)
+                .to_string()
+        }),
         None => Err("no authenticator is configured: set `type` in the [Authentication] section of the \
-                     configuration file (available: mock), or start with --mock-authenticator to accept every \
-                     token (for tests only)"
+                     configuration file (mock, aws-lambda, http, static, jwt or certificate), or start with \
+                     --mock-authenticator to accept every token (for tests only)"
             .to_string()),
+    }
+}
+
+/// SIGHUP re-reads what the authenticator loaded from disk (a token file, keys); connections
+/// are not touched.
+async fn reload_on_hangup(authenticator: Arc<dyn Authenticator>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        match authenticator.reload() {
+            Ok(()) => info!("SIGHUP: authenticator reloaded"),
+            Err(error) => warn!(%error, "SIGHUP: authenticator reload failed; keeping the previous state"),
+        }
     }
 }
 

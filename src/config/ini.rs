@@ -30,7 +30,12 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AuthenticatorKind, Config, ListenerSettings};
+use remoteproxy_authenticators::Secret;
+
+use super::{
+    AuthenticationSettings, AwsLambdaSettings, CertificateSettings, Config, HttpSettings, JwtSettings,
+    KindSettings, ListenerSettings, StaticSettings, SubjectField, ThrottleSettings,
+};
 
 /// Why a configuration could not be loaded. Every variant displays as one line that names the
 /// file (and, where there is one, the section and key), ready to be printed as is.
@@ -134,26 +139,45 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "tunnelProxyServerTimeout",
         ],
     ),
-    ("SSL", &["enabled", "certificate", "certificateKey", "certificateChain"]),
+    (
+        "SSL",
+        &[
+            "enabled",
+            "certificate",
+            "certificateKey",
+            "certificateChain",
+            "clientCaCertificate",
+            "clientCertificateRequired",
+        ],
+    ),
     ("WebSocketServer", &["host", "port"]),
     ("TcpServer", &["host", "port"]),
     ("UnixSocketServer", &["unixSocketFileName"]),
     ("WebSocketServerTunnelProxy", &["host", "port"]),
     ("TcpServerTunnelProxy", &["host", "port"]),
     ("UnixSocketServerTunnelProxy", &["unixSocketFileName"]),
-    ("AWS", &["region", "authorizerLambdaFunction", "awsCredentialsUrl"]),
-    ("Authentication", &["type"]),
+    ("AWS", &["region", "authorizerLambdaFunction", "awsCredentialsUrl", "lambdaEndpoint"]),
+    (
+        "Authentication",
+        &["type", "cacheTtl", "throttle", "throttleBaseDelay", "throttleMaxDelay", "requestTimeout"],
+    ),
+    ("HttpAuthenticator", &["url", "authorization", "caCertificate"]),
+    ("StaticAuthenticator", &["file", "reloadInterval"]),
+    ("JwtAuthenticator", &["jwks", "issuer", "audience", "userClaim", "leeway"]),
+    ("CertificateAuthenticator", &["userName"]),
 ];
 
 /// Qt's name for the keys before the first section header. It has no keys of ours.
 const GENERAL: &str = "General";
 
-/// Authenticator kinds this build has, as written in `[Authentication] type`.
-const AVAILABLE_AUTHENTICATORS: &[(&str, AuthenticatorKind)] = &[("mock", AuthenticatorKind::Mock)];
+/// Authenticator kinds, as written in `[Authentication] type`.
+const AUTHENTICATOR_KINDS: &[&str] = &["mock", "aws-lambda", "http", "static", "jwt", "certificate"];
 
-/// Authenticator kinds that are planned but not in this build: they get a clearer message than
-/// an unknown word.
-const PLANNED_AUTHENTICATORS: &[&str] = &["aws-lambda", "http", "static", "jwt", "certificate"];
+/// The reference broker's `[AWS]` defaults, so a 1.8.4 file plus `type=aws-lambda` works unchanged.
+const AWS_DEFAULT_REGION: &str = "eu-west-1";
+const AWS_DEFAULT_FUNCTION: &str = "system-services-authorizer-dev-checkToken";
+const AWS_DEFAULT_CREDENTIALS_URL: &str =
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2-Remote-Connection-Proxy-Role";
 
 /// Keys whose names look secret by the rule of [`is_secret_key`] but hold something harmless.
 const NOT_SECRET_KEYS: &[&str] = &["certificateKey"];
@@ -170,10 +194,12 @@ fn known_sections() -> String {
 }
 
 /// Whether the value of `key` may be a secret and so must never appear in a message: any key whose
-/// name contains "token", "password", "secret" or "key", except those listed as harmless (paths).
+/// name contains "token", "password", "secret", "key" or "authorization", except those listed as
+/// harmless (paths).
 fn is_secret_key(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
-    let looks_secret = ["token", "password", "secret", "key"].iter().any(|word| lower.contains(word));
+    let looks_secret =
+        ["token", "password", "secret", "key", "authorization"].iter().any(|word| lower.contains(word));
     looks_secret && !NOT_SECRET_KEYS.contains(&key)
 }
 
@@ -405,6 +431,12 @@ impl<'a> Document<'a> {
         if let Some(value) = self.optional_path(SSL, "certificateChain") {
             config.tls.certificate_chain = value;
         }
+        if let Some(value) = self.optional_path(SSL, "clientCaCertificate") {
+            config.tls.client_ca = value;
+        }
+        if let Some(value) = self.bool(SSL, "clientCertificateRequired")? {
+            config.tls.client_certificate_required = value;
+        }
 
         self.listeners(&mut config.listeners, ["WebSocketServer", "TcpServer", "UnixSocketServer"])?;
         self.listeners(
@@ -417,21 +449,7 @@ impl<'a> Document<'a> {
         }
         self.check_distinct_addresses(&config)?;
 
-        const AWS: &str = "AWS";
-        let non_empty = |key| self.get(AWS, key).map(|value| (!value.is_empty()).then(|| value.to_string()));
-        if let Some(value) = non_empty("region") {
-            config.aws.region = value;
-        }
-        if let Some(value) = non_empty("authorizerLambdaFunction") {
-            config.aws.authorizer_lambda_function = value;
-        }
-        if let Some(value) = non_empty("awsCredentialsUrl") {
-            config.aws.credentials_url = value;
-        }
-
-        if let Some(value) = self.get("Authentication", "type") {
-            config.authenticator = self.authenticator(value)?;
-        }
+        config.authentication = self.authentication(&config)?;
         Ok(config)
     }
 
@@ -593,21 +611,110 @@ impl<'a> Document<'a> {
         Ok(())
     }
 
-    fn authenticator(&self, value: &str) -> Result<Option<AuthenticatorKind>, ConfigError> {
-        if value.is_empty() {
+    /// `[Authentication]` and the section of the chosen kind.
+    fn authentication(&self, config: &Config) -> Result<Option<AuthenticationSettings>, ConfigError> {
+        const AUTH: &str = "Authentication";
+        let Some(kind) = self.get(AUTH, "type").filter(|value| !value.is_empty()) else {
             return Ok(None);
-        }
-        let lower = value.to_ascii_lowercase();
-        if let Some((_, kind)) = AVAILABLE_AUTHENTICATORS.iter().find(|(name, _)| *name == lower) {
-            return Ok(Some(*kind));
-        }
-        let available = AVAILABLE_AUTHENTICATORS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
-        let problem = if PLANNED_AUTHENTICATORS.contains(&lower.as_str()) {
-            format!("{} is not available in this build (available: {available})", shown("type", value))
-        } else {
-            format!("{} is not an authenticator type (available: {available})", shown("type", value))
         };
-        Err(self.bad("Authentication", "type", problem))
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "mock" => KindSettings::Mock,
+            "aws-lambda" => {
+                const AWS: &str = "AWS";
+                let text = |key, default: &str| self.non_empty(AWS, key).unwrap_or(default).to_string();
+                KindSettings::AwsLambda(AwsLambdaSettings {
+                    region: text("region", AWS_DEFAULT_REGION),
+                    function: text("authorizerLambdaFunction", AWS_DEFAULT_FUNCTION),
+                    credentials_url: text("awsCredentialsUrl", AWS_DEFAULT_CREDENTIALS_URL),
+                    lambda_endpoint: self.non_empty(AWS, "lambdaEndpoint").map(str::to_string),
+                })
+            }
+            "http" => {
+                const HTTP: &str = "HttpAuthenticator";
+                KindSettings::Http(HttpSettings {
+                    url: self.required(HTTP, "url", "the URL the token is POSTed to")?.to_string(),
+                    authorization: self.non_empty(HTTP, "authorization").map(Secret::new),
+                    ca_file: self.optional_path(HTTP, "caCertificate").flatten(),
+                })
+            }
+            "static" => {
+                const STATIC: &str = "StaticAuthenticator";
+                let file = self.required(STATIC, "file", "the token hash file")?;
+                let reload_interval =
+                    self.millis(STATIC, "reloadInterval")?.unwrap_or(Duration::from_secs(2));
+                if reload_interval.is_zero() {
+                    return Err(self.bad(STATIC, "reloadInterval", "must be greater than 0 milliseconds"));
+                }
+                KindSettings::Static(StaticSettings { file: PathBuf::from(file), reload_interval })
+            }
+            "jwt" => {
+                const JWT: &str = "JwtAuthenticator";
+                let leeway = self.number(JWT, "leeway", Some("seconds"), 3600)?.unwrap_or(60);
+                KindSettings::Jwt(JwtSettings {
+                    jwks_file: PathBuf::from(self.required(JWT, "jwks", "the JWKS file with the keys")?),
+                    issuer: self.non_empty(JWT, "issuer").map(str::to_string),
+                    audience: self.non_empty(JWT, "audience").map(str::to_string),
+                    user_claim: self.non_empty(JWT, "userClaim").unwrap_or("sub").to_string(),
+                    leeway: Duration::from_secs(leeway),
+                })
+            }
+            "certificate" => {
+                const CERT: &str = "CertificateAuthenticator";
+                if !config.tls.enabled || config.tls.client_ca.is_none() {
+                    return Err(self.bad(
+                        AUTH,
+                        "type",
+                        "the certificate authenticator needs [SSL] enabled=true and clientCaCertificate",
+                    ));
+                }
+                let user_name_from = match self.non_empty(CERT, "userName").unwrap_or("CN") {
+                    "CN" => SubjectField::CommonName,
+                    "O" => SubjectField::Organization,
+                    other => {
+                        return Err(self.bad(
+                            CERT,
+                            "userName",
+                            format!("{} is not CN or O", shown("userName", other)),
+                        ));
+                    }
+                };
+                KindSettings::Certificate(CertificateSettings { user_name_from })
+            }
+            _ => {
+                let problem = format!(
+                    "{} is not an authenticator type (available: {})",
+                    shown("type", kind),
+                    AUTHENTICATOR_KINDS.join(", ")
+                );
+                return Err(self.bad(AUTH, "type", problem));
+            }
+        };
+        let cache_ttl = self.millis(AUTH, "cacheTtl")?.filter(|ttl| !ttl.is_zero());
+        let base = self.millis(AUTH, "throttleBaseDelay")?.unwrap_or(Duration::from_millis(250));
+        let max = self.millis(AUTH, "throttleMaxDelay")?.unwrap_or(Duration::from_millis(4000));
+        if base > max {
+            return Err(self.bad(AUTH, "throttleBaseDelay", "must not be larger than throttleMaxDelay"));
+        }
+        let throttle = self.bool(AUTH, "throttle")?.unwrap_or(true).then_some(ThrottleSettings { base, max });
+        let limit = config.timeouts.authentication;
+        let request_timeout = self.millis(AUTH, "requestTimeout")?.unwrap_or(limit * 3 / 4);
+        if request_timeout.is_zero() || request_timeout >= limit {
+            return Err(self.bad(
+                AUTH,
+                "requestTimeout",
+                "must be greater than 0 and below [ProxyServer] authenticationTimeout",
+            ));
+        }
+        Ok(Some(AuthenticationSettings { kind, cache_ttl, throttle, request_timeout }))
+    }
+
+    /// A value that must be present and non-empty; `what` says what it is for.
+    fn required(&self, section: &str, key: &str, what: &str) -> Result<&str, ConfigError> {
+        self.non_empty(section, key).ok_or_else(|| self.bad(section, key, format!("missing: set {what}")))
+    }
+
+    fn non_empty(&self, section: &str, key: &str) -> Option<&str> {
+        self.get(section, key).filter(|value| !value.is_empty())
     }
 }
 
@@ -721,17 +828,8 @@ mod tests {
         assert_eq!(config.timeouts.authentication, Duration::from_millis(8000));
         assert_eq!(config.timeouts.inactive, Duration::from_millis(8000));
         assert_eq!(config.timeouts.alone, Duration::from_millis(8000));
-        assert_eq!(config.aws.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(
-            config.aws.authorizer_lambda_function.as_deref(),
-            Some("system-services-authorizer-dev-checkToken")
-        );
-        assert_eq!(
-            config.aws.credentials_url.as_deref(),
-            Some(
-                "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2-Remote-Connection-Proxy-Role"
-            )
-        );
+        // No [Authentication] type: the broker will ask for one (or -m).
+        assert_eq!(config.authentication, None);
         assert!(config.tls.enabled);
         assert_eq!(config.tls.certificate, Some(PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem")));
         assert_eq!(config.tls.certificate_key, Some(PathBuf::from("/etc/ssl/private/ssl-cert-snakeoil.key")));
@@ -742,7 +840,7 @@ mod tests {
         assert_eq!(config.tunnel_proxy_listeners.websocket, v4(127, 0, 0, 1, 2212));
         assert_eq!(config.tunnel_proxy_listeners.tcp, v4(127, 0, 0, 1, 2213));
         assert_eq!(config.tunnel_proxy_listeners.unix, None);
-        assert_eq!(config.authenticator, None);
+        assert_eq!(config.authentication, None);
         // Keys the reference does not have keep our defaults.
         assert_eq!(config.server.max_message_size, defaults.server.max_message_size);
         assert_eq!(config.server.max_connections, defaults.server.max_connections);
@@ -787,7 +885,7 @@ mod tests {
         assert_eq!(config.timeouts.tunnel_proxy_server, Duration::from_millis(30000));
         assert_eq!(config.listeners.unix, Some(PathBuf::from("/tmp/proxy.sock")));
         assert_eq!(config.tunnel_proxy_listeners.unix, Some(PathBuf::from("/tmp/tunnel.sock")));
-        assert_eq!(config.authenticator, Some(AuthenticatorKind::Mock));
+        assert_eq!(config.authentication.unwrap().kind, KindSettings::Mock);
         assert!(config.listeners.websocket.is_some());
 
         let config = parse("[ProxyServer]\ntunnelIdleTimeout=0\n").unwrap();
@@ -897,7 +995,8 @@ mod tests {
             "/etc/remoteproxy.conf: [General] name: unknown key (keys must be inside a section; \
              known sections: ProxyServer, SSL, WebSocketServer, TcpServer, UnixSocketServer, \
              WebSocketServerTunnelProxy, TcpServerTunnelProxy, UnixSocketServerTunnelProxy, AWS, \
-             Authentication)"
+             Authentication, HttpAuthenticator, StaticAuthenticator, JwtAuthenticator, \
+             CertificateAuthenticator)"
         );
     }
 
@@ -907,7 +1006,8 @@ mod tests {
             error("[ProxyServer]\nname=x\n[Foo]\n"),
             "/etc/remoteproxy.conf: [Foo]: unknown section (known sections: ProxyServer, SSL, \
              WebSocketServer, TcpServer, UnixSocketServer, WebSocketServerTunnelProxy, \
-             TcpServerTunnelProxy, UnixSocketServerTunnelProxy, AWS, Authentication)"
+             TcpServerTunnelProxy, UnixSocketServerTunnelProxy, AWS, Authentication, HttpAuthenticator, \
+             StaticAuthenticator, JwtAuthenticator, CertificateAuthenticator)"
         );
         assert!(error("[ssl]\nenabled=true\n").starts_with("/etc/remoteproxy.conf: [ssl]: unknown section"));
     }
@@ -1043,36 +1143,117 @@ mod tests {
         parse("[TcpServer]\nport=0\n[WebSocketServer]\nport=0\n").unwrap();
     }
 
+    fn kind(text: &str) -> KindSettings {
+        parse(text).unwrap().authentication.expect("an authenticator").kind
+    }
+
     #[test]
     fn authenticator_types() {
-        assert_eq!(
-            parse("[Authentication]\ntype=mock\n").unwrap().authenticator,
-            Some(AuthenticatorKind::Mock)
-        );
-        assert_eq!(parse("[Authentication]\ntype=\n").unwrap().authenticator, None);
-        assert_eq!(
-            error("[Authentication]\ntype=aws-lambda\n"),
-            "/etc/remoteproxy.conf: [Authentication] type: \"aws-lambda\" is not available in this \
-             build (available: mock)"
-        );
-        for planned in ["http", "static", "jwt", "certificate"] {
-            assert!(
-                error(&format!("[Authentication]\ntype={planned}\n"))
-                    .ends_with("is not available in this build (available: mock)")
-            );
-        }
+        assert_eq!(kind("[Authentication]\ntype=mock\n"), KindSettings::Mock);
+        assert_eq!(parse("[Authentication]\ntype=\n").unwrap().authentication, None);
         assert_eq!(
             error("[Authentication]\ntype=ldap\n"),
             "/etc/remoteproxy.conf: [Authentication] type: \"ldap\" is not an authenticator type \
-             (available: mock)"
+             (available: mock, aws-lambda, http, static, jwt, certificate)"
         );
     }
 
     #[test]
-    fn aws_empty_values_are_none() {
-        let config = parse("[AWS]\nregion=\nauthorizerLambdaFunction=f\n").unwrap();
-        assert_eq!(config.aws.region, None);
-        assert_eq!(config.aws.authorizer_lambda_function.as_deref(), Some("f"));
+    fn aws_lambda_takes_the_reference_keys_and_defaults() {
+        let reference = std::fs::read_to_string(fixture("nymea-remoteproxy-1.8.4.conf")).unwrap();
+        let with_type = format!("{reference}\n[Authentication]\ntype=aws-lambda\n");
+        assert_eq!(
+            kind(&with_type),
+            KindSettings::AwsLambda(AwsLambdaSettings {
+                region: "eu-west-1".into(),
+                function: "system-services-authorizer-dev-checkToken".into(),
+                credentials_url: AWS_DEFAULT_CREDENTIALS_URL.into(),
+                lambda_endpoint: None,
+            })
+        );
+        let KindSettings::AwsLambda(aws) =
+            kind("[Authentication]\ntype=aws-lambda\n[AWS]\nregion=\nlambdaEndpoint=http://127.0.0.1:9\n")
+        else {
+            panic!()
+        };
+        assert_eq!(aws.region, "eu-west-1", "empty means the default");
+        assert_eq!(aws.lambda_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn http_static_jwt_and_certificate_sections() {
+        let KindSettings::Http(http) = kind(
+            "[Authentication]\ntype=http\n[HttpAuthenticator]\nurl=https://auth.example/check\n\
+             authorization=Bearer s3cret\ncaCertificate=/etc/ca.pem\n",
+        ) else {
+            panic!()
+        };
+        assert_eq!(http.url, "https://auth.example/check");
+        assert_eq!(http.authorization.as_ref().map(|s| s.expose_secret()), Some("Bearer s3cret"));
+        assert!(!format!("{http:?}").contains("s3cret"), "Debug hides the secret");
+        assert_eq!(http.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            error("[Authentication]\ntype=http\n"),
+            "/etc/remoteproxy.conf: [HttpAuthenticator] url: missing: set the URL the token is POSTed to"
+        );
+
+        assert_eq!(
+            kind("[Authentication]\ntype=static\n[StaticAuthenticator]\nfile=/etc/tokens\n"),
+            KindSettings::Static(StaticSettings {
+                file: PathBuf::from("/etc/tokens"),
+                reload_interval: Duration::from_secs(2)
+            })
+        );
+        assert_eq!(
+            kind(
+                "[Authentication]\ntype=jwt\n[JwtAuthenticator]\njwks=/etc/jwks.json\naudience=broker\nleeway=5\n"
+            ),
+            KindSettings::Jwt(JwtSettings {
+                jwks_file: PathBuf::from("/etc/jwks.json"),
+                issuer: None,
+                audience: Some("broker".into()),
+                user_claim: "sub".into(),
+                leeway: Duration::from_secs(5),
+            })
+        );
+        assert!(
+            error("[Authentication]\ntype=certificate\n")
+                .contains("needs [SSL] enabled=true and clientCaCertificate")
+        );
+        assert_eq!(
+            kind(
+                "[Authentication]\ntype=certificate\n[SSL]\nclientCaCertificate=/etc/ca.pem\n\
+                 [CertificateAuthenticator]\nuserName=O\n"
+            ),
+            KindSettings::Certificate(CertificateSettings { user_name_from: SubjectField::Organization })
+        );
+    }
+
+    #[test]
+    fn cache_throttle_and_request_timeout() {
+        let settings = parse("[Authentication]\ntype=mock\n").unwrap().authentication.unwrap();
+        assert_eq!(settings.cache_ttl, None);
+        assert_eq!(
+            settings.throttle,
+            Some(ThrottleSettings { base: Duration::from_millis(250), max: Duration::from_millis(4000) })
+        );
+        assert_eq!(settings.request_timeout, Duration::from_millis(6000), "3/4 of authenticationTimeout");
+        let settings =
+            parse("[Authentication]\ntype=mock\ncacheTtl=30000\nthrottle=false\nrequestTimeout=1000\n")
+                .unwrap()
+                .authentication
+                .unwrap();
+        assert_eq!(settings.cache_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(settings.throttle, None);
+        assert_eq!(settings.request_timeout, Duration::from_secs(1));
+        assert!(error("[Authentication]\ntype=mock\nrequestTimeout=8000\n").contains("below"));
+        assert!(error("[Authentication]\ntype=mock\nthrottleBaseDelay=5000\n").contains("throttleMaxDelay"));
+    }
+
+    #[test]
+    fn authorization_values_never_appear_in_messages() {
+        let message = error("[HttpAuthenticator]\nauthorization=Bearer s3cret\nurl=x\nfoo=1\n");
+        assert!(!message.contains("s3cret"), "{message}");
     }
 
     #[test]

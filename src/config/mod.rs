@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use ini::{ConfigError, load_file};
+pub use remoteproxy_authenticators::settings::{
+    AuthenticationSettings, AwsLambdaSettings, CertificateSettings, HttpSettings, JwtSettings, KindSettings,
+    StaticSettings, SubjectField, ThrottleSettings,
+};
 
 /// The whole broker configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,11 +35,9 @@ pub struct Config {
     pub listeners: ListenerSettings,
     /// The v2 TunnelProxy listeners. Accepted and validated now; served by a later part.
     pub tunnel_proxy_listeners: ListenerSettings,
-    /// `[AWS]`, kept for the AWS Lambda authenticator.
-    pub aws: AwsSettings,
-    /// `[Authentication] type`: which authenticator to run. `None` means none was configured, and
-    /// the broker refuses to start unless `--mock-authenticator` is given.
-    pub authenticator: Option<AuthenticatorKind>,
+    /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
+    /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
+    pub authentication: Option<AuthenticationSettings>,
 }
 
 /// `[ProxyServer]` keys other than timeouts.
@@ -99,6 +101,12 @@ pub struct TlsSettings {
     pub certificate_key: Option<PathBuf>,
     /// `certificateChain`: PEM intermediate certificates served after the leaf.
     pub certificate_chain: Option<PathBuf>,
+    /// `clientCaCertificate` (ours): verify client certificates against these CAs (the
+    /// certificate authenticator needs it). `None`: no client certificates are asked for.
+    pub client_ca: Option<PathBuf>,
+    /// `clientCertificateRequired` (ours): refuse TLS handshakes without a client certificate
+    /// (otherwise such clients connect and the certificate authenticator refuses them).
+    pub client_certificate_required: bool,
 }
 
 /// Where one API listens. `None` disables that listener.
@@ -110,24 +118,6 @@ pub struct ListenerSettings {
     pub tcp: Option<SocketAddr>,
     /// `[...UnixSocketServer...] unixSocketFileName`.
     pub unix: Option<PathBuf>,
-}
-
-/// `[AWS]` (reference-compatible keys).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AwsSettings {
-    /// `region`.
-    pub region: Option<String>,
-    /// `authorizerLambdaFunction`.
-    pub authorizer_lambda_function: Option<String>,
-    /// `awsCredentialsUrl`.
-    pub credentials_url: Option<String>,
-}
-
-/// The authenticator kinds this build knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthenticatorKind {
-    /// Accepts every token; for tests and local trials only.
-    Mock,
 }
 
 impl Default for Config {
@@ -161,6 +151,8 @@ impl Default for Config {
                 certificate: None,
                 certificate_key: None,
                 certificate_chain: None,
+                client_ca: None,
+                client_certificate_required: false,
             },
             listeners: ListenerSettings {
                 websocket: Some(SocketAddr::new(loopback, 1212)),
@@ -172,8 +164,7 @@ impl Default for Config {
                 tcp: Some(SocketAddr::new(loopback, 2213)),
                 unix: None,
             },
-            aws: AwsSettings::default(),
-            authenticator: None,
+            authentication: None,
         }
     }
 }

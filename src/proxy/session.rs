@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::ProxyContext;
 use super::api::V1_API;
@@ -245,11 +245,15 @@ impl Session {
         debug!(%uuid, %name, authenticator = self.ctx.authenticator.kind(), "authenticating");
         let authenticator = self.ctx.authenticator.clone();
         let limit = self.ctx.timeouts.authentication;
-        let task = tokio::spawn(async move {
-            tokio::time::timeout(limit, authenticator.authenticate(&auth_request))
-                .await
-                .unwrap_or(Verdict::refuse(AuthenticationError::Timeout))
-        });
+        // The authenticator's own log lines belong to this connection's span.
+        let task = tokio::spawn(
+            async move {
+                tokio::time::timeout(limit, authenticator.authenticate(&auth_request))
+                    .await
+                    .unwrap_or(Verdict::refuse(AuthenticationError::Timeout))
+            }
+            .instrument(tracing::Span::current()),
+        );
         PendingAuth { request_id: request.id, uuid, name, key, task: AbortOnDrop(task) }
     }
 

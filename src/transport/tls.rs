@@ -11,10 +11,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, TlsSettings};
@@ -142,10 +143,11 @@ pub fn load(settings: &TlsSettings, source: Option<&Path>) -> Result<TlsMaterial
 
     let certificate_chain = certified.cert.clone();
     let fingerprint_sha256 = fingerprint(&certificate_chain[0]);
+    let client_verifier = client_verifier(settings, source, &provider)?;
     let server_config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| bad("enabled", format!("TLS setup failed: {error}")))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
 
     Ok(TlsMaterial {
@@ -154,6 +156,30 @@ pub fn load(settings: &TlsSettings, source: Option<&Path>) -> Result<TlsMaterial
         fingerprint_sha256,
         self_signed,
     })
+}
+
+/// Client certificates: none asked for, or verified against `clientCaCertificate` (optional
+/// unless `clientCertificateRequired`). An optional certificate lets clients without one still
+/// connect; the certificate authenticator then refuses them with a proper answer.
+fn client_verifier(
+    settings: &TlsSettings,
+    source: Option<&Path>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
+    let Some(path) = &settings.client_ca else {
+        return Ok(WebPkiClientVerifier::no_client_auth());
+    };
+    let bad = |problem: String| ConfigError::bad_value(source, SECTION, "clientCaCertificate", problem);
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(path, "clientCaCertificate", source)? {
+        roots.add(certificate).map_err(|error| {
+            bad(format!("a certificate in \"{}\" cannot be used: {error}", path.display()))
+        })?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder =
+        if settings.client_certificate_required { builder } else { builder.allow_unauthenticated() };
+    builder.build().map_err(|error| bad(format!("cannot verify client certificates: {error}")))
 }
 
 /// All certificates of a PEM file, in file order; at least one.
@@ -244,6 +270,8 @@ mod tests {
             certificate: Some(fixture(certificate)),
             certificate_key: Some(fixture(key)),
             certificate_chain: chain.map(fixture),
+            client_ca: None,
+            client_certificate_required: false,
         }
     }
 
@@ -304,7 +332,7 @@ mod tests {
     #[tokio::test]
     async fn self_signed_certificate_is_generated_and_works() {
         let settings =
-            TlsSettings { enabled: true, certificate: None, certificate_key: None, certificate_chain: None };
+            TlsSettings { certificate: None, certificate_key: None, ..settings("rsa.crt", "rsa.key", None) };
         let material = load(&settings, None).unwrap();
         assert!(material.self_signed);
         assert_eq!(material.certificate_chain.len(), 1);
@@ -470,10 +498,9 @@ mod tests {
              certificate file)"
         );
         let only_chain = TlsSettings {
-            enabled: true,
             certificate: None,
             certificate_key: None,
-            certificate_chain: Some(fixture("ca.crt")),
+            ..settings("rsa.crt", "rsa.key", Some("ca.crt"))
         };
         assert_eq!(
             load(&only_chain, None).unwrap_err().to_string(),
