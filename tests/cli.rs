@@ -1,16 +1,16 @@
 //! The binary: flags, configuration files, exit codes, and what reaches its log.
 
+mod binary;
 mod common;
+use binary::{Proc, stream_client};
 use common::*;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use serde_json::json;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -67,16 +67,6 @@ impl Started {
             stderr: self.stderr(),
         }
     }
-
-    fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
-    }
 }
 
 impl Drop for Started {
@@ -97,46 +87,12 @@ fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }
 
-/// `N` distinct ports that were free a moment ago: all are held until all are read.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
-/// A runnable configuration: free ports, TLS off, a unix socket in `dir`, plus `extra`.
-fn runnable_config(dir: &Path, extra: &str) -> (PathBuf, SocketAddr, PathBuf) {
-    let [tcp, ws] = free_ports();
+/// A configuration that would run (TLS off, a unix socket in `dir`, ephemeral ports), plus
+/// `extra`; for the tests that check the broker refuses before binding anything.
+fn runnable_config(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
     let unix = dir.join("proxy.socket");
-    let text = format!(
-        "[ProxyServer]\nname=cli-test\n\
-         [SSL]\nenabled=false\n\
-         [WebSocketServer]\nhost=127.0.0.1\nport={ws}\n\
-         [TcpServer]\nhost=127.0.0.1\nport={tcp}\n\
-         [UnixSocketServer]\nunixSocketFileName={}\n\
-         [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n{extra}",
-        unix.display()
-    );
-    let path = dir.join("remoteproxy.conf");
-    std::fs::write(&path, text).unwrap();
-    (path, SocketAddr::from(([127, 0, 0, 1], tcp)), unix)
-}
-
-fn stream_client(kind: Kind, stream: Box<dyn Io>) -> Client {
-    Client { kind, wire: ClientWire::Stream(stream), buf: BytesMut::new() }
-}
-
-/// Connects to the TCP listener of a started binary, retrying until it listens.
-async fn connect_when_ready(started: &mut Started, addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(!started.exited(), "the broker exited early: {}", started.stderr());
-        if let Ok(stream) = TcpStream::connect(addr).await {
-            stream.set_nodelay(true).unwrap();
-            return stream_client(Kind::Tcp, Box::new(stream));
-        }
-        assert!(Instant::now() < deadline, "the broker did not listen: {}", started.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let path = binary::write_config(dir, 0, 0, &unix, "", extra);
+    (path, unix)
 }
 
 /// Asserts a one-line error on stderr containing every needle, and exit code 2.
@@ -193,7 +149,7 @@ fn unknown_flag_exits_2() {
 #[test]
 fn without_an_authenticator_the_broker_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _, unix) = runnable_config(dir.path(), "");
+    let (config, unix) = runnable_config(dir.path(), "");
     let config = config.to_str().unwrap();
     for args in [vec![], vec!["-c", config], vec!["-c", config, "--check-config"]] {
         let run = exec(&args);
@@ -203,7 +159,7 @@ fn without_an_authenticator_the_broker_refuses_to_start() {
     }
     assert!(!unix.exists(), "nothing was bound");
     // An empty type is no authenticator either.
-    let (config, _, _) = runnable_config(dir.path(), "[Authentication]\ntype=\n");
+    let (config, _) = runnable_config(dir.path(), "[Authentication]\ntype=\n");
     let run = exec(&["-c", config.to_str().unwrap()]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("--mock-authenticator"), "{}", run.stderr);
@@ -211,22 +167,18 @@ fn without_an_authenticator_the_broker_refuses_to_start() {
 
 #[tokio::test]
 async fn authentication_type_mock_starts_the_broker() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, addr, unix) = runnable_config(dir.path(), "[Authentication]\ntype=mock\n");
-    let mut started = start(&["-c", config.to_str().unwrap()]);
-    let mut client = connect_when_ready(&mut started, addr).await;
+    let mut proc = Proc::launch("", |_| "[Authentication]\ntype=mock\n".to_string(), &[]);
+    proc.ready().await;
+    let mut client = proc.client(Kind::Tcp).await;
     let hello = client.hello().await;
     assert_eq!(hello["status"], "success", "{hello}");
-    assert_eq!(hello["params"]["name"], "cli-test", "{hello}");
     assert_eq!(hello["params"]["version"], env!("CARGO_PKG_VERSION"), "{hello}");
     // The mock authenticator accepts a token.
     assert_eq!(client.authenticate("uuid-a", "a", "any-token", None).await, "AuthenticationErrorNoError");
     // The unix listener is up too.
-    let mut unix_client = stream_client(Kind::Unix, Box::new(UnixStream::connect(&unix).await.unwrap()));
+    let mut unix_client = proc.client(Kind::Unix).await;
     assert_eq!(unix_client.hello().await["params"]["server"], "remoteproxy");
-    started.signal("TERM");
-    let run = started.finish();
-    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    proc.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,14 +318,14 @@ fn check_config_does_not_bind() {
 async fn tokens_never_reach_the_log() {
     const TOKEN: &str = "tok-SECRET-1234";
     let dir = tempfile::tempdir().unwrap();
-    let (config, addr, unix) = runnable_config(dir.path(), "");
     let log = dir.path().join("broker.log");
-    let mut started =
-        start(&["--verbose", "-l", log.to_str().unwrap(), "-m", "-c", config.to_str().unwrap()]);
+    let mut proc = Proc::launch("", |_| String::new(), &["--verbose", "-l", log.to_str().unwrap(), "-m"]);
+    proc.ready().await;
+    let addr = proc.tcp;
 
     // A full tunnel with the token.
-    let mut a = connect_when_ready(&mut started, addr).await;
-    let mut b = stream_client(Kind::Unix, Box::new(UnixStream::connect(&unix).await.unwrap()));
+    let mut a = proc.client(Kind::Tcp).await;
+    let mut b = proc.client(Kind::Unix).await;
     assert_eq!(a.authenticate("uuid-a", "a", TOKEN, Some("n1")).await, "AuthenticationErrorNoError");
     assert_eq!(b.authenticate("uuid-b", "b", TOKEN, Some("n1")).await, "AuthenticationErrorNoError");
     b.wait_tunnel().await;
@@ -410,13 +362,11 @@ async fn tokens_never_reach_the_log() {
     assert_eq!(e.closed().await, Closed::Eof);
 
     drop((a, b));
-    started.signal("TERM");
-    let run = started.finish();
-    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let stderr = proc.stop().await;
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.is_empty(), "the log file is written");
     assert!(log_text.contains("tunnel established"), "the log covers the tunnel:\n{log_text}");
-    for (what, text) in [("stderr", &run.stderr), ("log file", &log_text)] {
+    for (what, text) in [("stderr", &stderr), ("log file", &log_text)] {
         assert!(!text.contains(TOKEN), "the token appears in the {what}:\n{text}");
         assert!(!text.contains("SECRET"), "part of the token appears in the {what}:\n{text}");
     }

@@ -4,146 +4,16 @@
 mod common;
 use common::*;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-// ---------------------------------------------------------------------------------------------
-// Helpers for the real binary.
-
-const BIN: &str = env!("CARGO_BIN_EXE_remoteproxy");
-
-/// A port that was free a moment ago (bound to 127.0.0.1:0, read, released).
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-/// `N` distinct ports that were free a moment ago: all are held until all are read.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
-/// A broker process with its own temp directory, config and stderr file.
-struct Proc {
-    child: Child,
-    _dir: tempfile::TempDir,
-    tcp: SocketAddr,
-    unix: PathBuf,
-    stderr: PathBuf,
-}
-
-/// Writes an INI config with free ports for the v1 listeners, TLS off, a unix socket in `dir`,
-/// and `extra` appended (its sections must not repeat these keys).
-fn write_config(dir: &Path, tcp_port: u16, ws_port: u16, unix: &Path, extra: &str) -> PathBuf {
-    let text = format!(
-        "[ProxyServer]\nname=lifecycle-test\n{extra}\n\
-         [SSL]\nenabled=false\n\
-         [WebSocketServer]\nhost=127.0.0.1\nport={ws_port}\n\
-         [TcpServer]\nhost=127.0.0.1\nport={tcp_port}\n\
-         [UnixSocketServer]\nunixSocketFileName={}\n\
-         [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n",
-        unix.display()
-    );
-    let path = dir.join("remoteproxy.conf");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Starts the binary with `-c <config> -m`; `proxy_server_keys` go into `[ProxyServer]`.
-fn spawn_broker(proxy_server_keys: &str) -> Proc {
-    let dir = tempfile::tempdir().unwrap();
-    let [tcp_port, ws_port] = free_ports();
-    let unix = dir.path().join("proxy.socket");
-    let config = write_config(dir.path(), tcp_port, ws_port, &unix, proxy_server_keys);
-    let stderr = dir.path().join("stderr.txt");
-    let child = Command::new(BIN)
-        .arg("-c")
-        .arg(&config)
-        .arg("-m")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    Proc { child, _dir: dir, tcp: SocketAddr::from(([127, 0, 0, 1], tcp_port)), unix, stderr }
-}
-
-impl Proc {
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits until the TCP listener answers Hello; fails if the process exits first.
-    async fn ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the broker exited early with {status}: {}", self.stderr_text());
-            }
-            if let Ok(stream) = TcpStream::connect(self.tcp).await {
-                let mut client = stream_client(Kind::Tcp, Box::new(stream));
-                let hello = client.hello().await;
-                assert_eq!(hello["params"]["name"], "lifecycle-test", "{hello}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the broker did not start listening: {}", self.stderr_text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn client(&self, kind: Kind) -> Client {
-        match kind {
-            Kind::Tcp => {
-                let stream = TcpStream::connect(self.tcp).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                stream_client(kind, Box::new(stream))
-            }
-            Kind::Unix => stream_client(kind, Box::new(UnixStream::connect(&self.unix).await.unwrap())),
-            Kind::WebSocket => unimplemented!("not needed here"),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits (bounded) for the process to exit.
-    async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
-        let stderr = self.stderr.clone();
-        wait_child(&mut self.child, limit, &stderr).await
-    }
-
-    /// Resident set size in KiB, from /proc/<pid>/status.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn stream_client(kind: Kind, stream: Box<dyn Io>) -> Client {
-    Client { kind, wire: ClientWire::Stream(stream), buf: BytesMut::new() }
-}
+mod binary;
+use binary::{Proc, run_to_exit, write_config};
 
 /// Two stream clients of a broker process joined into a tunnel.
 async fn proc_tunnel(proc: &Proc, a: Kind, b: Kind, token: &str) -> (Client, Client) {
@@ -177,7 +47,7 @@ async fn slow_reader_keeps_broker_memory_bounded_and_loses_nothing() {
     const PAUSE: Duration = Duration::from_secs(3);
     const MAX_GROWTH_KIB: u64 = 16 << 10;
 
-    let mut proc = spawn_broker("");
+    let mut proc = Proc::spawn_mock("");
     proc.ready().await;
     let (a, b) = proc_tunnel(&proc, Kind::Tcp, Kind::Tcp, "slow-reader").await;
     let mut writer = into_stream(a);
@@ -383,7 +253,7 @@ async fn tunnel_that_ends_during_the_grace_period_lets_run_return_early() {
 
 #[tokio::test]
 async fn binary_exits_0_on_sigterm_with_an_open_tunnel() {
-    let mut proc = spawn_broker("shutdownGracePeriod=300");
+    let mut proc = Proc::spawn_mock("shutdownGracePeriod=300");
     proc.ready().await;
     let (mut a, mut b) = proc_tunnel(&proc, Kind::Tcp, Kind::Unix, "sigterm").await;
     a.send_bytes(b"x").await;
@@ -401,7 +271,7 @@ async fn binary_exits_0_on_sigterm_with_an_open_tunnel() {
 
 #[tokio::test]
 async fn binary_exits_0_on_sigint() {
-    let mut proc = spawn_broker("");
+    let mut proc = Proc::spawn_mock("");
     proc.ready().await;
     proc.signal("INT");
     let status = proc.exit_status(WAIT).await;
@@ -410,7 +280,7 @@ async fn binary_exits_0_on_sigint() {
 
 #[tokio::test]
 async fn binary_exits_0_on_sigterm_when_idle() {
-    let mut proc = spawn_broker("");
+    let mut proc = Proc::spawn_mock("");
     proc.ready().await;
     proc.signal("TERM");
     let status = proc.exit_status(WAIT).await;
@@ -420,48 +290,13 @@ async fn binary_exits_0_on_sigterm_when_idle() {
 // ---------------------------------------------------------------------------------------------
 // 9. Startup failures.
 
-/// Waits (bounded) for a child to exit; kills it and fails when it does not.
-async fn wait_child(child: &mut Child, limit: Duration, stderr: &Path) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let text = std::fs::read_to_string(stderr).unwrap_or_default();
-            panic!("the broker did not exit within {limit:?}; stderr: {text}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Runs the binary with `-c config -m` to its exit (bounded) and returns (code, stderr).
-async fn run_to_exit(config: &Path, dir: &Path) -> (Option<i32>, String) {
-    let stderr_path = dir.join("stderr.txt");
-    let mut child = Command::new(BIN)
-        .arg("-c")
-        .arg(config)
-        .arg("-m")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_child(&mut child, WAIT, &stderr_path).await;
-    let mut stderr = String::new();
-    std::fs::File::open(&stderr_path).unwrap().read_to_string(&mut stderr).unwrap();
-    (status.code(), stderr)
-}
-
 #[tokio::test]
 async fn tcp_port_in_use_exits_1_naming_the_address() {
     let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = occupied.local_addr().unwrap().port();
-    let config = write_config(dir.path(), port, free_port(), &dir.path().join("proxy.socket"), "");
-    let (code, stderr) = run_to_exit(&config, dir.path()).await;
+    let config = write_config(dir.path(), port, 0, &dir.path().join("proxy.socket"), "", "");
+    let (code, stderr) = run_to_exit(&config, dir.path(), &["-m"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "stderr names the address: {stderr}");
     drop(occupied);
@@ -472,8 +307,8 @@ async fn websocket_port_in_use_exits_1_naming_the_address() {
     let dir = tempfile::tempdir().unwrap();
     let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = occupied.local_addr().unwrap().port();
-    let config = write_config(dir.path(), free_port(), port, &dir.path().join("proxy.socket"), "");
-    let (code, stderr) = run_to_exit(&config, dir.path()).await;
+    let config = write_config(dir.path(), 0, port, &dir.path().join("proxy.socket"), "", "");
+    let (code, stderr) = run_to_exit(&config, dir.path(), &["-m"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "stderr names the address: {stderr}");
     drop(occupied);
@@ -484,9 +319,8 @@ async fn unix_socket_in_use_exits_1_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("taken.socket");
     let occupied = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let [tcp_port, ws_port] = free_ports();
-    let config = write_config(dir.path(), tcp_port, ws_port, &path, "");
-    let (code, stderr) = run_to_exit(&config, dir.path()).await;
+    let config = write_config(dir.path(), 0, 0, &path, "", "");
+    let (code, stderr) = run_to_exit(&config, dir.path(), &["-m"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(&path.display().to_string()), "stderr names the path: {stderr}");
     // The other listener's socket is untouched and still works.

@@ -127,6 +127,7 @@ impl BrokerBuilder {
     }
 
     pub async fn start(self) -> Broker {
+        capture_logs();
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
         let unix2 = dir.path().join("tunnelproxy.socket");
@@ -643,6 +644,52 @@ pub async fn expect_closed_now(c: &mut Client, reason: &str) {
         Event::Closed(how) => assert_eq!(how, expected_close(c.kind, reason), "{:?}", c.kind),
         Event::Raw(raw) => {
             panic!("{:?}: expected the close ({reason}), got {:?}", c.kind, String::from_utf8_lossy(&raw))
+        }
+    }
+}
+
+/// Every log line of this test process, at the levels `--verbose` shows and more (trace for our
+/// own crates), so tests can check that no secret ever reaches a log line.
+pub fn capture_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let filter = "info,remoteproxy=trace,remoteproxy_authenticators=trace,remoteproxy_client=trace";
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .try_init();
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fails when any of `secrets` appears in any captured log line (or when nothing was logged,
+/// which would make the check meaningless).
+pub fn assert_not_logged(secrets: &[&str]) {
+    let logs = capture_logs();
+    let logs = logs.lock().unwrap();
+    assert!(!logs.is_empty(), "no log line was captured; the check would prove nothing");
+    let text = String::from_utf8_lossy(&logs);
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        if let Some(line) = text.lines().find(|line| line.contains(secret)) {
+            panic!("a secret reached the log: {line}");
         }
     }
 }
