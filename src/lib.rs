@@ -10,6 +10,9 @@
 //! * [`proxy`]: the v1 API: one session state machine per connection and the tunnel registry.
 //! * [`tunnelproxy`]: the v2 API: registered servers multiplexing their clients over SLIP.
 //! * [`relay`]: the byte and message pump between the two ends of a tunnel.
+//! * [`stats`]: live connections and tunnels, totals, events for metrics and the statistics log.
+//! * [`monitor`], [`metrics`], [`statistics_log`]: the monitor socket, the Prometheus endpoint,
+//!   and the per-tunnel log with totals kept across restarts.
 //! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]).
 //! * [`limits`], [`logging`]: process set-up for the binary.
 //!
@@ -21,11 +24,15 @@
 pub mod config;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
 pub mod server;
 pub mod shutdown;
+pub mod statistics_log;
+pub mod stats;
 pub mod transport;
 pub mod tunnelproxy;
 

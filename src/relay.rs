@@ -30,6 +30,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::stats::ConnHandle;
 use crate::transport::connection::{EarlyData, Wire, close_stream};
 use crate::transport::websocket::{self, CloseKind};
 
@@ -56,6 +57,18 @@ pub enum EndReason {
     Shutdown,
 }
 
+impl EndReason {
+    /// The name used in the statistics log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::Failed => "failed",
+            EndReason::Idle => "idle",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What a finished tunnel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -73,6 +86,8 @@ pub struct TunnelEnd {
     pub wire: Wire,
     /// What this end sent that the broker already read during the handshake; it goes out first.
     pub early_data: EarlyData,
+    /// Its statistics entry: bytes are counted as they are delivered.
+    pub stats: Option<ConnHandle>,
 }
 
 /// Runs the tunnel until it ends, then closes both ends.
@@ -89,6 +104,8 @@ pub async fn run(
         ba: Pump::new(b.early_data, b_is_ws, a_is_ws),
         a: a.wire,
         b: b.wire,
+        a_stats: a.stats,
+        b_stats: b.stats,
         idle: idle_timeout.map(|timeout| IdleTimer {
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
@@ -122,6 +139,8 @@ struct IdleTimer {
 struct Tunnel {
     a: Wire,
     b: Wire,
+    a_stats: Option<ConnHandle>,
+    b_stats: Option<ConnHandle>,
     ab: Pump,
     ba: Pump,
     idle: Option<IdleTimer>,
@@ -134,8 +153,17 @@ impl Tunnel {
             return Poll::Ready(EndReason::Shutdown);
         }
         let before = self.ab.delivered + self.ba.delivered;
-        let ab = if self.ab.finished { None } else { Some(self.ab.poll(cx, &mut self.a, &mut self.b)) };
-        let ba = if self.ba.finished { None } else { Some(self.ba.poll(cx, &mut self.b, &mut self.a)) };
+        let (a_stats, b_stats) = (self.a_stats.as_ref(), self.b_stats.as_ref());
+        let ab = if self.ab.finished {
+            None
+        } else {
+            Some(self.ab.poll(cx, &mut self.a, &mut self.b, a_stats, b_stats))
+        };
+        let ba = if self.ba.finished {
+            None
+        } else {
+            Some(self.ba.poll(cx, &mut self.b, &mut self.a, b_stats, a_stats))
+        };
         for step in [ab, ba].into_iter().flatten() {
             match step {
                 Poll::Ready(PumpEnd::Failed) => return Poll::Ready(EndReason::Failed),
@@ -223,8 +251,26 @@ impl Pump {
         pump
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, src: &mut Wire, dst: &mut Wire) -> Poll<PumpEnd> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut Wire,
+        dst: &mut Wire,
+        src_stats: Option<&ConnHandle>,
+        dst_stats: Option<&ConnHandle>,
+    ) -> Poll<PumpEnd> {
+        let before = self.delivered;
         let result = self.poll_inner(cx, src, dst);
+        // Counted once per poll, not per write: a few atomics per batch of chunks.
+        let moved = self.delivered - before;
+        if moved > 0 {
+            if let Some(stats) = src_stats {
+                stats.sent(moved);
+            }
+            if let Some(stats) = dst_stats {
+                stats.received(moved);
+            }
+        }
         if result.is_ready() {
             self.finished = true;
         }

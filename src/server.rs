@@ -17,17 +17,21 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyContext, Registry};
-use crate::shutdown;
+use crate::statistics_log::StatisticsLog;
+use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Handler};
 use crate::transport::{Listeners, ServerListeners, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
+use crate::{monitor, shutdown};
 
 /// A configured broker, ready to serve.
 pub struct Server {
     config: Config,
     authenticator: Arc<dyn Authenticator>,
     tls: Option<tls::TlsMaterial>,
+    statistics_log: Option<Arc<StatisticsLog>>,
 }
 
 impl Server {
@@ -36,7 +40,21 @@ impl Server {
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
         let tls =
             if config.tls.enabled { Some(tls::load(&config.tls, config.source.as_deref())?) } else { None };
-        Ok(Server { config, authenticator, tls })
+        let statistics_log = match config.server.log_engine_enabled {
+            true => Some(
+                StatisticsLog::open(&config.server.statistics_log_file, &config.server.statistics_state_file)
+                    .map_err(|error| {
+                        ConfigError::bad_value(
+                            config.source.as_deref(),
+                            "ProxyServer",
+                            "statisticsLogFile",
+                            format!("cannot open the statistics files: {error}"),
+                        )
+                    })?,
+            ),
+            false => None,
+        };
+        Ok(Server { config, authenticator, tls, statistics_log })
     }
 
     /// The SHA-256 fingerprint of the served certificate, when TLS is on.
@@ -52,7 +70,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
-        let Server { config, authenticator, tls } = self;
+        let Server { config, authenticator, tls, statistics_log } = self;
         if let Some(material) = &tls {
             if material.self_signed {
                 info!(fingerprint = %material.fingerprint_sha256, "TLS: serving a generated self-signed certificate");
@@ -62,7 +80,38 @@ impl Server {
         }
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
+        // The monitor, metrics and statistics keep running through the drain and end last.
+        let ended = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = listeners.metrics.is_some().then(Metrics::new);
+        let mut sinks: Vec<Arc<dyn StatsSink>> = Vec::new();
+        if let Some(metrics) = &metrics {
+            sinks.push(metrics.clone());
+        }
+        if let Some(log) = &statistics_log {
+            sinks.push(log.clone());
+        }
+        let stats = Stats::new(&config.server.name, sinks);
+        let mut services = JoinSet::new();
+        if let Some(log) = statistics_log {
+            stats.restore_totals(log.saved_totals());
+            services.spawn(log.persist(stats.clone(), ended.clone()));
+        }
+        services.spawn(tick(stats.clone(), ended.clone()));
+        if let Some(listener) = listeners.monitor {
+            info!(path = %listener.path().display(), "monitor socket");
+            services.spawn(monitor::serve(listener, stats.clone(), ended.clone()));
+        }
+        if let (Some(listener), Some(metrics)) = (listeners.metrics, metrics) {
+            info!(address = %display_addr(&listener), "metrics endpoint (/metrics, /healthz)");
+            services.spawn(crate::metrics::serve(
+                listener,
+                metrics,
+                stats.clone(),
+                stop.clone(),
+                ended.clone(),
+            ));
+        }
         let accept_ctx = Arc::new(AcceptContext {
             tls: tls.map(|material| TlsAcceptor::from(material.server_config)),
             tls_handshake_timeout: config.timeouts.tls_handshake,
@@ -72,6 +121,7 @@ impl Server {
             ids: AtomicU64::new(1),
             stop_accepting: stop.clone(),
             tracker: tracker.clone(),
+            stats: stats.clone(),
         });
         let proxy_ctx = Arc::new(ProxyContext {
             server_name: config.server.name.clone(),
@@ -81,6 +131,7 @@ impl Server {
             notification_ids: AtomicU64::new(0),
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),
+            stats: stats.clone(),
         });
         let tunnel_proxy_ctx = Arc::new(TunnelProxyContext {
             server_name: config.server.name.clone(),
@@ -91,6 +142,7 @@ impl Server {
             notification_ids: AtomicU64::new(0),
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),
+            stats: stats.clone(),
         });
         let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, proxy_ctx.clone())));
         let v2: Handler =
@@ -106,7 +158,21 @@ impl Server {
         stop.cancel();
         while loops.join_next().await.is_some() {}
         shutdown::drain(&tracker, &hard_stop, config.server.shutdown_grace_period).await;
+        ended.cancel();
+        while services.join_next().await.is_some() {}
         info!("stopped");
+    }
+}
+
+/// Measures throughput once a second.
+async fn tick(stats: Arc<Stats>, ended: CancellationToken) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ended.cancelled() => return,
+            _ = interval.tick() => stats.tick(),
+        }
     }
 }
 

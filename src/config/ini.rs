@@ -137,6 +137,9 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "tlsHandshakeTimeout",
             "maxClientsPerServer",
             "tunnelProxyServerTimeout",
+            "monitorSocketMode",
+            "statisticsLogFile",
+            "statisticsStateFile",
         ],
     ),
     (
@@ -165,6 +168,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ("StaticAuthenticator", &["file", "reloadInterval"]),
     ("JwtAuthenticator", &["jwks", "issuer", "audience", "userClaim", "leeway"]),
     ("CertificateAuthenticator", &["userName"]),
+    ("Metrics", &["enabled", "host", "port"]),
 ];
 
 /// Qt's name for the keys before the first section header. It has no keys of ours.
@@ -375,6 +379,27 @@ impl<'a> Document<'a> {
         if let Some(value) = self.optional_path(PS, "monitorSocket") {
             server.monitor_socket = value;
         }
+        if let Some(value) = self.get(PS, "monitorSocketMode") {
+            server.monitor_socket_mode =
+                u32::from_str_radix(value, 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
+                    self.bad(
+                        PS,
+                        "monitorSocketMode",
+                        format!("{} is not an octal mode like 0660", shown("monitorSocketMode", value)),
+                    )
+                })?;
+        }
+        for (key, slot) in [
+            ("statisticsLogFile", &mut server.statistics_log_file),
+            ("statisticsStateFile", &mut server.statistics_state_file),
+        ] {
+            if let Some(value) = self.get(PS, key) {
+                if value.is_empty() {
+                    return Err(self.bad(PS, key, "must not be empty (give a file path)"));
+                }
+                *slot = PathBuf::from(value);
+            }
+        }
         if let Some(value) = self.number(PS, "maxMessageSize", Some("bytes"), u64::MAX)? {
             if value < 256 {
                 return Err(self.bad(PS, "maxMessageSize", "must be at least 256 bytes"));
@@ -449,6 +474,19 @@ impl<'a> Document<'a> {
         }
         self.check_distinct_addresses(&config)?;
 
+        const METRICS: &str = "Metrics";
+        if let Some(value) = self.bool(METRICS, "enabled")? {
+            config.metrics.enabled = value;
+        }
+        if let Some(host) = self.get(METRICS, "host") {
+            let ip = parse_ip(host).ok_or_else(|| {
+                self.bad(METRICS, "host", format!("{} is not an IP address literal", shown("host", host)))
+            })?;
+            config.metrics.address.set_ip(ip);
+        }
+        if let Some(port) = self.number(METRICS, "port", None, 65535)? {
+            config.metrics.address.set_port(port as u16);
+        }
         config.authentication = self.authentication(&config)?;
         Ok(config)
     }
@@ -977,13 +1015,15 @@ mod tests {
 
     #[test]
     fn unknown_key() {
+        // The message lists every known key of the section, in schema order.
+        let message = error("[ProxyServer]\ninactivTimeout=8000\n");
+        let known = keys_of("ProxyServer").unwrap().join(", ");
         assert_eq!(
-            error("[ProxyServer]\ninactivTimeout=8000\n"),
-            "/etc/remoteproxy.conf: [ProxyServer] inactivTimeout: unknown key (known keys: name, \
-             writeLogs, logFile, logEngineEnabled, monitorSocket, jsonRpcTimeout, \
-             authenticationTimeout, inactiveTimeout, aloneTimeout, proxyEnabled, maxMessageSize, \
-             tunnelIdleTimeout, maxConnections, shutdownGracePeriod, handshakeDeadline, \
-             tlsHandshakeTimeout, maxClientsPerServer, tunnelProxyServerTimeout)"
+            message,
+            format!("/etc/remoteproxy.conf: [ProxyServer] inactivTimeout: unknown key (known keys: {known})")
+        );
+        assert!(
+            known.starts_with("name, writeLogs, logFile, logEngineEnabled, monitorSocket, jsonRpcTimeout")
         );
         // Keys are case-sensitive, as in the reference.
         assert!(error("[SSL]\nEnabled=true\n").starts_with(
@@ -992,11 +1032,11 @@ mod tests {
         // Keys before the first section belong to Qt's [General] group.
         assert_eq!(
             error("name=x\n[ProxyServer]\n"),
-            "/etc/remoteproxy.conf: [General] name: unknown key (keys must be inside a section; \
-             known sections: ProxyServer, SSL, WebSocketServer, TcpServer, UnixSocketServer, \
-             WebSocketServerTunnelProxy, TcpServerTunnelProxy, UnixSocketServerTunnelProxy, AWS, \
-             Authentication, HttpAuthenticator, StaticAuthenticator, JwtAuthenticator, \
-             CertificateAuthenticator)"
+            format!(
+                "/etc/remoteproxy.conf: [General] name: unknown key (keys must be inside a section; \
+                 known sections: {})",
+                known_sections()
+            )
         );
     }
 
@@ -1004,10 +1044,10 @@ mod tests {
     fn unknown_section() {
         assert_eq!(
             error("[ProxyServer]\nname=x\n[Foo]\n"),
-            "/etc/remoteproxy.conf: [Foo]: unknown section (known sections: ProxyServer, SSL, \
-             WebSocketServer, TcpServer, UnixSocketServer, WebSocketServerTunnelProxy, \
-             TcpServerTunnelProxy, UnixSocketServerTunnelProxy, AWS, Authentication, HttpAuthenticator, \
-             StaticAuthenticator, JwtAuthenticator, CertificateAuthenticator)"
+            format!("/etc/remoteproxy.conf: [Foo]: unknown section (known sections: {})", known_sections())
+        );
+        assert!(
+            known_sections().starts_with("ProxyServer, SSL, WebSocketServer, TcpServer, UnixSocketServer")
         );
         assert!(error("[ssl]\nenabled=true\n").starts_with("/etc/remoteproxy.conf: [ssl]: unknown section"));
     }

@@ -35,6 +35,8 @@ pub struct Config {
     pub listeners: ListenerSettings,
     /// The v2 TunnelProxy listeners. Accepted and validated now; served by a later part.
     pub tunnel_proxy_listeners: ListenerSettings,
+    /// `[Metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsSettings,
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,
@@ -51,8 +53,16 @@ pub struct ServerSettings {
     pub log_file: PathBuf,
     /// `logEngineEnabled`: per-tunnel statistics log (used by the monitoring part).
     pub log_engine_enabled: bool,
-    /// `monitorSocket`: path of the monitor unix socket (used by the monitoring part).
+    /// `monitorSocket`: path of the monitor unix socket; `None` (empty in the file) turns the
+    /// monitor off.
     pub monitor_socket: Option<PathBuf>,
+    /// `monitorSocketMode` (ours, octal): permissions of the monitor socket, so only the broker's
+    /// group can read the statistics.
+    pub monitor_socket_mode: u32,
+    /// `statisticsLogFile` (ours): with `logEngineEnabled`, one JSON line per finished tunnel.
+    pub statistics_log_file: PathBuf,
+    /// `statisticsStateFile` (ours): with `logEngineEnabled`, the totals kept across restarts.
+    pub statistics_state_file: PathBuf,
     /// `maxMessageSize` (ours): an incoming JSON message still incomplete after this many bytes
     /// closes the connection.
     pub max_message_size: usize,
@@ -63,6 +73,15 @@ pub struct ServerSettings {
     pub shutdown_grace_period: Duration,
     /// `maxClientsPerServer`: clients one registered TunnelProxy server may have at once.
     pub max_clients_per_server: usize,
+}
+
+/// `[Metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `enabled`: serve `/metrics` and `/healthz`.
+    pub enabled: bool,
+    /// `host`, `port`: where (loopback by default: metrics are for the operator, not the world).
+    pub address: SocketAddr,
 }
 
 /// The timers of PROTOCOL §4.
@@ -130,7 +149,10 @@ impl Default for Config {
                 write_logs: false,
                 log_file: PathBuf::from("/var/log/remoteproxy.log"),
                 log_engine_enabled: false,
-                monitor_socket: None,
+                monitor_socket: Some(PathBuf::from("/run/remoteproxy/monitor.sock")),
+                monitor_socket_mode: 0o660,
+                statistics_log_file: PathBuf::from("/var/log/remoteproxy/statistics.log"),
+                statistics_state_file: PathBuf::from("/var/lib/remoteproxy/statistics.json"),
                 max_message_size: 10240,
                 max_connections: 65536,
                 shutdown_grace_period: Duration::from_secs(30),
@@ -164,6 +186,7 @@ impl Default for Config {
                 tcp: Some(SocketAddr::new(loopback, 2213)),
                 unix: None,
             },
+            metrics: MetricsSettings { enabled: false, address: SocketAddr::new(loopback, 9164) },
             authentication: None,
         }
     }

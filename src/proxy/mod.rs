@@ -34,4 +34,6 @@ pub struct ProxyContext {
     pub stop: CancellationToken,
     /// Cancelled when the grace period is over: tunnels close too.
     pub hard_stop: CancellationToken,
+    /// Connections, tunnels and events for the monitor, metrics and the statistics log.
+    pub stats: Arc<crate::stats::Stats>,
 }

@@ -35,6 +35,7 @@ use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
 use crate::relay::{self, PARTNER_GONE, STOP_SERVER, TunnelEnd};
+use crate::stats::{Api, SessionOutcome, TunnelRecord, TunnelSide};
 use crate::transport::websocket::CloseKind;
 use crate::transport::{Chunk, Connection, ReadError};
 
@@ -123,8 +124,9 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Serves one v1 connection to its end.
-pub async fn serve(conn: Connection, ctx: Arc<ProxyContext>) {
-    let mut session = Session { conn, ctx };
+pub async fn serve(mut conn: Connection, ctx: Arc<ProxyContext>) {
+    conn.stats = Some(ctx.stats.open(conn.id, Api::V1, conn.peer, conn.transport));
+    let mut session = Session { conn, ctx, outcome: None };
     match session.handshake().await {
         Ok(authenticated) => session.pair(authenticated).await,
         Err(exit) => session.finish(exit).await,
@@ -134,10 +136,16 @@ pub async fn serve(conn: Connection, ctx: Arc<ProxyContext>) {
 struct Session {
     conn: Connection,
     ctx: Arc<ProxyContext>,
+    /// How the session ended, once decided; reported by `finish`. Sessions that end without a
+    /// decision (the client left before authenticating, the broker stopped) are not counted.
+    outcome: Option<SessionOutcome>,
 }
 
 impl Session {
     async fn finish(self, exit: Exit) {
+        if let Some(outcome) = self.outcome {
+            self.ctx.stats.session_ended(outcome);
+        }
         match exit {
             Exit::Close(kind, reason) => {
                 debug!(%reason, "closing");
@@ -188,8 +196,8 @@ impl Session {
                     let id = pending.as_ref().expect("guarded").request_id;
                     return Err(self.refuse(RpcError::Timeout { id }).await);
                 }
-                _ = &mut deadline, if !authenticating => return Err(Exit::error(reasons::INACTIVE)),
-                _ = &mut inactive, if !authenticating => return Err(Exit::error(reasons::INACTIVE)),
+                _ = &mut deadline, if !authenticating => return Err(self.timed_out()),
+                _ = &mut inactive, if !authenticating => return Err(self.timed_out()),
                 chunk = self.conn.read_chunk(), if !holding => match chunk {
                     Ok(Chunk::Data) => inactive.as_mut().reset(Instant::now() + timeouts.inactive),
                     Ok(Chunk::Control) => {}
@@ -216,6 +224,7 @@ impl Session {
                 Ok(None)
             }
             ("Authentication", "Authenticate") if authenticating => {
+                self.outcome = Some(SessionOutcome::Errory);
                 let _ = self.send(&message::error(request.id, "Authentication already in progress")).await;
                 Err(Exit::error(reasons::AUTHENTICATION_IN_PROGRESS))
             }
@@ -260,12 +269,25 @@ impl Session {
     /// The authenticator answered. A refusal is answered and closed here; success goes on to
     /// pairing, which sends the response.
     async fn authenticated(&mut self, auth: PendingAuth, verdict: Verdict) -> Result<Authenticated, Exit> {
+        self.ctx.stats.authentication(self.ctx.authenticator.kind(), verdict.error);
         if verdict.error != AuthenticationError::NoError {
+            self.outcome = Some(match verdict.error {
+                AuthenticationError::Timeout => SessionOutcome::Timeout,
+                _ => SessionOutcome::Errory,
+            });
             info!(uuid = %auth.uuid, name = %auth.name, outcome = %verdict.error, "authentication refused");
             self.send(&auth_response(auth.request_id, verdict.error)).await?;
             return Err(Exit::error(reasons::NOT_SUCCESSFUL));
         }
         info!(uuid = %auth.uuid, name = %auth.name, user = verdict.user_name.as_deref().unwrap_or(""), "authenticated");
+        if let Some(stats) = &self.conn.stats {
+            stats.entry().update(|info| {
+                info.name = auth.name.clone();
+                info.uuid = auth.uuid.clone();
+                info.user_name = verdict.user_name.clone();
+                info.authenticated = true;
+            });
+        }
         Ok(Authenticated {
             request_id: auth.request_id,
             identity: Identity { uuid: auth.uuid, name: auth.name, user_name: verdict.user_name },
@@ -279,6 +301,7 @@ impl Session {
         let (guard, join) = match registry.pair_or_park(auth.key, &auth.identity.uuid) {
             Pairing::Refused(refusal) => {
                 info!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
+                self.outcome = Some(SessionOutcome::Redundant);
                 let exit =
                     match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
                         Ok(()) => Exit::error(refusal.reason()),
@@ -329,11 +352,21 @@ impl Session {
                     }
                     return;
                 }
-                _ = &mut alone => break Exit::error(reasons::ALONE),
+                _ = &mut alone => {
+                    self.outcome = Some(SessionOutcome::Lonely);
+                    break Exit::error(reasons::ALONE);
+                }
                 chunk = self.conn.read_chunk() => match chunk {
-                    Ok(Chunk::Data) => break Exit::error(reasons::DATA_WHILE_ALONE),
+                    Ok(Chunk::Data) => {
+                        self.outcome = Some(SessionOutcome::Impatient);
+                        break Exit::error(reasons::DATA_WHILE_ALONE);
+                    }
                     Ok(Chunk::Control) => {}
-                    Ok(Chunk::Closed) | Err(_) => break Exit::Done,
+                    // It gave up waiting: its partner never came.
+                    Ok(Chunk::Closed) | Err(_) => {
+                        self.outcome = Some(SessionOutcome::Lonely);
+                        break Exit::Done;
+                    }
                 },
             }
         };
@@ -363,6 +396,15 @@ impl Session {
             return;
         }
         let (partner_id, partner_transport) = (partner.id, partner.transport);
+        let setup = self.conn.accepted_at.elapsed();
+        let own_transport = self.conn.transport;
+        let (a_stats, b_stats) = (partner.stats.take(), self.conn.stats.take());
+        let tunnel = match (&a_stats, &b_stats) {
+            (Some(a), Some(b)) => Some(self.ctx.stats.tunnel_opened(a, b)),
+            _ => None,
+        };
+        self.ctx.stats.tunnel_established(setup);
+        let started = std::time::SystemTime::now();
         info!(
             partner = partner_id,
             partner_transport = %partner_transport,
@@ -375,13 +417,28 @@ impl Session {
         let (a_wire, a_early) = partner.into_raw();
         let (b_wire, b_early) = self.conn.into_raw();
         let report = relay::run(
-            TunnelEnd { wire: a_wire, early_data: a_early },
-            TunnelEnd { wire: b_wire, early_data: b_early },
+            TunnelEnd { wire: a_wire, early_data: a_early, stats: a_stats },
+            TunnelEnd { wire: b_wire, early_data: b_early, stats: b_stats },
             self.ctx.timeouts.tunnel_idle,
             self.ctx.hard_stop.clone(),
         )
         .await;
+        drop(tunnel);
         drop(guard);
+        let side = |identity: &Identity, transport, bytes_sent| TunnelSide {
+            transport,
+            user_name: identity.user_name.clone(),
+            bytes_sent,
+        };
+        self.ctx.stats.tunnel_closed(&TunnelRecord {
+            start: started,
+            end: std::time::SystemTime::now(),
+            first: side(&parked.identity, partner_transport, report.a_to_b),
+            second: side(&auth.identity, own_transport, report.b_to_a),
+            reason: report.reason.as_str(),
+        });
+        self.ctx.stats.session_ended(SessionOutcome::Happy);
+        self.ctx.stats.session_ended(SessionOutcome::Happy);
         info!(
             partner = partner_id,
             bytes_to_partner = report.b_to_a,
@@ -398,8 +455,18 @@ impl Session {
         })
     }
 
+    /// `inactiveTimeout` or `handshakeDeadline` expired.
+    fn timed_out(&mut self) -> Exit {
+        self.outcome = Some(SessionOutcome::Timeout);
+        Exit::error(reasons::INACTIVE)
+    }
+
     /// Answers a refused request (when it has an answer) and gives the close reason.
     async fn refuse(&mut self, error: RpcError) -> Exit {
+        self.outcome = Some(match error {
+            RpcError::Timeout { .. } => SessionOutcome::Timeout,
+            _ => SessionOutcome::Errory,
+        });
         warn!(reason = error.close_reason(), "protocol error");
         if let Some(text) = error.response_text()
             && self.send(&message::error(error.id(), &text)).await.is_err()

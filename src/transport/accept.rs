@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use super::BoxStream;
 use super::connection::{Connection, Wire};
 use super::websocket;
+use crate::stats::{Refusal, Stats};
 
 /// What the accept loops of one server share.
 pub struct AcceptContext {
@@ -44,6 +45,8 @@ pub struct AcceptContext {
     pub stop_accepting: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Refusals and TLS failures are counted here.
+    pub stats: Arc<Stats>,
 }
 
 /// The session a connection is handed to once established (v1 proxy, later v2).
@@ -130,6 +133,7 @@ fn admit(ctx: &AcceptContext, peer: &str) -> Option<OwnedSemaphorePermit> {
         Ok(permit) => Some(permit),
         Err(_) => {
             warn!(%peer, "connection refused: maxConnections reached");
+            ctx.stats.connection_refused(Refusal::MaxConnections);
             None
         }
     }
@@ -182,8 +186,13 @@ async fn establish_tcp(
         None => Box::new(stream),
         Some(acceptor) => {
             let handshake = acceptor.accept(stream);
-            let tls =
-                bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake).await?;
+            let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
+            let Some(tls) = step.await else {
+                if !ctx.stop_accepting.is_cancelled() {
+                    ctx.stats.tls_handshake_failed();
+                }
+                return None;
+            };
             client_certificates = tls
                 .get_ref()
                 .1

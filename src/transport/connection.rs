@@ -81,6 +81,9 @@ pub struct Connection {
     pub client_certificates: Option<Vec<Vec<u8>>>,
     /// Incoming bytes not yet consumed as messages.
     pub decoder: Decoder,
+    /// The connection's entry in the broker's statistics, set by the API's session; it moves
+    /// with the connection (into a tunnel) and unregisters it when dropped.
+    pub stats: Option<crate::stats::ConnHandle>,
     /// WebSocket frame boundaries of the bytes in `decoder`.
     frames: FrameLog,
     wire: Wire,
@@ -106,6 +109,7 @@ impl Connection {
             accepted_at,
             client_certificates: None,
             decoder: Decoder::new(max_message_size),
+            stats: None,
             frames: FrameLog::default(),
             wire,
             _permit: permit,

@@ -15,23 +15,49 @@ use crate::config::ListenerSettings;
 /// Pending connections the kernel queues per listener.
 const BACKLOG: u32 = 1024;
 
-/// The listeners of both APIs.
+/// Everything the broker listens on.
 #[derive(Debug, Default)]
 pub struct ServerListeners {
     /// The v1 proxy API.
     pub proxy: Listeners,
     /// The v2 TunnelProxy API.
     pub tunnel_proxy: Listeners,
+    /// The monitor socket.
+    pub monitor: Option<UnixSocketListener>,
+    /// The Prometheus endpoint.
+    pub metrics: Option<TcpListener>,
 }
 
 impl ServerListeners {
     /// Binds every listener the configuration enables, v1 first.
     pub async fn bind(config: &crate::config::Config) -> Result<ServerListeners, BindError> {
+        let monitor = match &config.server.monitor_socket {
+            Some(path) => Some(bind_monitor(path, config.server.monitor_socket_mode).await?),
+            None => None,
+        };
+        let metrics = match config.metrics.enabled {
+            true => Some(
+                bind_tcp(config.metrics.address)
+                    .map_err(|source| bind_error(config.metrics.address, "metrics endpoint", source))?,
+            ),
+            false => None,
+        };
         Ok(ServerListeners {
             proxy: Listeners::bind(&config.listeners, "v1").await?,
             tunnel_proxy: Listeners::bind(&config.tunnel_proxy_listeners, "v2").await?,
+            monitor,
+            metrics,
         })
     }
+}
+
+/// Binds the monitor socket with `mode`, so only whom the operator chose can read statistics.
+pub async fn bind_monitor(path: &Path, mode: u32) -> Result<UnixSocketListener, BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    let error = |source| BindError { address: path.display().to_string(), what: "monitor socket", source };
+    let listener = UnixSocketListener::bind(path).await.map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(error)?;
+    Ok(listener)
 }
 
 /// A listener that could not be opened.

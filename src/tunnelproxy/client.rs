@@ -8,16 +8,29 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::TunnelProxyContext;
 use super::registry::Guard;
-use super::server::{Control, Joined, Kick, reasons};
+use super::server::{Control, Joined, Kick, Upstream, reasons};
+use super::{Carrier, TunnelProxyContext};
 use crate::relay::{CHUNK, STOP_SERVER};
-use crate::transport::halves::{ReadHalf, WriteHalf};
+use crate::stats::{ConnHandle, ConnStats};
 use crate::transport::websocket::CloseKind;
+
+/// Sends a piece of what the client sent up to its server, and counts it for both.
+async fn send_up(
+    upstream: &Upstream,
+    stats: &ConnHandle,
+    server: &ConnStats,
+    piece: &[u8],
+) -> Result<(), ()> {
+    upstream.send(piece).await?;
+    let len = piece.len() as u64;
+    stats.sent(len);
+    server.tx.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
 
 /// How long a departing client may take to read what its server sent before it left.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -36,24 +49,23 @@ enum End {
 /// its `RegisterClient` call: the first data for the server.
 pub async fn run(
     ctx: Arc<TunnelProxyContext>,
-    mut reader: ReadHalf,
-    mut writer: WriteHalf,
-    early: Bytes,
+    carrier: Carrier,
     joined: Joined,
     server: mpsc::Sender<Control>,
     guard: Guard,
 ) {
-    let Joined { address, id, mut data, queued, mut kick, upstream } = joined;
+    let Carrier { mut reader, mut writer, early, stats } = carrier;
+    let Joined { server_stats, address, id, mut data, queued, mut kick, upstream } = joined;
     let end = {
         let to_server = async {
             for piece in early.chunks(CHUNK) {
-                if upstream.send(piece).await.is_err() {
+                if send_up(&upstream, &stats, &server_stats, piece).await.is_err() {
                     return;
                 }
             }
             while let Ok(Some(bytes)) = reader.read().await {
                 for piece in bytes.chunks(CHUNK) {
-                    if upstream.send(piece).await.is_err() {
+                    if send_up(&upstream, &stats, &server_stats, piece).await.is_err() {
                         return;
                     }
                 }
@@ -91,6 +103,7 @@ pub async fn run(
                     }
                 }
                 queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                stats.received(bytes.len() as u64);
             };
             if let Kick::AfterQueue(_) = kicked {
                 let _ = tokio::time::timeout(DRAIN_LIMIT, async {

@@ -18,9 +18,24 @@ pub mod session;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
+use crate::stats::ConnHandle;
+use crate::transport::halves::{ReadHalf, WriteHalf};
+
+/// A registered connection's parts, handed from the session to the server or client role.
+pub struct Carrier {
+    /// Where its bytes come from.
+    pub reader: ReadHalf,
+    /// Where bytes for it go.
+    pub writer: WriteHalf,
+    /// What it sent behind its registering call.
+    pub early: Bytes,
+    /// Its statistics entry.
+    pub stats: ConnHandle,
+}
 
 pub use registry::Registry;
 
@@ -42,4 +57,6 @@ pub struct TunnelProxyContext {
     pub stop: CancellationToken,
     /// Cancelled when the grace period is over: servers and clients close too.
     pub hard_stop: CancellationToken,
+    /// Connections and events for the monitor and metrics.
+    pub stats: Arc<crate::stats::Stats>,
 }

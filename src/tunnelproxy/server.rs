@@ -26,12 +26,13 @@ use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::TunnelProxyContext;
 use super::api::{TunnelProxyError, V2_API, common_answer};
 use super::registry::{Guard, Refusal};
+use super::{Carrier, TunnelProxyContext};
 use crate::protocol::{DecodeError, Decoder, RpcError, message};
 use crate::relay::STOP_SERVER;
-use crate::transport::halves::{ReadHalf, WriteHalf};
+use crate::stats::{ConnHandle, ConnStats};
+use crate::transport::halves::WriteHalf;
 use crate::transport::websocket::CloseKind;
 
 /// Largest SLIP payload accepted from a server; longer frames are dropped.
@@ -103,6 +104,8 @@ pub enum Kick {
 
 /// What a joined client gets.
 pub struct Joined {
+    /// The server connection's statistics entry (its id, and its counter of bytes received).
+    pub server_stats: Arc<ConnStats>,
     /// Its socket address on the server connection.
     pub address: u16,
     /// Its join id.
@@ -158,17 +161,15 @@ enum Exit {
 
 /// Serves a registered server until its connection ends, then closes all its clients.
 /// `early` are bytes the server sent behind its `RegisterServer` call: the first SLIP bytes.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ctx: Arc<TunnelProxyContext>,
-    mut reader: ReadHalf,
-    writer: WriteHalf,
-    early: Bytes,
+    carrier: Carrier,
     uuid: Uuid,
     name: String,
     guard: Guard,
     mut control: mpsc::Receiver<Control>,
 ) {
+    let Carrier { mut reader, writer, early, stats } = carrier;
     let (out, out_rx) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let mut actor = Actor {
@@ -181,6 +182,7 @@ pub async fn run(
         json_budget: Arc::new(Semaphore::new(JSON_IN_FLIGHT)),
         slip: slip::Decoder::new(MAX_FRAME),
         json: Decoder::new(ctx.max_message_size),
+        stats,
     };
     info!(server = %uuid, %name, "TunnelProxy server registered");
     let idle_limit = ctx.timeouts.tunnel_proxy_server;
@@ -269,6 +271,8 @@ struct Actor {
     json_budget: Arc<Semaphore>,
     slip: slip::Decoder,
     json: Decoder,
+    /// The server connection's statistics entry.
+    stats: ConnHandle,
 }
 
 impl Actor {
@@ -304,6 +308,7 @@ impl Actor {
             return;
         }
         slot.queued.fetch_add(payload.len(), Ordering::AcqRel);
+        self.stats.sent(payload.len() as u64);
         let _ = slot.data.send(payload);
     }
 
@@ -329,6 +334,7 @@ impl Actor {
                 let (kick_tx, kick_rx) = oneshot::channel();
                 let queued = Arc::new(AtomicUsize::new(0));
                 let joined = Joined {
+                    server_stats: self.stats.entry().clone(),
                     address,
                     id,
                     data: data_rx,

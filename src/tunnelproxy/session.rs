@@ -15,13 +15,14 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::TunnelProxyContext;
 use super::api::{TunnelProxyError, V2_API, common_answer};
 use super::registry::{Guard, Refusal, ServerHandle};
 use super::server::{self, Control, JoinRefusal, Joined};
+use super::{Carrier, TunnelProxyContext};
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message};
 use crate::relay::STOP_SERVER;
+use crate::stats::{Api, Refusal as StatsRefusal, Role};
 use crate::transport::halves;
 use crate::transport::websocket::CloseKind;
 use crate::transport::{Chunk, Connection, EarlyData, ReadError};
@@ -58,7 +59,8 @@ enum Registered {
 }
 
 /// Serves one v2 connection to its end.
-pub async fn serve(conn: Connection, ctx: Arc<TunnelProxyContext>) {
+pub async fn serve(mut conn: Connection, ctx: Arc<TunnelProxyContext>) {
+    conn.stats = Some(ctx.stats.open(conn.id, Api::V2, conn.peer, conn.transport));
     let mut session = Session { conn, ctx };
     let registered = match session.handshake().await {
         Ok(registered) => registered,
@@ -70,6 +72,7 @@ pub async fn serve(conn: Connection, ctx: Arc<TunnelProxyContext>) {
     };
     let ctx = session.ctx;
     session.conn.decoder.skip_separator();
+    let stats = session.conn.stats.take();
     let (wire, early) = session.conn.into_raw();
     let early = match early {
         EarlyData::Bytes(bytes) => bytes,
@@ -78,12 +81,14 @@ pub async fn serve(conn: Connection, ctx: Arc<TunnelProxyContext>) {
         }
     };
     let (reader, writer) = halves::split(wire);
+    let stats = stats.expect("registered in the statistics at the start of `serve`");
+    let carrier = Carrier { reader, writer, early, stats };
     match registered {
         Registered::Server { uuid, name, guard, control } => {
-            server::run(ctx, reader, writer, early, uuid, name, guard, control).await;
+            server::run(ctx, carrier, uuid, name, guard, control).await;
         }
         Registered::Client { guard, joined, server } => {
-            super::client::run(ctx, reader, writer, early, joined, server, guard).await;
+            super::client::run(ctx, carrier, joined, server, guard).await;
         }
     }
 }
@@ -162,6 +167,7 @@ impl Session {
         let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
         match self.ctx.registry.register_server(uuid, ServerHandle { control: control_tx }) {
             Ok(guard) => {
+                self.describe(&name, uuid, Role::Server);
                 self.reply(request.id, answer(TunnelProxyError::NoError)).await?;
                 Ok(Some(Registered::Server { uuid, name, guard, control }))
             }
@@ -207,11 +213,14 @@ impl Session {
         match tokio::time::timeout(JOIN_TIMEOUT, joined).await {
             Ok(Some(Ok(joined))) => {
                 info!(client = %client_uuid, server = %server_uuid, address = joined.address, "client registered");
+                let client_name = string_param(&request.params, "clientName").unwrap_or_default();
+                self.describe(&client_name, client_uuid, Role::Client { server: joined.server_stats.id });
                 self.reply(request.id, answer(TunnelProxyError::NoError)).await?;
                 Ok(Some(Registered::Client { guard, joined, server: server.control }))
             }
             Ok(Some(Err(JoinRefusal::Full))) => {
                 warn!(server = %server_uuid, "server has maxClientsPerServer clients; refusing another");
+                self.ctx.stats.connection_refused(StatsRefusal::MaxClientsPerServer);
                 self.reply(request.id, answer(TunnelProxyError::InternalServerError)).await?;
                 Err(Exit::error(reasons::SERVER_FULL))
             }
@@ -220,6 +229,19 @@ impl Session {
                 self.reply(request.id, answer(TunnelProxyError::ServerNotFound)).await?;
                 Err(Exit::error(Refusal::ServerNotFound.reason()))
             }
+        }
+    }
+
+    /// Fills in the monitor's view of a registered connection.
+    fn describe(&self, name: &str, uuid: Uuid, role: Role) {
+        if let Some(stats) = &self.conn.stats {
+            stats.entry().update(|info| {
+                info.name = name.to_string();
+                info.uuid = format!("{{{}}}", uuid.hyphenated());
+                info.role = role;
+                info.authenticated = true;
+                info.tunnel_connected = matches!(role, Role::Client { .. });
+            });
         }
     }
 
