@@ -38,7 +38,7 @@ pub fn write_config(
     sections: &str,
 ) -> PathBuf {
     let text = format!(
-        "[ProxyServer]\nname={NAME}\n{proxy_server_keys}\n\
+        "[ProxyServer]\nname={NAME}\nmonitorSocket={}\n{proxy_server_keys}\n\
          [SSL]\nenabled=false\n\
          [WebSocketServer]\nhost=127.0.0.1\nport={ws_port}\n\
          [TcpServer]\nhost=127.0.0.1\nport={tcp_port}\n\
@@ -46,6 +46,7 @@ pub fn write_config(
          [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n\
          [UnixSocketServerTunnelProxy]\nunixSocketFileName=\n\
          {sections}\n",
+        dir.join("monitor.sock").display(),
         unix.display()
     );
     let path = dir.join("remoteproxy.conf");

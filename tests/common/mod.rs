@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use remoteproxy::authenticators::{AuthRequest, AuthenticationError, Authenticator, Verdict};
 use remoteproxy::config::Config;
-use remoteproxy::transport::{Listeners, ServerListeners, UnixSocketListener, listeners::bind_tcp};
+use remoteproxy::transport::listeners::{bind_monitor, bind_tcp};
+use remoteproxy::transport::{Listeners, ServerListeners, UnixSocketListener};
 use remoteproxy::{Server, authenticators};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -88,6 +89,10 @@ pub struct Broker {
     pub tcp2: SocketAddr,
     pub websocket2: SocketAddr,
     pub unix2: PathBuf,
+    /// The monitor socket.
+    pub monitor: PathBuf,
+    /// The metrics endpoint, when the config enables it.
+    pub metrics: Option<SocketAddr>,
     pub tls: bool,
     pub certificates: Vec<CertificateDer<'static>>,
     stop: Option<oneshot::Sender<()>>,
@@ -131,7 +136,9 @@ impl BrokerBuilder {
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
         let unix2 = dir.path().join("tunnelproxy.socket");
+        let monitor = dir.path().join("monitor.sock");
         let tls = self.config.tls.enabled;
+        let metrics_enabled = self.config.metrics.enabled;
         let server = Server::new(self.config, self.authenticator).expect("test configuration is valid");
         let certificates = server.certificate_chain().map(|c| c.to_vec()).unwrap_or_default();
         let bind = |path: PathBuf| async move {
@@ -141,8 +148,13 @@ impl BrokerBuilder {
                 unix: Some(UnixSocketListener::bind(&path).await.unwrap()),
             }
         };
-        let listeners =
-            ServerListeners { proxy: bind(unix.clone()).await, tunnel_proxy: bind(unix2.clone()).await };
+        let listeners = ServerListeners {
+            proxy: bind(unix.clone()).await,
+            tunnel_proxy: bind(unix2.clone()).await,
+            monitor: Some(bind_monitor(&monitor, 0o660).await.unwrap()),
+            metrics: metrics_enabled.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
+        };
+        let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());
         let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
         let (tcp, websocket) = (addr(&listeners.proxy.tcp), addr(&listeners.proxy.websocket));
         let (tcp2, websocket2) = (addr(&listeners.tunnel_proxy.tcp), addr(&listeners.tunnel_proxy.websocket));
@@ -157,6 +169,8 @@ impl BrokerBuilder {
             tcp2,
             websocket2,
             unix2,
+            monitor,
+            metrics,
             tls,
             certificates,
             stop: Some(stop),
