@@ -119,7 +119,9 @@ pub async fn run(
         EndReason::Shutdown => (CloseKind::Shutdown, STOP_SERVER),
         _ => (CloseKind::Error, PARTNER_GONE),
     };
-    tokio::join!(close_end(tunnel.a, kind, text), close_end(tunnel.b, kind, text));
+    // Boxed: the closing handshakes are short-lived and big; inline they would enlarge every
+    // tunnel's task for its whole life (an async fn's state is as large as its largest phase).
+    Box::pin(async { tokio::join!(close_end(tunnel.a, kind, text), close_end(tunnel.b, kind, text)) }).await;
     report
 }
 
@@ -299,9 +301,19 @@ impl Pump {
                             Poll::Pending => {}
                         }
                     }
+                    self.release_idle_buffer();
                     return Poll::Pending;
                 }
             }
+        }
+    }
+
+    /// The source has nothing now. If nothing of it is waiting either, give the read buffer back:
+    /// an idle tunnel then holds no relay buffer at all (64 KiB per direction otherwise, for as
+    /// long as the tunnel lives), and a busy one allocates again on its next read.
+    fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
         }
     }
 
@@ -324,6 +336,10 @@ impl Pump {
                         self.buf.advance(n);
                     } else {
                         self.payload.advance(n);
+                        if self.payload.is_empty() {
+                            // An advanced-to-empty `Bytes` still holds the whole message.
+                            self.payload = Bytes::new();
+                        }
                     }
                     self.delivered += n as u64;
                     self.need_flush = true;

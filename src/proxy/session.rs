@@ -127,8 +127,10 @@ impl<T> Drop for AbortOnDrop<T> {
 pub async fn serve(mut conn: Connection, ctx: Arc<ProxyContext>) {
     conn.stats = Some(ctx.stats.open(conn.id, Api::V1, conn.peer, conn.transport));
     let mut session = Session { conn, ctx, outcome: None };
-    match session.handshake().await {
-        Ok(authenticated) => session.pair(authenticated).await,
+    // Each phase is boxed: a task is as large as its largest phase for its whole life, and the
+    // tunnel phase, which may last for days, is the small one.
+    match Box::pin(session.handshake()).await {
+        Ok(authenticated) => Box::pin(session.pair(authenticated)).await,
         Err(exit) => session.finish(exit).await,
     }
 }
@@ -279,7 +281,8 @@ impl Session {
             self.send(&auth_response(auth.request_id, verdict.error)).await?;
             return Err(Exit::error(reasons::NOT_SUCCESSFUL));
         }
-        info!(uuid = %auth.uuid, name = %auth.name, user = verdict.user_name.as_deref().unwrap_or(""), "authenticated");
+        // The tunnel line names both users; per client this is detail.
+        debug!(uuid = %auth.uuid, name = %auth.name, user = verdict.user_name.as_deref().unwrap_or(""), "authenticated");
         if let Some(stats) = &self.conn.stats {
             stats.entry().update(|info| {
                 info.name = auth.name.clone();
@@ -325,7 +328,7 @@ impl Session {
         if self.conn.decoder.has_data() {
             return self.finish(Exit::error(reasons::DATA_WHILE_ALONE)).await;
         }
-        self.wait_alone(guard, join, auth.identity).await;
+        Box::pin(self.wait_alone(guard, join, auth.identity)).await;
     }
 
     /// Alone: wait for a partner's join request.
@@ -381,11 +384,11 @@ impl Session {
         let to_self = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &parked.identity);
         let to_partner = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &auth.identity);
         let response = auth_response(auth.request_id, AuthenticationError::NoError);
-        let greeted = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
+        let greeted = Box::pin(tokio::time::timeout(ESTABLISH_TIMEOUT, async {
             self.conn.send(&response).await?;
             self.conn.send(&to_self).await?;
             partner.send(&to_partner).await
-        })
+        }))
         .await;
         if !matches!(greeted, Ok(Ok(()))) {
             debug!("a tunnel client left while the tunnel was being established");
@@ -409,7 +412,9 @@ impl Session {
             partner = partner_id,
             partner_transport = %partner_transport,
             uuid = %auth.identity.uuid,
+            user = auth.identity.user_name.as_deref().unwrap_or(""),
             partner_uuid = %parked.identity.uuid,
+            partner_user = parked.identity.user_name.as_deref().unwrap_or(""),
             "tunnel established"
         );
         partner.decoder.skip_separator();

@@ -82,7 +82,10 @@ pub async fn serve_tcp(listener: TcpListener, websocket: bool, ctx: Arc<AcceptCo
         let (ctx2, handler) = (ctx.clone(), handler.clone());
         ctx.tracker.spawn(
             async move {
-                if let Some(conn) = establish_tcp(&ctx2, stream, addr, websocket, id, permit).await {
+                // Boxed so the TLS handshake's large state is freed once it is done, instead of
+                // sizing this task for the connection's whole life.
+                let established = Box::pin(establish_tcp(&ctx2, stream, addr, websocket, id, permit)).await;
+                if let Some(conn) = established {
                     handler(conn).await;
                 }
             }
