@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{Instrument, info};
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -22,7 +22,7 @@ use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Handler};
-use crate::transport::{Listeners, ServerListeners, tls};
+use crate::transport::{Connection, Listeners, ServerListeners, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, shutdown};
 
@@ -145,8 +145,10 @@ impl Server {
             stats: stats.clone(),
         });
         let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, proxy_ctx.clone())));
-        let v2: Handler =
-            Arc::new(move |conn| Box::pin(tunnelproxy::session::serve(conn, tunnel_proxy_ctx.clone())));
+        let v2: Handler = Arc::new(move |conn: Connection| {
+            let span = conn.span.clone();
+            Box::pin(tunnelproxy::session::serve(conn, tunnel_proxy_ctx.clone()).instrument(span))
+        });
 
         let mut loops = JoinSet::new();
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);

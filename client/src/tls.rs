@@ -81,9 +81,10 @@ fn read_certificates(
 }
 
 /// The verifier behind `insecure_skip_verify`: signatures are still checked (so the handshake is
-/// real TLS), but the certificate itself is not.
+/// real TLS), but the certificate itself is not. Public for tools that must talk to brokers with
+/// self-signed certificates (the benchmark).
 #[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAnything(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(

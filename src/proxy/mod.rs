@@ -3,10 +3,12 @@
 //! * [`api`]: the method table (dispatch, validation, introspection).
 //! * [`session`]: the state machine of one connection.
 //! * [`registry`]: pair-or-park of authenticated clients, keyed by (token, nonce).
+//! * [`tunnel`]: the last phase, two connections joined: the relay, then the books.
 
 pub mod api;
 pub mod registry;
 pub mod session;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -32,10 +32,11 @@ use tracing::{Instrument, debug, info, warn};
 use super::ProxyContext;
 use super::api::V1_API;
 use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
+use super::tunnel::Tunnel;
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
-use crate::relay::{self, PARTNER_GONE, STOP_SERVER, TunnelEnd};
-use crate::stats::{Api, SessionOutcome, TunnelRecord, TunnelSide};
+use crate::relay::{PARTNER_GONE, STOP_SERVER, TunnelEnd};
+use crate::stats::{Api, SessionOutcome};
 use crate::transport::websocket::CloseKind;
 use crate::transport::{Chunk, Connection, ReadError};
 
@@ -126,12 +127,24 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Serves one v1 connection to its end.
 pub async fn serve(mut conn: Connection, ctx: Arc<ProxyContext>) {
     conn.stats = Some(ctx.stats.open(conn.id, Api::V1, conn.peer, conn.transport));
+    let span = conn.span.clone();
     let mut session = Session { conn, ctx, outcome: None };
-    // Each phase is boxed: a task is as large as its largest phase for its whole life, and the
-    // tunnel phase, which may last for days, is the small one.
-    match Box::pin(session.handshake()).await {
-        Ok(authenticated) => Box::pin(session.pair(authenticated)).await,
-        Err(exit) => session.finish(exit).await,
+    // A task is as large as its largest phase for its whole life, and the tunnel phase, which
+    // may last for days, is the small one. So every phase before it runs in a box that is freed
+    // when the phase ends, and the tunnel runs in the task itself, outside the connection's log
+    // span (it logs its ids itself).
+    let phases = async {
+        match Box::pin(session.handshake()).await {
+            Ok(authenticated) => Box::pin(session.pair(authenticated)).await,
+            Err(exit) => {
+                Box::pin(session.finish(exit)).await;
+                None
+            }
+        }
+    };
+    let tunnel = phases.instrument(span).await;
+    if let Some(tunnel) = tunnel {
+        tunnel.run().await;
     }
 }
 
@@ -298,8 +311,9 @@ impl Session {
         })
     }
 
-    /// Parks the client or joins it with its partner.
-    async fn pair(mut self, auth: Authenticated) {
+    /// Parks the client or joins it with its partner. Returns the tunnel when this session is
+    /// the one that joins; a parked session ends when it hands its connection over.
+    async fn pair(mut self, auth: Authenticated) -> Option<Tunnel> {
         let registry = self.ctx.registry.clone();
         let (guard, join) = match registry.pair_or_park(auth.key, &auth.identity.uuid) {
             Pairing::Refused(refusal) => {
@@ -310,7 +324,8 @@ impl Session {
                         Ok(()) => Exit::error(refusal.reason()),
                         Err(exit) => exit,
                     };
-                return self.finish(exit).await;
+                self.finish(exit).await;
+                return None;
             }
             Pairing::Parked { guard, join } => (guard, join),
             Pairing::Join { guard, partner } => match ask_for_partner(partner).await {
@@ -323,12 +338,15 @@ impl Session {
             },
         };
         if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await {
-            return self.finish(exit).await;
+            self.finish(exit).await;
+            return None;
         }
         if self.conn.decoder.has_data() {
-            return self.finish(Exit::error(reasons::DATA_WHILE_ALONE)).await;
+            self.finish(Exit::error(reasons::DATA_WHILE_ALONE)).await;
+            return None;
         }
-        Box::pin(self.wait_alone(guard, join, auth.identity)).await;
+        self.wait_alone(guard, join, auth.identity).await;
+        None
     }
 
     /// Alone: wait for a partner's join request.
@@ -377,18 +395,18 @@ impl Session {
         self.finish(exit).await;
     }
 
-    /// Joined: answer this client, notify both, and relay until the tunnel ends.
-    async fn establish(mut self, parked: Parked, guard: SlotGuard, auth: Authenticated) {
+    /// Joined: answer this client, notify both, and hand both connections to the tunnel.
+    async fn establish(mut self, parked: Parked, guard: SlotGuard, auth: Authenticated) -> Option<Tunnel> {
         let mut partner = parked.conn;
         let ids = &self.ctx.notification_ids;
         let to_self = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &parked.identity);
         let to_partner = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &auth.identity);
         let response = auth_response(auth.request_id, AuthenticationError::NoError);
-        let greeted = Box::pin(tokio::time::timeout(ESTABLISH_TIMEOUT, async {
+        let greeted = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
             self.conn.send(&response).await?;
             self.conn.send(&to_self).await?;
             partner.send(&to_partner).await
-        }))
+        })
         .await;
         if !matches!(greeted, Ok(Ok(()))) {
             debug!("a tunnel client left while the tunnel was being established");
@@ -396,21 +414,18 @@ impl Session {
                 self.conn.close(CloseKind::Error, PARTNER_GONE),
                 partner.close(CloseKind::Error, PARTNER_GONE)
             );
-            return;
+            return None;
         }
-        let (partner_id, partner_transport) = (partner.id, partner.transport);
         let setup = self.conn.accepted_at.elapsed();
-        let own_transport = self.conn.transport;
         let (a_stats, b_stats) = (partner.stats.take(), self.conn.stats.take());
-        let tunnel = match (&a_stats, &b_stats) {
+        let record = match (&a_stats, &b_stats) {
             (Some(a), Some(b)) => Some(self.ctx.stats.tunnel_opened(a, b)),
             _ => None,
         };
         self.ctx.stats.tunnel_established(setup);
-        let started = std::time::SystemTime::now();
         info!(
-            partner = partner_id,
-            partner_transport = %partner_transport,
+            partner = partner.id,
+            partner_transport = %partner.transport,
             uuid = %auth.identity.uuid,
             user = auth.identity.user_name.as_deref().unwrap_or(""),
             partner_uuid = %parked.identity.uuid,
@@ -419,38 +434,21 @@ impl Session {
         );
         partner.decoder.skip_separator();
         self.conn.decoder.skip_separator();
+        let ids = (partner.id, self.conn.id);
+        let (a_transport, b_transport) = (partner.transport, self.conn.transport);
         let (a_wire, a_early) = partner.into_raw();
         let (b_wire, b_early) = self.conn.into_raw();
-        let report = relay::run(
-            TunnelEnd { wire: a_wire, early_data: a_early, stats: a_stats },
-            TunnelEnd { wire: b_wire, early_data: b_early, stats: b_stats },
-            self.ctx.timeouts.tunnel_idle,
-            self.ctx.hard_stop.clone(),
-        )
-        .await;
-        drop(tunnel);
-        drop(guard);
-        let side = |identity: &Identity, transport, bytes_sent| TunnelSide {
-            transport,
-            user_name: identity.user_name.clone(),
-            bytes_sent,
-        };
-        self.ctx.stats.tunnel_closed(&TunnelRecord {
-            start: started,
-            end: std::time::SystemTime::now(),
-            first: side(&parked.identity, partner_transport, report.a_to_b),
-            second: side(&auth.identity, own_transport, report.b_to_a),
-            reason: report.reason.as_str(),
-        });
-        self.ctx.stats.session_ended(SessionOutcome::Happy);
-        self.ctx.stats.session_ended(SessionOutcome::Happy);
-        info!(
-            partner = partner_id,
-            bytes_to_partner = report.b_to_a,
-            bytes_from_partner = report.a_to_b,
-            reason = ?report.reason,
-            "tunnel closed"
-        );
+        Some(Tunnel {
+            ctx: self.ctx,
+            a: TunnelEnd { wire: a_wire, early_data: a_early, stats: a_stats },
+            b: TunnelEnd { wire: b_wire, early_data: b_early, stats: b_stats },
+            a_side: (parked.identity, a_transport),
+            b_side: (auth.identity, b_transport),
+            ids,
+            started: std::time::SystemTime::now(),
+            record,
+            guard,
+        })
     }
 
     async fn send(&mut self, value: &Value) -> Result<(), Exit> {

@@ -80,17 +80,16 @@ pub async fn serve_tcp(listener: TcpListener, websocket: bool, ctx: Arc<AcceptCo
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id, peer = %addr, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
-        ctx.tracker.spawn(
-            async move {
-                // Boxed so the TLS handshake's large state is freed once it is done, instead of
-                // sizing this task for the connection's whole life.
-                let established = Box::pin(establish_tcp(&ctx2, stream, addr, websocket, id, permit)).await;
-                if let Some(conn) = established {
-                    handler(conn).await;
-                }
+        ctx.tracker.spawn(async move {
+            // Boxed so the TLS handshake's large state is freed once it is done, instead of
+            // sizing this task for the connection's whole life.
+            let establish = Box::pin(establish_tcp(&ctx2, stream, addr, websocket, id, permit));
+            if let Some(mut conn) = establish.instrument(span.clone()).await {
+                // The session runs in the span as long as it needs it.
+                conn.span = span;
+                handler(conn).await;
             }
-            .instrument(span),
-        );
+        });
     }
 }
 
@@ -126,7 +125,9 @@ pub async fn serve_unix(listener: &UnixListener, ctx: Arc<AcceptContext>, handle
             Some(permit),
         );
         debug!(parent: &span, "connected");
-        ctx.tracker.spawn(handler(conn).instrument(span));
+        let mut conn = conn;
+        conn.span = span;
+        ctx.tracker.spawn(handler(conn));
     }
 }
 

@@ -89,6 +89,10 @@ pub struct Connection {
     wire: Wire,
     /// Counts against `maxConnections` for as long as the connection lives, wherever it moves.
     _permit: Option<OwnedSemaphorePermit>,
+    /// The log span of the connection (id, peer, transport). The session runs its phases in it;
+    /// an established tunnel does not keep it (see `proxy::tunnel`), because the subscriber keeps
+    /// storage for as many spans as were ever open at once.
+    pub span: tracing::Span,
 }
 
 impl Connection {
@@ -113,6 +117,7 @@ impl Connection {
             frames: FrameLog::default(),
             wire,
             _permit: permit,
+            span: tracing::Span::none(),
         }
     }
 
@@ -188,16 +193,22 @@ impl Connection {
 
 /// Shuts a byte stream down and drains it briefly, so unread input does not turn the close into
 /// a reset that would discard data still travelling to the peer.
+///
+/// Boxed inside: the drain buffer would otherwise sit in the state of every future that can
+/// close a connection (a session's or a tunnel's) for its whole life.
 pub async fn close_stream(mut stream: BoxStream) {
-    let _ = tokio::time::timeout(STREAM_LINGER, async {
-        if stream.shutdown().await.is_ok() {
-            let mut sink = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
+    Box::pin(async move {
+        let _ = tokio::time::timeout(STREAM_LINGER, async {
+            if stream.shutdown().await.is_ok() {
+                let mut sink = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
-        }
+        })
+        .await;
     })
     .await;
 }

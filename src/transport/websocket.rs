@@ -66,14 +66,16 @@ pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
         CloseKind::Shutdown => CloseCode::Normal,
     };
     let frame = CloseFrame { code, reason: reason.into() };
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+    // Boxed: a closing handshake is short and its future is not; inline it would enlarge every
+    // future that may close a WebSocket, for that future's whole life.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, async {
         // When the peer closed first, sending our own close fails; reading on still flushes the
         // reply tungstenite queued for it, which completes the peer's closing handshake.
         let _ = ws.close(Some(frame)).await;
         while let Some(Ok(_)) = ws.next().await {}
         // Then end TLS properly (close_notify), so the peer sees a clean end of stream.
         let _ = ws.get_mut().shutdown().await;
-    })
+    }))
     .await;
 }
 
