@@ -1,0 +1,240 @@
+//! `BENCHMARKS.md`-ready markdown tables from a results document.
+
+use std::fmt::Write;
+
+use crate::goals::Check;
+use crate::results::{HoldSide, Results, error_total};
+use crate::stats::{format_bytes, format_ratio, three_digits};
+
+/// The method in a few sentences: printed under the tables so a reader knows what the numbers
+/// compare.
+pub const METHOD: &str = "\
+Every measure runs the same bench client against the broker and against a baseline in the same run; \
+each baseline is a separate process started by the bench (a multi-threaded tokio runtime like the \
+broker's), so bench client, broker and baseline compete for the same cores in the same way. \
+Ratios are broker / baseline. Rates are the median of the rounds (broker and baseline alternate \
+which goes first); latency percentiles pool all rounds (nearest rank). MB = 10^6 bytes. \
+Baselines: **relay**: accept, read one line (the Authenticate request), pair by token+nonce, answer \
+one line (TunnelEstablished), then `tokio::io::copy_bidirectional_with_sizes` with 64 KiB per \
+direction, with TLS termination (tokio-rustls, ring, ECDSA P-256 self-signed) when the broker uses \
+TLS; **WebSocket**: the same pairing, then a tokio-tungstenite message relay (`forward` per \
+direction); **mixed**: 64 KiB stream reads become binary messages and messages are written to the \
+stream; **setup**: the same server: TLS handshakes, one line in and one line out per connection, \
+paired, which is the least protocol a broker can do (the broker additionally answers Hello and \
+Authenticate, one more round trip each). Hold: after a warm-up (as many tunnels as are opened at \
+once, with the same traffic, opened and closed, so one-time costs such as allocator thread caches are \
+paid), N tunnels each carry 1 MiB both ways, then sit idle; RSS per tunnel = (RSS held − RSS warmed \
+up) / N from /proc/<pid>/status; \"after\" is read once descriptors are back and RSS stopped falling.";
+
+fn checks_cell(checks: &[Check]) -> String {
+    if checks.is_empty() {
+        return "—".into();
+    }
+    checks.iter().map(|c| format!("{} {}", c.verdict(), c.target)).collect::<Vec<_>>().join("<br>")
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map(three_digits).unwrap_or_else(|| "n/a".into())
+}
+
+fn errors_cell(broker: usize, baseline: usize) -> String {
+    format!("{broker} / {baseline}")
+}
+
+/// The whole markdown text.
+pub fn markdown(results: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Benchmark results\n");
+    for run in &results.runs {
+        let _ = writeln!(
+            out,
+            "* {}: broker `{}` at `{}`{}, {} × {}, {} round(s) per side{}",
+            utc_date(run.started_unix),
+            run.broker_server,
+            run.broker_url,
+            run.broker_ws_url.as_ref().map(|ws| format!(" and `{ws}`")).unwrap_or_default(),
+            run.cpus,
+            if run.cpu_model.is_empty() { "CPU" } else { run.cpu_model.as_str() },
+            run.rounds,
+            if run.quick { " (quick sizes: indicative only)" } else { "" }
+        );
+    }
+    let _ = writeln!(out);
+
+    if !results.throughput.is_empty() {
+        let _ = writeln!(out, "### Throughput through one tunnel\n");
+        let _ = writeln!(
+            out,
+            "| transport | direction | size | broker | baseline | ratio | server CPU s/GB (broker / baseline) | errors | target |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.throughput {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} MB/s | {} MB/s | {} | {} / {} | {} | {} |",
+                r.transport,
+                r.direction,
+                format_bytes(r.bytes as f64),
+                three_digits(r.broker.mb_per_s),
+                three_digits(r.baseline.mb_per_s),
+                format_ratio(r.ratio),
+                opt(r.broker.cpu_s_per_gb),
+                opt(r.baseline.cpu_s_per_gb),
+                errors_cell(error_total(&r.broker.errors), error_total(&r.baseline.errors)),
+                checks_cell(&r.checks)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    if !results.setup.is_empty() {
+        let _ = writeln!(out, "### Tunnel setup\n");
+        let _ = writeln!(
+            out,
+            "| transport | N | C | broker tunnels/s | baseline tunnels/s | ratio | broker p50 / p99 / max ms | baseline p50 / p99 / max ms | server CPU ms/tunnel (broker / baseline) | errors | target |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.setup {
+            let (b, s) = (&r.broker, &r.baseline);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} | {} | {} |",
+                r.transport,
+                r.tunnels,
+                r.concurrency,
+                three_digits(b.tunnels_per_s),
+                three_digits(s.tunnels_per_s),
+                format_ratio(r.ratio),
+                three_digits(b.latency_ms.p50),
+                three_digits(b.latency_ms.p99),
+                three_digits(b.latency_ms.max),
+                three_digits(s.latency_ms.p50),
+                three_digits(s.latency_ms.p99),
+                three_digits(s.latency_ms.max),
+                opt(b.cpu_ms_per_tunnel),
+                opt(s.cpu_ms_per_tunnel),
+                errors_cell(error_total(&b.errors), error_total(&s.errors)),
+                checks_cell(&r.checks)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    if !results.latency.is_empty() {
+        let _ = writeln!(out, "### Round-trip latency through one tunnel\n");
+        let _ = writeln!(
+            out,
+            "| transport | message | round trips | broker p50 / p99 / p99.9 µs | baseline p50 / p99 / p99.9 µs | ratio p50 | ratio p99 | errors | target |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.latency {
+            let (b, s) = (&r.broker.rtt_us, &r.baseline.rtt_us);
+            let _ = writeln!(
+                out,
+                "| {} | {} B | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} | {} |",
+                r.transport,
+                r.message_bytes,
+                r.round_trips,
+                three_digits(b.p50),
+                three_digits(b.p99),
+                three_digits(b.p999),
+                three_digits(s.p50),
+                three_digits(s.p99),
+                three_digits(s.p999),
+                format_ratio(r.ratio_p50),
+                format_ratio(r.ratio_p99),
+                errors_cell(error_total(&r.broker.errors), error_total(&r.baseline.errors)),
+                checks_cell(&r.checks)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    if !results.hold.is_empty() {
+        let _ = writeln!(out, "### Idle tunnels after traffic\n");
+        let _ = writeln!(
+            out,
+            "| transport | tunnels | traffic each way | broker RSS/tunnel | baseline RSS/tunnel | ratio | broker RSS cold, warmed up → held → after | broker fds before → held → after | held (broker / baseline) | errors | target |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.hold {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
+                r.transport,
+                r.tunnels,
+                format_bytes(r.bytes_each_way as f64),
+                r.broker.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                r.baseline.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                format_ratio(r.ratio),
+                rss_cell(&r.broker),
+                fds_cell(&r.broker),
+                r.broker.established,
+                r.baseline.established,
+                errors_cell(error_total(&r.broker.errors), error_total(&r.baseline.errors)),
+                checks_cell(&r.checks)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "{METHOD}");
+    out
+}
+
+fn rss_cell(side: &HoldSide) -> String {
+    match side.rss_kib {
+        Some(t) => format!(
+            "{}, {} → {} → {}",
+            side.cold_rss_kib.map(|c| format_bytes(c as f64 * 1024.0)).unwrap_or_else(|| "n/a".into()),
+            format_bytes(t.before as f64 * 1024.0),
+            format_bytes(t.held as f64 * 1024.0),
+            format_bytes(t.after as f64 * 1024.0)
+        ),
+        None => "n/a".into(),
+    }
+}
+
+fn fds_cell(side: &HoldSide) -> String {
+    match side.fds {
+        Some(t) => format!("{} → {} → {}", t.before, t.held, t.after),
+        None => "n/a".into(),
+    }
+}
+
+/// `2025-01-31 14:05 UTC` from unix seconds (no time-zone database needed).
+pub fn utc_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", seconds / 3600, seconds % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc_date(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
+
+    #[test]
+    fn empty_results_still_explain_the_method() {
+        let text = markdown(&Results::default());
+        assert!(text.starts_with("## Benchmark results"));
+        assert!(text.contains("copy_bidirectional_with_sizes"));
+        assert!(!text.contains("### Throughput"));
+    }
+}

@@ -1,0 +1,466 @@
+//! What a run produces: the JSON document (`--json`, read back by `report`) and the human lines
+//! printed as each measure finishes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::goals::Check;
+use crate::stats::{Percentiles, format_bytes, format_rate, format_ratio, three_digits};
+
+/// Error counts by kind (`connect: ...`, `timeout: TLS handshake`, ...).
+pub type Errors = BTreeMap<String, usize>;
+
+/// Adds `more` into `into`.
+pub fn merge_errors(into: &mut Errors, more: &Errors) {
+    for (key, count) in more {
+        *into.entry(key.clone()).or_default() += count;
+    }
+}
+
+/// Total of the counts.
+pub fn error_total(errors: &Errors) -> usize {
+    errors.values().sum()
+}
+
+/// The whole document. Several can be merged (`report --input a --input b`): the lists are
+/// concatenated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Results {
+    /// `remoteproxy-bench`.
+    pub tool: String,
+    /// The bench's version.
+    pub version: String,
+    /// Where and against what each merged run ran.
+    pub runs: Vec<RunInfo>,
+    /// `setup` results.
+    pub setup: Vec<SetupResult>,
+    /// `throughput` results.
+    pub throughput: Vec<ThroughputResult>,
+    /// `latency` results.
+    pub latency: Vec<LatencyResult>,
+    /// `hold` results.
+    pub hold: Vec<HoldResult>,
+}
+
+impl Results {
+    /// An empty document for this bench.
+    pub fn new(run: RunInfo) -> Results {
+        Results {
+            tool: "remoteproxy-bench".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            runs: vec![run],
+            ..Results::default()
+        }
+    }
+
+    /// Appends another document's runs and results.
+    pub fn merge(&mut self, other: Results) {
+        if self.tool.is_empty() {
+            self.tool = other.tool;
+            self.version = other.version;
+        }
+        self.runs.extend(other.runs);
+        self.setup.extend(other.setup);
+        self.throughput.extend(other.throughput);
+        self.latency.extend(other.latency);
+        self.hold.extend(other.hold);
+    }
+
+    /// Every check of every result.
+    pub fn checks(&self) -> Vec<&Check> {
+        let setup = self.setup.iter().flat_map(|r| &r.checks);
+        let throughput = self.throughput.iter().flat_map(|r| &r.checks);
+        let latency = self.latency.iter().flat_map(|r| &r.checks);
+        let hold = self.hold.iter().flat_map(|r| &r.checks);
+        setup.chain(throughput).chain(latency).chain(hold).collect()
+    }
+}
+
+/// One invocation of the bench.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Unix time at the start.
+    pub started_unix: u64,
+    /// The broker's v1 TCP URL.
+    pub broker_url: String,
+    /// The broker's v1 WebSocket URL, if given.
+    pub broker_ws_url: Option<String>,
+    /// The broker's pid, if given.
+    pub broker_pid: Option<u32>,
+    /// `server version` from the broker's Hello.
+    pub broker_server: String,
+    /// Cores of this machine.
+    pub cpus: usize,
+    /// `model name` of /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Repetitions of each measure per side.
+    pub rounds: usize,
+    /// Whether `--quick` sizes were used.
+    pub quick: bool,
+}
+
+/// `setup`: tunnels opened at a fixed concurrency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// `tls-tcp`, `tcp`, ...
+    pub transport: String,
+    /// Tunnels per round and side.
+    pub tunnels: usize,
+    /// Tunnels in flight at once.
+    pub concurrency: usize,
+    /// The broker's numbers.
+    pub broker: SetupSide,
+    /// The baseline's numbers.
+    pub baseline: SetupSide,
+    /// broker / baseline tunnels per second.
+    pub ratio: Option<f64>,
+    /// Targets.
+    pub checks: Vec<Check>,
+}
+
+/// One side of a setup result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetupSide {
+    /// Median over the rounds of (established tunnels / wall time).
+    pub tunnels_per_s: f64,
+    /// Each round's rate.
+    pub rounds_tunnels_per_s: Vec<f64>,
+    /// Tunnels attempted (all rounds, without warm-up).
+    pub attempted: usize,
+    /// Tunnels established with the byte through.
+    pub ok: usize,
+    /// Failures by kind.
+    pub errors: Errors,
+    /// From the first connect to the byte arriving, all rounds pooled, in ms.
+    pub latency_ms: Percentiles,
+    /// The latency at each whole percentile 0..=100, in ms (for the chart).
+    pub latency_cdf_ms: Vec<f64>,
+    /// Server CPU time per established tunnel, in ms.
+    pub cpu_ms_per_tunnel: Option<f64>,
+}
+
+/// `throughput`: one tunnel, a fixed amount of data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThroughputResult {
+    /// `tls-tcp`, `wss`, `mixed tls-tcp→wss`, ...
+    pub transport: String,
+    /// `one-way` or `both-ways`.
+    pub direction: String,
+    /// Bytes sent in each direction that carries data.
+    pub bytes: u64,
+    /// The broker's numbers.
+    pub broker: ThroughputSide,
+    /// The baseline's numbers.
+    pub baseline: ThroughputSide,
+    /// broker / baseline MB/s.
+    pub ratio: Option<f64>,
+    /// Targets.
+    pub checks: Vec<Check>,
+}
+
+/// One side of a throughput result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThroughputSide {
+    /// Median over the rounds of payload bytes delivered (both directions added) per second.
+    pub mb_per_s: f64,
+    /// Each round's rate.
+    pub rounds_mb_per_s: Vec<f64>,
+    /// Server CPU seconds per GB (10^9 bytes) delivered.
+    pub cpu_s_per_gb: Option<f64>,
+    /// Failures by kind.
+    pub errors: Errors,
+}
+
+/// `latency`: ping-pong through one tunnel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyResult {
+    /// `tls-tcp`, `wss`, ...
+    pub transport: String,
+    /// Timed round trips per round and side.
+    pub round_trips: usize,
+    /// Bytes each way per round trip.
+    pub message_bytes: usize,
+    /// The broker's numbers.
+    pub broker: LatencySide,
+    /// The baseline's numbers.
+    pub baseline: LatencySide,
+    /// broker / baseline p50.
+    pub ratio_p50: Option<f64>,
+    /// broker / baseline p99.
+    pub ratio_p99: Option<f64>,
+    /// Targets.
+    pub checks: Vec<Check>,
+}
+
+/// One side of a latency result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencySide {
+    /// Round-trip times, all rounds pooled, in µs.
+    pub rtt_us: Percentiles,
+    /// Failures by kind.
+    pub errors: Errors,
+}
+
+/// `hold`: many tunnels, each after 1 MiB both ways, sitting idle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldResult {
+    /// `tls-tcp`, `tcp`, ...
+    pub transport: String,
+    /// Tunnels asked for.
+    pub tunnels: usize,
+    /// Bytes each tunnel carried in each direction before going idle.
+    pub bytes_each_way: u64,
+    /// The broker's numbers.
+    pub broker: HoldSide,
+    /// The baseline's numbers.
+    pub baseline: HoldSide,
+    /// broker / baseline RSS per tunnel.
+    pub ratio: Option<f64>,
+    /// Targets (the broker's).
+    pub checks: Vec<Check>,
+}
+
+/// One side of a hold result. Memory and descriptor readings need the process id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HoldSide {
+    /// Tunnels established and carried their traffic.
+    pub established: usize,
+    /// RSS of the server before the warm-up, in KiB (one-time costs are the difference to
+    /// `rss_kib.before`).
+    #[serde(default)]
+    pub cold_rss_kib: Option<u64>,
+    /// Failures by kind.
+    pub errors: Errors,
+    /// Seconds to open all tunnels and pass their traffic.
+    pub open_s: f64,
+    /// Seconds from closing the last tunnel until the descriptors came back (or the wait ended).
+    pub release_s: f64,
+    /// RSS before opening, while held (idle), after closing, in KiB.
+    pub rss_kib: Option<Triple>,
+    /// Open descriptors before, while held, after.
+    pub fds: Option<Triple>,
+    /// (held - before) RSS / established tunnels, in bytes.
+    pub rss_bytes_per_tunnel: Option<f64>,
+    /// (held - before) descriptors / established tunnels.
+    pub fds_per_tunnel: Option<f64>,
+}
+
+/// A reading before, during and after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triple {
+    /// Before the tunnels opened.
+    pub before: u64,
+    /// With all tunnels open and idle.
+    pub held: u64,
+    /// After they closed.
+    pub after: u64,
+}
+
+fn errors_pair(broker: &Errors, baseline: &Errors) -> String {
+    format!("errors: broker {}, baseline {}", error_total(broker), error_total(baseline))
+}
+
+fn error_details(role: &str, errors: &Errors) -> Vec<String> {
+    errors.iter().map(|(kind, count)| format!("    {role} error ×{count}: {kind}")).collect()
+}
+
+fn check_lines(checks: &[Check]) -> Vec<String> {
+    checks.iter().map(|c| format!("    target {}", c.line())).collect()
+}
+
+fn opt_ms(value: Option<f64>) -> String {
+    value.map(|v| format!("{} ms", three_digits(v))).unwrap_or_else(|| "n/a".into())
+}
+
+impl SetupResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker, &self.baseline);
+        let mut lines = vec![
+            format!(
+                "setup {} (N={}, C={}): broker {} tunnels/s, baseline {} tunnels/s, ratio {}",
+                self.transport,
+                self.tunnels,
+                self.concurrency,
+                three_digits(b.tunnels_per_s),
+                three_digits(s.tunnels_per_s),
+                format_ratio(self.ratio)
+            ),
+            format!(
+                "    setup latency p50/p99/max: broker {}/{}/{} ms, baseline {}/{}/{} ms",
+                three_digits(b.latency_ms.p50),
+                three_digits(b.latency_ms.p99),
+                three_digits(b.latency_ms.max),
+                three_digits(s.latency_ms.p50),
+                three_digits(s.latency_ms.p99),
+                three_digits(s.latency_ms.max)
+            ),
+            format!(
+                "    server CPU per tunnel: broker {}, baseline {}; {}",
+                opt_ms(b.cpu_ms_per_tunnel),
+                opt_ms(s.cpu_ms_per_tunnel),
+                errors_pair(&b.errors, &s.errors)
+            ),
+        ];
+        lines.extend(error_details("broker", &b.errors));
+        lines.extend(error_details("baseline", &s.errors));
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
+impl ThroughputResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker, &self.baseline);
+        let cpu =
+            |v: Option<f64>| v.map(|v| format!("{} s", three_digits(v))).unwrap_or_else(|| "n/a".into());
+        let mut lines = vec![
+            format!(
+                "throughput {} {} ({} each way): broker {}, baseline {}, ratio {}",
+                self.transport,
+                self.direction,
+                format_bytes(self.bytes as f64),
+                format_rate(b.mb_per_s),
+                format_rate(s.mb_per_s),
+                format_ratio(self.ratio)
+            ),
+            format!(
+                "    server CPU per GB: broker {}, baseline {}; {}",
+                cpu(b.cpu_s_per_gb),
+                cpu(s.cpu_s_per_gb),
+                errors_pair(&b.errors, &s.errors)
+            ),
+        ];
+        lines.extend(error_details("broker", &b.errors));
+        lines.extend(error_details("baseline", &s.errors));
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
+impl LatencyResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker.rtt_us, &self.baseline.rtt_us);
+        let mut lines = vec![
+            format!(
+                "latency {} ({} B ping-pong, {} round trips): p50 broker {} µs, baseline {} µs, ratio {}",
+                self.transport,
+                self.message_bytes,
+                self.round_trips,
+                three_digits(b.p50),
+                three_digits(s.p50),
+                format_ratio(self.ratio_p50)
+            ),
+            format!(
+                "    p99/p99.9/max: broker {}/{}/{} µs, baseline {}/{}/{} µs; p99 ratio {}; {}",
+                three_digits(b.p99),
+                three_digits(b.p999),
+                three_digits(b.max),
+                three_digits(s.p99),
+                three_digits(s.p999),
+                three_digits(s.max),
+                format_ratio(self.ratio_p99),
+                errors_pair(&self.broker.errors, &self.baseline.errors)
+            ),
+        ];
+        lines.extend(error_details("broker", &self.broker.errors));
+        lines.extend(error_details("baseline", &self.baseline.errors));
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
+impl HoldSide {
+    fn memory_line(&self) -> String {
+        match (self.rss_bytes_per_tunnel, self.rss_kib, self.fds) {
+            (Some(per_tunnel), Some(rss), Some(fds)) => format!(
+                "{} per tunnel (RSS cold {}, warmed up {} → {} held → {} after close; fds {} → {} → {})",
+                format_bytes(per_tunnel),
+                format_bytes(self.cold_rss_kib.unwrap_or_default() as f64 * 1024.0),
+                format_bytes(rss.before as f64 * 1024.0),
+                format_bytes(rss.held as f64 * 1024.0),
+                format_bytes(rss.after as f64 * 1024.0),
+                fds.before,
+                fds.held,
+                fds.after
+            ),
+            _ => "RSS n/a (no --pid)".to_string(),
+        }
+    }
+}
+
+impl HoldResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker, &self.baseline);
+        let mut lines = vec![
+            format!(
+                "hold {} ({} tunnels, {} each way, then idle): broker {}, baseline {}, ratio {}",
+                self.transport,
+                self.tunnels,
+                format_bytes(self.bytes_each_way as f64),
+                b.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                s.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                format_ratio(self.ratio)
+            ),
+            format!("    broker: {} held, {}", b.established, b.memory_line()),
+            format!("    baseline: {} held, {}", s.established, s.memory_line()),
+            format!(
+                "    open+traffic: broker {:.1} s, baseline {:.1} s; release: broker {:.1} s, baseline {:.1} s; {}",
+                b.open_s,
+                s.open_s,
+                b.release_s,
+                s.release_s,
+                errors_pair(&b.errors, &s.errors)
+            ),
+        ];
+        lines.extend(error_details("broker", &b.errors));
+        lines.extend(error_details("baseline", &s.errors));
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_merge_and_count() {
+        let mut a = Errors::new();
+        a.insert("x".into(), 2);
+        let mut b = Errors::new();
+        b.insert("x".into(), 1);
+        b.insert("y".into(), 4);
+        merge_errors(&mut a, &b);
+        assert_eq!(a["x"], 3);
+        assert_eq!(error_total(&a), 7);
+    }
+
+    #[test]
+    fn documents_merge_and_round_trip_through_json() {
+        let mut one = Results::new(RunInfo { broker_url: "ssl://a".into(), ..RunInfo::default() });
+        one.throughput.push(ThroughputResult {
+            transport: "tls-tcp".into(),
+            direction: "one-way".into(),
+            bytes: 1 << 20,
+            broker: ThroughputSide { mb_per_s: 900.0, ..Default::default() },
+            baseline: ThroughputSide { mb_per_s: 1000.0, ..Default::default() },
+            ratio: Some(0.9),
+            checks: crate::goals::throughput("tls-tcp", Some(0.9), 0),
+        });
+        let text = serde_json::to_string(&one).unwrap();
+        let mut merged = Results::default();
+        merged.merge(serde_json::from_str(&text).unwrap());
+        merged.merge(Results::new(RunInfo { broker_url: "tcp://b".into(), ..RunInfo::default() }));
+        assert_eq!(merged.tool, "remoteproxy-bench");
+        assert_eq!(merged.runs.len(), 2);
+        assert_eq!(merged.throughput.len(), 1);
+        assert_eq!(merged.checks().len(), 1);
+        let lines = merged.throughput[0].human();
+        assert!(lines[0].contains("broker 900 MB/s, baseline 1000 MB/s, ratio 0.90"), "{lines:?}");
+    }
+}
