@@ -45,7 +45,14 @@ fn errors_cell(broker: usize, baseline: usize) -> String {
 pub fn markdown(results: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## Benchmark results\n");
+    let mut listed = Vec::new();
     for run in &results.runs {
+        // Several invocations against one broker (throughput, then latency) are one line.
+        let broker = (&run.broker_url, &run.broker_ws_url, run.broker_pid);
+        if listed.contains(&broker) {
+            continue;
+        }
+        listed.push(broker);
         let _ = writeln!(
             out,
             "* {}: broker `{}` at `{}`{}, {} × {}, {} round(s) per side{}",

@@ -117,6 +117,7 @@ impl Drop for Guard {
         let mut entries = self.registry.entries.lock().expect("registry lock poisoned");
         if entries.get(&self.uuid).is_some_and(|e| e.epoch() == self.epoch) {
             entries.remove(&self.uuid);
+            crate::proxy::registry::shrink_when_sparse(&mut entries);
         }
     }
 }
