@@ -14,6 +14,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub mod outcome;
+
+pub use outcome::TunnelProxyError;
+
 /// Frame end.
 pub const END: u8 = 0xC0;
 /// Escape.

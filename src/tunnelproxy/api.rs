@@ -20,33 +20,8 @@ pub fn common_answer(method: &MethodSpec, request: &Request, server_name: &str) 
     }
 }
 
-/// `TunnelProxyError`, as sent on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TunnelProxyError {
-    /// Success.
-    NoError,
-    /// A uuid was null or unparsable.
-    InvalidUuid,
-    /// The broker failed (or a server has too many clients).
-    InternalServerError,
-    /// No server is registered with that uuid.
-    ServerNotFound,
-    /// The call is not allowed here.
-    ForbiddenCall,
-    /// The connection or the uuid is registered already.
-    AlreadyRegistered,
-    /// The connection is not registered.
-    NotRegistered,
-    /// No client has that socket address.
-    UnknownSocketAddress,
-}
-
-impl TunnelProxyError {
-    /// The wire name, e.g. `TunnelProxyErrorNoError`.
-    pub fn wire_name(self) -> &'static str {
-        types::TUNNEL_PROXY_ERROR.values[self as usize]
-    }
-}
+/// `TunnelProxyError`, shared with the client library.
+pub use remoteproxy_slip::TunnelProxyError;
 
 /// `TunnelProxy.DisconnectClient`.
 pub static DISCONNECT_CLIENT: MethodSpec = MethodSpec {
@@ -137,6 +112,9 @@ mod tests {
             TunnelProxyError::UnknownSocketAddress.wire_name(),
             "TunnelProxyErrorUnknownSocketAddress"
         );
+        // Introspect lists the enum from the type table; it must be the shared enum, in order.
+        let names: Vec<&str> = TunnelProxyError::ALL.iter().map(|e| e.wire_name()).collect();
+        assert_eq!(names, types::TUNNEL_PROXY_ERROR.values);
     }
 
     #[test]

@@ -10,13 +10,12 @@
 //! * [`TunnelServer`] (`server.rs`): stay registered, reconnect with [`Backoff`]
 //!   (`backoff.rs`), and accept [`IncomingClient`]s (`incoming.rs`).
 //! * `mux.rs`: the demultiplexer, writer and pinger of one server connection.
-//! * `register.rs`: the registration calls; `outcome.rs`: [`TunnelProxyError`].
+//! * `register.rs`: the registration calls; [`TunnelProxyError`] comes from `remoteproxy-slip`.
 
 mod backoff;
 mod client;
 mod incoming;
 mod mux;
-mod outcome;
 mod register;
 mod server;
 
@@ -27,5 +26,5 @@ pub use backoff::Backoff;
 pub use client::TunnelClient;
 pub use incoming::{IncomingClient, IncomingStream};
 pub use mux::PING_INTERVAL;
-pub use outcome::TunnelProxyError;
+pub use remoteproxy_slip::TunnelProxyError;
 pub use server::{ServerRegistration, ServerSettings, ServerStatus, TunnelServer};

@@ -1,4 +1,6 @@
-//! The `tunnelProxyError` enum every TunnelProxy call answers with (PROTOCOL §5).
+//! The `tunnelProxyError` enum every TunnelProxy call answers with (PROTOCOL §5). It lives here,
+//! with the framing, because the broker and the client both speak it and neither may depend on
+//! the other.
 
 use std::fmt;
 
