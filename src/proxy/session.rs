@@ -16,7 +16,6 @@
 //!   relay for both connections; the waiting session's task ends when it hands its connection
 //!   over.
 
-use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,10 +34,10 @@ use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
 use super::tunnel::Tunnel;
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
-use crate::relay::{PARTNER_GONE, STOP_SERVER, TunnelEnd};
+use crate::relay::{PARTNER_GONE, TunnelEnd};
 use crate::stats::{Api, SessionOutcome};
 use crate::transport::websocket::CloseKind;
-use crate::transport::{Chunk, Connection, ReadError};
+use crate::transport::{Chunk, Connection, Exit, ReadError};
 
 /// Close reasons of the v1 session (PROTOCOL §4).
 pub mod reasons {
@@ -79,24 +78,6 @@ pub struct Parked {
     pub conn: Connection,
     /// Who it is.
     pub identity: Identity,
-}
-
-/// How a phase ended without a tunnel.
-enum Exit {
-    /// Close with this WebSocket code and reason.
-    Close(CloseKind, Cow<'static, str>),
-    /// The peer is gone or the connection was handed over: nothing to close.
-    Done,
-}
-
-impl Exit {
-    fn error(reason: &'static str) -> Exit {
-        Exit::Close(CloseKind::Error, Cow::Borrowed(reason))
-    }
-
-    fn shutdown() -> Exit {
-        Exit::Close(CloseKind::Shutdown, Cow::Borrowed(STOP_SERVER))
-    }
 }
 
 /// A successful `Authenticate`, waiting to be paired.

@@ -6,6 +6,7 @@
 //! WebSocket frame payloads) go into the [`Decoder`] buffer; whatever is still there when the
 //! tunnel starts is handed to the relay with the raw end.
 
+use std::borrow::Cow;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,26 @@ pub enum ReadError {
     Io(io::Error),
     /// The peer sent more than the pre-tunnel budget without completing a message.
     Oversized,
+}
+
+/// How a session's JSON phase ended without a tunnel (v1 and v2 alike).
+pub enum Exit {
+    /// Close with this WebSocket code and reason.
+    Close(CloseKind, Cow<'static, str>),
+    /// The peer is gone or the connection was handed over: nothing to close.
+    Done,
+}
+
+impl Exit {
+    /// Close as an error with `reason`.
+    pub fn error(reason: &'static str) -> Exit {
+        Exit::Close(CloseKind::Error, Cow::Borrowed(reason))
+    }
+
+    /// Close because the broker stops.
+    pub fn shutdown() -> Exit {
+        Exit::Close(CloseKind::Shutdown, Cow::Borrowed(crate::relay::STOP_SERVER))
+    }
 }
 
 /// An accepted connection in its JSON phase.

@@ -20,7 +20,7 @@ pub mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use connection::{Chunk, Connection, EarlyData, ReadError, Wire};
+pub use connection::{Chunk, Connection, EarlyData, Exit, ReadError, Wire};
 pub use listeners::{BindError, Listeners, ServerListeners, UnixSocketListener};
 
 /// Any byte stream a connection can run on: TCP, TLS over TCP, unix.

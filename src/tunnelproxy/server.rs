@@ -32,6 +32,7 @@ use super::{Carrier, TunnelProxyContext};
 use crate::protocol::{DecodeError, Decoder, RpcError, message};
 use crate::relay::STOP_SERVER;
 use crate::stats::{ConnHandle, ConnStats};
+use crate::transport::Exit;
 use crate::transport::halves::WriteHalf;
 use crate::transport::websocket::CloseKind;
 
@@ -153,12 +154,6 @@ struct ClientSlot {
     kick: Option<oneshot::Sender<Kick>>,
 }
 
-/// Why the actor stopped.
-enum Exit {
-    Gone,
-    Close(CloseKind, Cow<'static, str>),
-}
-
 /// Serves a registered server until its connection ends, then closes all its clients.
 /// `early` are bytes the server sent behind its `RegisterServer` call: the first SLIP bytes.
 pub async fn run(
@@ -191,17 +186,17 @@ pub async fn run(
     while exit.is_none() {
         tokio::select! {
             biased;
-            _ = ctx.hard_stop.cancelled() => exit = Some(Exit::Close(CloseKind::Shutdown, STOP_SERVER.into())),
+            _ = ctx.hard_stop.cancelled() => exit = Some(Exit::shutdown()),
             Some(request) = control.recv() => actor.control(request).await,
             chunk = reader.read() => match chunk {
                 Ok(Some(bytes)) => {
                     idle.as_mut().reset(Instant::now() + idle_limit);
                     exit = actor.feed(&bytes).await.err();
                 }
-                Ok(None) | Err(_) => exit = Some(Exit::Gone),
+                Ok(None) | Err(_) => exit = Some(Exit::Done),
             },
-            _ = &mut idle => exit = Some(Exit::Close(CloseKind::Error, reasons::INACTIVE.into())),
-            _ = actor.out.closed() => exit = Some(Exit::Gone),
+            _ = &mut idle => exit = Some(Exit::error(reasons::INACTIVE)),
+            _ = actor.out.closed() => exit = Some(Exit::Done),
         }
     }
     // Free the uuid first, so the server can register again at once.
@@ -424,12 +419,12 @@ impl Actor {
                         "tunnelProxyError": TunnelProxyError::AlreadyRegistered.wire_name(),
                     });
                     self.reply(id, result).await;
-                    return Err(Exit::Close(CloseKind::Error, Refusal::AlreadyRegistered.reason().into()));
+                    return Err(Exit::error(Refusal::AlreadyRegistered.reason()));
                 }
                 ("TunnelProxy", "RegisterClient") => {
                     let result = json!({"tunnelProxyError": TunnelProxyError::AlreadyRegistered.wire_name()});
                     self.reply(id, result).await;
-                    return Err(Exit::Close(CloseKind::Error, Refusal::AlreadyRegistered.reason().into()));
+                    return Err(Exit::error(Refusal::AlreadyRegistered.reason()));
                 }
                 (namespace, name) => unreachable!("{namespace}.{name} is in V2_API but has no handler"),
             }

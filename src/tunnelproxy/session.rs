@@ -2,7 +2,6 @@
 //! `RegisterClient` succeeds, bounded by `inactiveTimeout` (restarted by every chunk; **fix**:
 //! 1.8.4 had no timer here) and `handshakeDeadline` (never restarted).
 
-use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +20,9 @@ use super::server::{self, Control, JoinRefusal, Joined};
 use super::{Carrier, TunnelProxyContext};
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message};
-use crate::relay::STOP_SERVER;
 use crate::stats::{Api, Refusal as StatsRefusal, Role};
 use crate::transport::halves;
-use crate::transport::websocket::CloseKind;
-use crate::transport::{Chunk, Connection, EarlyData, ReadError};
+use crate::transport::{Chunk, Connection, EarlyData, Exit, ReadError};
 
 /// A server's actor inbox: joins are rare, so a short queue suffices and bounds memory.
 const CONTROL_QUEUE: usize = 64;
@@ -39,17 +36,6 @@ pub mod reasons {
     pub const INACTIVE: &str = "Proxy timeout occurred. The socket was inactive.";
     /// `maxClientsPerServer` reached.
     pub const SERVER_FULL: &str = "Too many clients on this server.";
-}
-
-enum Exit {
-    Close(CloseKind, Cow<'static, str>),
-    Done,
-}
-
-impl Exit {
-    fn error(reason: &'static str) -> Exit {
-        Exit::Close(CloseKind::Error, Cow::Borrowed(reason))
-    }
 }
 
 /// A successful registration.
@@ -121,7 +107,7 @@ impl Session {
             }
             tokio::select! {
                 biased;
-                _ = self.ctx.stop.cancelled() => return Err(Exit::Close(CloseKind::Shutdown, STOP_SERVER.into())),
+                _ = self.ctx.stop.cancelled() => return Err(Exit::shutdown()),
                 _ = &mut deadline => return Err(Exit::error(reasons::INACTIVE)),
                 _ = &mut inactive => return Err(Exit::error(reasons::INACTIVE)),
                 chunk = self.conn.read_chunk() => match chunk {

@@ -646,15 +646,20 @@ mod tests {
         assert_eq!(f.fetches(), 2);
     }
 
-    #[tokio::test]
-    async fn concurrent_callers_share_one_fetch() {
-        let f = Fixture::new(Duration::from_secs(3600), Duration::from_millis(50));
-        let callers: Vec<_> = (0..10)
+    /// Ten tasks asking the cache at once, each yielding the key id it got.
+    fn ten_concurrent_callers(f: &Fixture) -> Vec<tokio::task::JoinHandle<Result<String, CredentialsError>>> {
+        (0..10)
             .map(|_| {
                 let cache = f.cache.clone();
                 tokio::spawn(async move { cache.get().await.map(|c| c.access_key_id.clone()) })
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let f = Fixture::new(Duration::from_secs(3600), Duration::from_millis(50));
+        let callers = ten_concurrent_callers(&f);
         for caller in callers {
             assert_eq!(caller.await.unwrap().unwrap(), "key-1");
         }
@@ -665,12 +670,7 @@ mod tests {
     async fn concurrent_callers_share_one_failure() {
         let f = Fixture::new(Duration::from_secs(3600), Duration::from_millis(50));
         f.fail.store(true, Ordering::SeqCst);
-        let callers: Vec<_> = (0..10)
-            .map(|_| {
-                let cache = f.cache.clone();
-                tokio::spawn(async move { cache.get().await.map(|c| c.access_key_id.clone()) })
-            })
-            .collect();
+        let callers = ten_concurrent_callers(&f);
         for caller in callers {
             assert_eq!(caller.await.unwrap().unwrap_err().to_string(), "fake failure");
         }
