@@ -14,8 +14,19 @@
 //!   reads is held back until complete), binary frames otherwise.
 //! * WebSocket → stream: each data frame's payload verbatim.
 //!
-//! A WebSocket has no half-close, so any direction that involves one ends the whole tunnel when it
-//! ends. The other end is then closed with the reason `Tunnel client disconnected`.
+//! A WebSocket has no half-close of its own. A WebSocket end that negotiated it at the upgrade
+//! ([`crate::transport::websocket::HALF_CLOSE_HEADER`]) ends its direction with an empty binary
+//! message and receives one when its partner's direction ends normally (a FIN, a marker, or a
+//! plain WebSocket partner's close). Such a direction ends like a stream's: the other goes on.
+//! A marker towards a WebSocket end that did not negotiate sends nothing; that tunnel lasts until
+//! someone closes. Any other end of a direction with a WebSocket involved (a close frame, a FIN
+//! towards a plain WebSocket) ends the whole tunnel, closing the other end with the reason
+//! `Tunnel client disconnected`.
+//!
+//! The ends learn how the tunnel ended: after a normal end a stream is shut down cleanly (TLS
+//! close_notify) and a half-close end got its marker; after a failure (a reset, an abnormal
+//! close, the grace period of a stop running out) a stream is dropped without close_notify and
+//! no marker is sent, so a client can tell a cut from a finish.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -86,6 +97,8 @@ pub struct TunnelEnd {
     pub wire: Wire,
     /// What this end sent that the broker already read during the handshake; it goes out first.
     pub early_data: EarlyData,
+    /// A WebSocket end that negotiated half-close (see the module doc).
+    pub half_close: bool,
     /// Its statistics entry: bytes are counted as they are delivered.
     pub stats: Option<ConnHandle>,
 }
@@ -99,9 +112,10 @@ pub async fn run(
 ) -> Report {
     let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
     let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
+    let (a_ends, b_ends) = (End { ws: a_is_ws, half_close: a.half_close }, End { ws: b_is_ws, half_close: b.half_close });
     let mut tunnel = Tunnel {
-        ab: Pump::new(a.early_data, a_is_ws, b_is_ws),
-        ba: Pump::new(b.early_data, b_is_ws, a_is_ws),
+        ab: Pump::new(a.early_data, a_ends, b_ends),
+        ba: Pump::new(b.early_data, b_ends, a_ends),
         a: a.wire,
         b: b.wire,
         a_stats: a.stats,
@@ -119,17 +133,31 @@ pub async fn run(
         EndReason::Shutdown => (CloseKind::Shutdown, STOP_SERVER),
         _ => (CloseKind::Error, PARTNER_GONE),
     };
+    let cut = matches!(reason, EndReason::Failed | EndReason::Shutdown);
     // Boxed: the closing handshakes are short-lived and big; inline they would enlarge every
     // tunnel's task for its whole life (an async fn's state is as large as its largest phase).
-    Box::pin(async { tokio::join!(close_end(tunnel.a, kind, text), close_end(tunnel.b, kind, text)) }).await;
+    Box::pin(async {
+        tokio::join!(close_end(tunnel.a, kind, text, cut), close_end(tunnel.b, kind, text, cut))
+    })
+    .await;
     report
 }
 
-async fn close_end(wire: Wire, kind: CloseKind, reason: &str) {
+/// Closes one end. A `cut` stream is dropped without a clean shutdown, so a TLS peer reads an end
+/// without close_notify: the truth that bytes may have been lost on the way.
+async fn close_end(wire: Wire, kind: CloseKind, reason: &str, cut: bool) {
     match wire {
+        Wire::Stream(stream) if cut => drop(stream),
         Wire::Stream(stream) => close_stream(stream).await,
         Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
     }
+}
+
+/// What a pump needs to know of an end.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    ws: bool,
+    half_close: bool,
 }
 
 struct IdleTimer {
@@ -215,15 +243,25 @@ struct Pump {
     queued: VecDeque<Message>,
     src_is_ws: bool,
     dst_is_ws: bool,
+    /// The source is a WebSocket whose empty binary message ends its direction.
+    src_half_close: bool,
+    /// The destination is a WebSocket that gets an empty binary message when this direction
+    /// ends normally.
+    dst_half_close: bool,
     src_ended: bool,
+    /// The source ended its direction only (a FIN or a half-close marker), not the connection.
+    src_half_closed: bool,
     src_failed: bool,
+    /// The end-of-direction marker went to the destination.
+    marker_sent: bool,
     need_flush: bool,
     finished: bool,
     delivered: u64,
 }
 
 impl Pump {
-    fn new(early_data: EarlyData, src_is_ws: bool, dst_is_ws: bool) -> Pump {
+    fn new(early_data: EarlyData, src: End, dst: End) -> Pump {
+        let (src_is_ws, dst_is_ws) = (src.ws, dst.ws);
         let mut pump = Pump {
             buf: BytesMut::new(),
             payload: Bytes::new(),
@@ -231,8 +269,12 @@ impl Pump {
             queued: VecDeque::new(),
             src_is_ws,
             dst_is_ws,
+            src_half_close: src.ws && src.half_close,
+            dst_half_close: dst.ws && dst.half_close,
             src_ended: false,
+            src_half_closed: false,
             src_failed: false,
+            marker_sent: false,
             need_flush: false,
             finished: false,
             delivered: 0,
@@ -244,10 +286,21 @@ impl Pump {
                     pump.message = next_message(&mut pump.buf, false);
                 }
             }
-            EarlyData::Frames(frames) if dst_is_ws => pump.queued = frames.into(),
-            EarlyData::Frames(frames) => {
-                let payload: Vec<u8> = frames.into_iter().flat_map(|m| m.into_data()).collect();
-                pump.payload = Bytes::from(payload);
+            EarlyData::Frames(mut frames) => {
+                // A half-close marker among the early frames ends the direction there.
+                let marker = frames.iter().position(|m| pump.src_half_close && is_marker(m));
+                if let Some(at) = marker {
+                    frames.truncate(at);
+                }
+                if dst_is_ws {
+                    pump.queued = frames.into();
+                } else {
+                    let payload: Vec<u8> = frames.into_iter().flat_map(|m| m.into_data()).collect();
+                    pump.payload = Bytes::from(payload);
+                }
+                if marker.is_some() {
+                    pump.end_source(false, true);
+                }
             }
         }
         pump
@@ -367,18 +420,19 @@ impl Pump {
             Wire::Stream(stream) => {
                 self.buf.reserve(CHUNK);
                 match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.buf)) {
-                    Ok(0) => self.end_source(false),
+                    Ok(0) => self.end_source(false, true),
                     Ok(_) => {
                         if self.dst_is_ws {
                             self.message = next_message(&mut self.buf, false);
                         }
                     }
-                    // A TLS peer that closes the socket without close_notify ends its stream.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.end_source(false),
-                    Err(_) => self.end_source(true),
+                    // A TLS peer that closes the socket without close_notify did not say it was
+                    // done: its partner must not take that for a finished transfer.
+                    Err(_) => self.end_source(true, false),
                 }
             }
             Wire::WebSocket(ws) => match ready!(Pin::new(&mut **ws).poll_next(cx)) {
+                Some(Ok(message)) if self.src_half_close && is_marker(&message) => self.end_source(false, true),
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                     if self.dst_is_ws {
                         self.message = Some(message);
@@ -391,16 +445,18 @@ impl Pump {
                     }
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => self.end_source(false),
-                Some(Err(_)) => self.end_source(true),
+                // A half-closing client closes only after its marker: a close before it is a cut.
+                Some(Ok(Message::Close(_))) | None => self.end_source(self.src_half_close, false),
+                Some(Err(_)) => self.end_source(true, false),
             },
         }
         Poll::Ready(())
     }
 
-    fn end_source(&mut self, failed: bool) {
+    fn end_source(&mut self, failed: bool, half_closed: bool) {
         self.src_ended = true;
         self.src_failed = failed;
+        self.src_half_closed = half_closed;
         if self.dst_is_ws && !self.buf.is_empty() {
             // A partial character at the very end can never complete: send it as it is.
             self.message = Some(Message::Binary(self.buf.split().freeze()));
@@ -417,16 +473,39 @@ impl Pump {
             return Poll::Ready(PumpEnd::Failed);
         }
         match dst {
-            Wire::Stream(stream) if !self.src_is_ws => {
+            Wire::Stream(stream) if self.src_half_closed => {
                 // Half-close: the destination learns that no more bytes come; it may still send.
                 // A failure means the destination is gone already, which ends this direction
                 // just the same; its own read side reports how it ended.
                 let _ = ready!(Pin::new(&mut **stream).poll_shutdown(cx));
                 Poll::Ready(PumpEnd::HalfClosed)
             }
-            _ => Poll::Ready(PumpEnd::Closed),
+            Wire::Stream(_) => Poll::Ready(PumpEnd::Closed),
+            Wire::WebSocket(ws) if self.dst_half_close => {
+                if !self.marker_sent {
+                    if ready!(Pin::new(&mut **ws).poll_ready(cx)).is_err()
+                        || Pin::new(&mut **ws).start_send(Message::Binary(Bytes::new())).is_err()
+                    {
+                        return Poll::Ready(PumpEnd::Failed);
+                    }
+                    self.marker_sent = true;
+                }
+                if ready!(Pin::new(&mut **ws).poll_flush(cx)).is_err() {
+                    return Poll::Ready(PumpEnd::Failed);
+                }
+                Poll::Ready(if self.src_half_closed { PumpEnd::HalfClosed } else { PumpEnd::Closed })
+            }
+            // A plain WebSocket cannot learn of a half-close: a marker's tunnel stays open until
+            // someone closes (nothing is lost that way); a FIN closes it, as the reference does.
+            Wire::WebSocket(_) if self.src_half_closed && self.src_is_ws => Poll::Ready(PumpEnd::HalfClosed),
+            Wire::WebSocket(_) => Poll::Ready(PumpEnd::Closed),
         }
     }
+}
+
+/// The half-close marker: an empty binary message.
+fn is_marker(message: &Message) -> bool {
+    matches!(message, Message::Binary(data) if data.is_empty())
 }
 
 /// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
-use crate::transport::accept::{self, AcceptContext, Handler};
+use crate::transport::accept::{self, AcceptContext, Carriage, Handler};
 use crate::transport::{Connection, Listeners, ServerListeners, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, shutdown};
@@ -190,11 +190,12 @@ fn serve_listeners(
     let security = if ctx.tls.is_some() { "TLS" } else { "plain" };
     if let Some(listener) = websocket {
         info!(address = %display_addr(&listener), security, "{api} WebSocket listener");
-        loops.spawn(accept::serve_tcp(listener, true, ctx.clone(), handler.clone()));
+        let carriage = Carriage::WebSocket { half_close: api == "v1" };
+        loops.spawn(accept::serve_tcp(listener, carriage, ctx.clone(), handler.clone()));
     }
     if let Some(listener) = tcp {
         info!(address = %display_addr(&listener), security, "{api} TCP listener");
-        loops.spawn(accept::serve_tcp(listener, false, ctx.clone(), handler.clone()));
+        loops.spawn(accept::serve_tcp(listener, Carriage::Stream, ctx.clone(), handler.clone()));
     }
     if let Some(unix) = unix {
         info!(path = %unix.path().display(), "{api} unix socket listener");

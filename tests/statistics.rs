@@ -135,6 +135,8 @@ async fn each_finished_tunnel_is_one_line_with_its_bytes_and_no_token() {
     exchange(&mut a1, &mut a2, 1234).await;
     exchange(&mut a2, &mut a1, 56).await;
     exchange(&mut a1, &mut a2, 100).await;
+    // A TLS end that leaves without close_notify cuts its tunnel (outcome "failed"): end cleanly.
+    a1.shutdown_write().await;
     drop((a1, a2));
     let lines = log_lines(&files.log, 1).await;
     check_line(
@@ -153,6 +155,7 @@ async fn each_finished_tunnel_is_one_line_with_its_bytes_and_no_token() {
     let token_b = "statistics-secret-token-b";
     let (mut b1, mut b2) = tunnel(&broker, Kind::Unix, Kind::Tcp, token_b).await;
     exchange(&mut b2, &mut b1, 10).await;
+    b2.shutdown_write().await;
     drop((b1, b2));
     let lines = log_lines(&files.log, 2).await;
     check_line(

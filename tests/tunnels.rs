@@ -561,10 +561,30 @@ async fn tcp_end_closes_entirely_partner_gets_everything_then_eof() {
     let (mut a, mut b) = tunnel(&broker, Kind::Tcp, Kind::Tcp, "full-close").await;
     let x = random_bytes(300_000);
     a.send_bytes(&x).await;
+    // A clean TLS close: close_notify, then the socket goes.
+    a.shutdown_write().await;
     drop(a);
     assert_same(&b.read_exact(x.len()).await, &x, "data sent before the close");
     expect_eof(&mut b).await;
     // The tunnel ends when its clients leave; then the broker drains at once.
+    drop(b);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn tls_end_gone_without_close_notify_is_a_cut_for_its_partner() {
+    // Without close_notify nobody can tell a finished sender from a killed one: the partner gets
+    // every byte that arrived, then an end without close_notify of its own, never a clean EOF.
+    let broker = Broker::start().await;
+    let (mut a, mut b) = tunnel(&broker, Kind::Tcp, Kind::Tcp, "cut-close").await;
+    let x = random_bytes(300_000);
+    a.send_bytes(&x).await;
+    drop(a);
+    assert_same(&b.read_exact(x.len()).await, &x, "data sent before the cut");
+    let ClientWire::Stream(s) = &mut b.wire else { panic!("stream client expected") };
+    let mut one = [0u8; 1024];
+    let error = within("the cut", s.read(&mut one)).await.expect_err("a cut, not a clean EOF");
+    assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{error}");
     drop(b);
     broker.stop().await;
 }

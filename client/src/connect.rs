@@ -26,9 +26,20 @@ pub type BoxStream = Box<dyn IoStream>;
 pub enum Carrier {
     /// TCP, TLS or unix.
     Stream(BoxStream),
-    /// WebSocket.
-    WebSocket(Box<WebSocketStream<BoxStream>>),
+    /// WebSocket; `half_close` when the broker granted half-close at the upgrade.
+    WebSocket {
+        /// The connection.
+        ws: Box<WebSocketStream<BoxStream>>,
+        /// An empty binary message ends a direction (see [`HALF_CLOSE_HEADER`]).
+        half_close: bool,
+    },
 }
+
+/// The upgrade header by which the client asks for half-close over WebSocket; a broker that
+/// grants it answers with the same header. A header, not a subprotocol: asking for a subprotocol
+/// fails the upgrade against brokers that know none (the reference broker), an unknown header
+/// is ignored.
+pub const HALF_CLOSE_HEADER: &str = "remoteproxy-half-close";
 
 /// Opens the carrier to the broker at `url`.
 pub async fn open(url: &ProxyUrl, options: &ClientOptions) -> Result<Carrier, ClientError> {
@@ -63,10 +74,17 @@ async fn open_unbounded(url: &ProxyUrl, options: &ClientOptions) -> Result<Carri
     };
     match url {
         ProxyUrl::WebSocket { url, .. } => {
-            let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut request = url
+                .as_str()
+                .into_client_request()
+                .map_err(|e| ClientError::InvalidUrl { url: address.clone(), reason: e.to_string() })?;
+            request.headers_mut().insert(HALF_CLOSE_HEADER, "1".parse().expect("a valid header value"));
+            let (ws, response) = tokio_tungstenite::client_async(request, stream)
                 .await
                 .map_err(|e| ClientError::WebSocket(e.to_string()))?;
-            Ok(Carrier::WebSocket(Box::new(ws)))
+            let half_close = response.headers().get(HALF_CLOSE_HEADER).is_some_and(|v| v.as_bytes() == b"1");
+            Ok(Carrier::WebSocket { ws: Box::new(ws), half_close })
         }
         _ => Ok(Carrier::Stream(stream)),
     }

@@ -174,7 +174,7 @@ impl ProxyConnection {
     pub(crate) fn into_stream(self) -> TunnelStream {
         match self.carrier {
             Carrier::Stream(stream) => TunnelStream::stream(stream, self.buf.freeze()),
-            Carrier::WebSocket(ws) => TunnelStream::websocket(*ws),
+            Carrier::WebSocket { ws, half_close } => TunnelStream::websocket(*ws, half_close),
         }
     }
 
@@ -216,7 +216,7 @@ impl ProxyConnection {
                 stream.write_all(text.as_bytes()).await?;
                 stream.flush().await?;
             }
-            Carrier::WebSocket(ws) => ws.send(Message::text(text)).await.map_err(ws_error)?,
+            Carrier::WebSocket { ws, .. } => ws.send(Message::text(text)).await.map_err(ws_error)?,
         }
         Ok(())
     }
@@ -236,7 +236,7 @@ impl ProxyConnection {
                     return Err(ClientError::ServerClosed { reason: None });
                 }
             },
-            Carrier::WebSocket(ws) => loop {
+            Carrier::WebSocket { ws, .. } => loop {
                 match ws.next().await {
                     Some(Ok(Message::Text(text))) => break text.into(),
                     Some(Ok(Message::Binary(data))) => break data,

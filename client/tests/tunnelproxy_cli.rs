@@ -58,16 +58,18 @@ async fn registered(server: &mut Child) -> Lines<BufReader<ChildStderr>> {
     }
 }
 
-/// A local echo service, one connection per client; half-closes its side when its client does.
-async fn echo_service() -> std::net::SocketAddr {
+/// A local echo service, one connection per client: it echoes `limit` bytes, then closes (the
+/// v2 API cannot tell a server that its client's input ended, so the service says when it is
+/// done, as a request/response service does).
+async fn echo_service(limit: u64) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
             tokio::spawn(async move {
-                let (mut read, mut write) = stream.into_split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let (read, mut write) = stream.into_split();
+                let _ = tokio::io::copy(&mut read.take(limit), &mut write).await;
                 let _ = write.shutdown().await;
             });
         }
@@ -77,13 +79,14 @@ async fn echo_service() -> std::net::SocketAddr {
 
 /// The end-to-end case: a `tunnel-server` exposes a local echo service, three
 /// `tunnel-client --stdio` processes (one per transport) talk to it at once, 1 MiB of random
-/// bytes each, byte-exact, and all exit 0 when their input ends.
+/// bytes each, byte-exact; each keeps reading after its input ended and exits 0 when the
+/// service is done.
 async fn three_stdio_clients_through_a_tunnel_server(server_kind: Kind) {
     const SIZE: usize = 1 << 20;
     let broker = Broker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = ca_file(&broker, &dir);
-    let echo = echo_service().await;
+    let echo = echo_service(SIZE as u64).await;
     let uuid = uuid::Uuid::new_v4().to_string();
     let mut server = v2(
         "tunnel-server",
@@ -129,7 +132,19 @@ async fn three_stdio_clients_through_a_tunnel_server(server_kind: Kind) {
     let mut got = [0u8; 12];
     within("a late echo", late.stdout.as_mut().unwrap().read_exact(&mut got)).await.unwrap();
     assert_eq!(&got, b"still there?");
-    drop(input);
+    // The service closes after SIZE bytes: the rest, then the client's input ends, and the
+    // client exits once the service is done.
+    let mut rest = Vec::new();
+    let mut output = late.stdout.take().unwrap();
+    let send = async {
+        input.write_all(&vec![b'.'; SIZE - 12]).await?;
+        drop(input);
+        Ok(())
+    };
+    within("the rest of the echo", async { tokio::try_join!(send, output.read_to_end(&mut rest)) })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), SIZE - 12);
     assert_eq!(exit_code(&mut late).await, 0);
     assert!(server.try_wait().unwrap().is_none(), "the server keeps running");
 }
@@ -208,22 +223,40 @@ async fn listen_mode_and_the_printing_server() {
     let line = within("the listen address", client_stderr.next_line()).await.unwrap().unwrap();
     assert!(line.contains("listening on"), "{line}");
     let addr = line.rsplit(' ').next().unwrap().to_string();
-    // Nobody connected locally yet: the server has no client.
-    let mut user = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let line = within("the server's client line", server_stderr.next_line()).await.unwrap().unwrap();
-    assert!(line.contains("client lister") && line.contains("connected from 127.0.0.1"), "{line}");
-    user.write_all(b"printed by the server\n").await.unwrap();
+    // Nobody connected locally yet: the server has no client. Then two local connections at
+    // once, each a client of the server.
     let mut printed = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut users = Vec::new();
+    for i in 0..2 {
+        let mut user = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let line = within("the server's client line", server_stderr.next_line()).await.unwrap().unwrap();
+        assert!(line.contains("client lister") && line.contains("connected from 127.0.0.1"), "{line}");
+        user.write_all(format!("printed by the server {i}\n").as_bytes()).await.unwrap();
+        let text = within("the printed line", printed.next_line()).await.unwrap().unwrap();
+        assert_eq!(text, format!("printed by the server {i}"));
+        users.push(user);
+    }
+    // Both are still connected: the first still reaches the server.
+    users[0].write_all(b"still here\n").await.unwrap();
     let text = within("the printed line", printed.next_line()).await.unwrap().unwrap();
-    assert_eq!(text, "printed by the server");
+    assert_eq!(text, "still here");
+    // A local connection that ends ends its client; the listener goes on.
+    for _ in 0..2 {
+        drop(users.pop());
+        let line = within("the disconnected line", server_stderr.next_line()).await.unwrap().unwrap();
+        assert!(line.contains("client lister") && line.contains("disconnected"), "{line}");
+    }
+    assert!(client.try_wait().unwrap().is_none(), "the client keeps listening");
+    let user = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let line = within("the server's client line", server_stderr.next_line()).await.unwrap().unwrap();
+    assert!(line.contains("connected from 127.0.0.1"), "{line}");
     drop(user);
-    assert_eq!(exit_code(&mut client).await, 0);
-    let line = within("the disconnected line", server_stderr.next_line()).await.unwrap().unwrap();
-    assert!(line.contains("client lister") && line.contains("disconnected"), "{line}");
-    let pid = server.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-INT", &pid]).status().await.unwrap();
-    assert!(killed.success());
-    assert_eq!(exit_code(&mut server).await, 0);
+    for child in [&mut client, &mut server] {
+        let pid = child.id().unwrap().to_string();
+        let killed = Command::new("kill").args(["-INT", &pid]).status().await.unwrap();
+        assert!(killed.success());
+        assert_eq!(exit_code(child).await, 0);
+    }
 }
 
 /// A local service that cannot be reached disconnects the client that needed it; the server

@@ -417,12 +417,13 @@ impl Session {
         self.conn.decoder.skip_separator();
         let ids = (partner.id, self.conn.id);
         let (a_transport, b_transport) = (partner.transport, self.conn.transport);
+        let (a_half_close, b_half_close) = (partner.half_close, self.conn.half_close);
         let (a_wire, a_early) = partner.into_raw();
         let (b_wire, b_early) = self.conn.into_raw();
         Some(Tunnel {
             ctx: self.ctx,
-            a: TunnelEnd { wire: a_wire, early_data: a_early, stats: a_stats },
-            b: TunnelEnd { wire: b_wire, early_data: b_early, stats: b_stats },
+            a: TunnelEnd { wire: a_wire, early_data: a_early, half_close: a_half_close, stats: a_stats },
+            b: TunnelEnd { wire: b_wire, early_data: b_early, half_close: b_half_close, stats: b_stats },
             a_side: (parked.identity, a_transport),
             b_side: (auth.identity, b_transport),
             ids,

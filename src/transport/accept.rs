@@ -57,8 +57,22 @@ pub type Handler = Arc<dyn Fn(Connection) -> Pin<Box<dyn Future<Output = ()> + S
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves a TCP listener (`websocket` selects the WebSocket upgrade) until accepting stops.
-pub async fn serve_tcp(listener: TcpListener, websocket: bool, ctx: Arc<AcceptContext>, handler: Handler) {
+/// How a TCP listener's connections are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carriage {
+    /// A byte stream (TCP or TLS).
+    Stream,
+    /// WebSocket.
+    WebSocket {
+        /// Grant half-close to clients that ask (v1 only: the v2 API has no half-close towards
+        /// its clients).
+        half_close: bool,
+    },
+}
+
+/// Serves a TCP listener until accepting stops.
+pub async fn serve_tcp(listener: TcpListener, carriage: Carriage, ctx: Arc<AcceptContext>, handler: Handler) {
+    let websocket = carriage != Carriage::Stream;
     let transport = if websocket { Transport::WebSocket } else { Transport::Tcp };
     let mut backoff = MIN_ACCEPT_BACKOFF;
     loop {
@@ -83,7 +97,7 @@ pub async fn serve_tcp(listener: TcpListener, websocket: bool, ctx: Arc<AcceptCo
         ctx.tracker.spawn(async move {
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
-            let establish = Box::pin(establish_tcp(&ctx2, stream, addr, websocket, id, permit));
+            let establish = Box::pin(establish_tcp(&ctx2, stream, addr, carriage, id, permit));
             if let Some(mut conn) = establish.instrument(span.clone()).await {
                 // The session runs in the span as long as it needs it.
                 conn.span = span;
@@ -179,7 +193,7 @@ async fn establish_tcp(
     ctx: &AcceptContext,
     stream: TcpStream,
     addr: SocketAddr,
-    websocket: bool,
+    carriage: Carriage,
     id: u64,
     permit: OwnedSemaphorePermit,
 ) -> Option<Connection> {
@@ -205,15 +219,18 @@ async fn establish_tcp(
             Box::new(tls)
         }
     };
-    let wire = if websocket {
+    let mut half_close = false;
+    let wire = if let Carriage::WebSocket { half_close: offer } = carriage {
         let budget = ctx.max_message_size + 64 * 1024;
-        let upgrade = websocket::accept(stream, budget);
-        let ws = bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
+        let upgrade = websocket::accept(stream, budget, offer);
+        let (ws, granted) =
+            bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
+        half_close = granted;
         Wire::WebSocket(Box::new(ws))
     } else {
         Wire::Stream(stream)
     };
-    let transport = if websocket { Transport::WebSocket } else { Transport::Tcp };
+    let transport = if carriage == Carriage::Stream { Transport::Tcp } else { Transport::WebSocket };
     debug!("connected");
     let mut conn = Connection::new(
         id,
@@ -225,5 +242,6 @@ async fn establish_tcp(
         Some(permit),
     );
     conn.client_certificates = client_certificates;
+    conn.half_close = half_close;
     Some(conn)
 }

@@ -105,6 +105,9 @@ pub struct Connection {
     /// The connection's entry in the broker's statistics, set by the API's session; it moves
     /// with the connection (into a tunnel) and unregisters it when dropped.
     pub stats: Option<crate::stats::ConnHandle>,
+    /// The WebSocket client asked for half-close and was granted it (an empty binary message
+    /// ends its direction); always false on byte streams, which half-close natively.
+    pub half_close: bool,
     /// WebSocket frame boundaries of the bytes in `decoder`.
     frames: FrameLog,
     wire: Wire,
@@ -135,6 +138,7 @@ impl Connection {
             client_certificates: None,
             decoder: Decoder::new(max_message_size),
             stats: None,
+            half_close: false,
             frames: FrameLog::default(),
             wire,
             _permit: permit,

@@ -40,14 +40,35 @@ fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_TUNNEL_MESSAGE))
 }
 
+/// The upgrade header by which a client asks for (and the broker grants) half-close: on such a
+/// connection an empty binary message means "no more data in this direction" (see the README,
+/// "Half-close over WebSocket"). A header rather than a subprotocol, because WebSocket clients
+/// such as tungstenite fail the upgrade when they ask for a subprotocol and a server (the
+/// reference broker) answers without one; an unknown header is ignored both ways, so either side
+/// without it keeps the plain wire.
+pub const HALF_CLOSE_HEADER: &str = "remoteproxy-half-close";
+
 /// Performs the server side of the upgrade. `pre_tunnel_budget` bounds what a client may make
-/// the broker buffer before it is a tunnel (see [`super::budget`]).
+/// the broker buffer before it is a tunnel (see [`super::budget`]). With `offer_half_close` a
+/// client that asks for half-close gets it; the second value says whether it did.
 pub async fn accept(
     stream: BoxStream,
     pre_tunnel_budget: usize,
-) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+    offer_half_close: bool,
+) -> Result<(WsStream, bool), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
     let budgeted = ReadBudget::new(stream, pre_tunnel_budget);
-    tokio_tungstenite::accept_async_with_config(budgeted, Some(config())).await
+    let mut half_close = false;
+    let negotiate = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        let asked = request.headers().get(HALF_CLOSE_HEADER).is_some_and(|value| value.as_bytes() == b"1");
+        if offer_half_close && asked {
+            half_close = true;
+            response.headers_mut().insert(HALF_CLOSE_HEADER, "1".parse().expect("a valid header value"));
+        }
+        Ok(response)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(budgeted, negotiate, Some(config())).await?;
+    Ok((ws, half_close))
 }
 
 /// How the broker ends a WebSocket connection (PROTOCOL §3 and §6).

@@ -52,8 +52,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[group(multiple = false)]
 pub struct Mode {
-    /// Pipe stdin and stdout through the tunnel. stdin's end half-closes the tunnel (closes it on
-    /// WebSocket); the tunnel's end ends the process.
+    /// Pipe stdin and stdout through the tunnel. stdin's end half-closes the tunnel (towards a
+    /// broker that cannot half-close over WebSocket it sends nothing); the client keeps printing
+    /// until the partner ends, and exits 0 only when every byte arrived both ways.
     #[arg(long)]
     pub stdio: bool,
     /// Accept one local TCP connection on ADDR, then open the tunnel and join them.
@@ -148,11 +149,13 @@ pub struct TunnelClientArgs {
 #[derive(Debug, Args)]
 #[group(multiple = false)]
 pub struct ClientMode {
-    /// Pipe stdin and stdout through the tunnel. stdin's end half-closes the connection (closes
-    /// it on WebSocket); the connection's end ends the process.
+    /// Pipe stdin and stdout through the connection. The v2 API cannot pass on the end of stdin,
+    /// so it sends nothing: the client keeps printing what the server sends until the server
+    /// ends the connection (a request piped in gets its whole reply).
     #[arg(long)]
     pub stdio: bool,
-    /// Accept one local TCP connection on ADDR, then register and join them.
+    /// Serve every local TCP connection on ADDR, each as a client of its own, until interrupted
+    /// (like ssh -L). A local connection that ends its sending side ends its client.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }

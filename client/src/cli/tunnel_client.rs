@@ -16,15 +16,26 @@ pub async fn run(args: TunnelClientArgs) -> Result<Ending, ClientError> {
         uuid: args.uuid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         name: args.name.clone(),
     };
-    let open = async {
-        let stream = client.connect(&url, &options).await?;
-        info!(server = %client.server_uuid, "connected to the server");
-        Ok(stream)
-    };
     if let Some(addr) = args.mode.listen {
-        return modes::listen(addr, Api::V2, open).await;
+        // One TunnelProxy client per local connection, each under a uuid of its own unless one
+        // was given.
+        let given_uuid = args.uuid.is_some();
+        return modes::listen_many(addr, Api::V2, move || {
+            let mut client = client.clone();
+            if !given_uuid {
+                client.uuid = uuid::Uuid::new_v4().to_string();
+            }
+            let (url, options) = (url.clone(), options.clone());
+            async move {
+                let stream = client.connect(&url, &options).await?;
+                info!(server = %client.server_uuid, uuid = %client.uuid, "connected to the server");
+                Ok(stream)
+            }
+        })
+        .await;
     }
-    let stream = open.await?;
+    let stream = client.connect(&url, &options).await?;
+    info!(server = %client.server_uuid, "connected to the server");
     if args.mode.stdio {
         Ok(modes::stdio(stream, Api::V2).await)
     } else {

@@ -22,7 +22,7 @@ pub async fn run(args: TunnelServerArgs) -> Result<Ending, ClientError> {
     tokio::spawn(announce_registrations(server.status(), args.uuid.clone(), target));
     // Printed chunks of different clients must not interleave inside a chunk.
     let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
-    let interrupted = interrupted();
+    let interrupted = modes::interrupted();
     tokio::pin!(interrupted);
     loop {
         let client = tokio::select! {
@@ -69,7 +69,7 @@ async fn forward(client: IncomingClient, addr: String) {
     };
     let _ = local.set_nodelay(true);
     let (read, write) = local.into_split();
-    let (_, ended) = modes::pipe(client.stream, false, read, write).await;
+    let ended = modes::pipe(client.stream, modes::Closing::Shutdown, read, write).await;
     match ended {
         Ok(()) => info!(client = %client.uuid, "client disconnected"),
         Err(error) => info!(client = %client.uuid, %error, "client connection ended"),
@@ -92,22 +92,6 @@ async fn print(client: IncomingClient, stdout: Arc<Mutex<tokio::io::Stdout>>) {
         }
     }
     eprintln!("remoteproxy-client: client {name} ({uuid}) disconnected");
-}
-
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 /// A broker that answers the registration with an error does not speak the TunnelProxy API
