@@ -202,9 +202,9 @@ impl AsyncWrite for TunnelStream {
 fn cut(reason: Option<&str>) -> io::Error {
     let text = match reason {
         Some(reason) if !reason.is_empty() => {
-            format!("the tunnel was cut before the partner finished sending (the broker said: {reason})")
+            format!("cut before the partner finished sending (the broker said: {reason})")
         }
-        _ => "the tunnel was cut before the partner finished sending".to_string(),
+        _ => "cut before the partner finished sending".to_string(),
     };
     io::Error::new(io::ErrorKind::ConnectionAborted, text)
 }

@@ -269,6 +269,21 @@ impl Broker {
         self.connect_to(kind, true).await
     }
 
+    /// A WebSocket client that asks for half-close in its upgrade (as `remoteproxy-client`
+    /// does); the second value says whether the broker granted it.
+    pub async fn connect_half_close(&self, v2: bool) -> (Client, bool) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let stream = self.raw_stream_to(Kind::WebSocket, v2).await;
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let url = format!("{scheme}://{}/", if v2 { self.websocket2 } else { self.websocket });
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("remoteproxy-half-close", "1".parse().unwrap());
+        let (ws, response) =
+            within("WebSocket upgrade", tokio_tungstenite::client_async(request, stream)).await.unwrap();
+        let granted = response.headers().get("remoteproxy-half-close").is_some_and(|v| v == "1");
+        (Client { kind: Kind::WebSocket, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }, granted)
+    }
+
     async fn connect_to(&self, kind: Kind, v2: bool) -> Client {
         let stream = self.raw_stream_to(kind, v2).await;
         let wire = match kind {
@@ -501,6 +516,28 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// The next WebSocket message, whatever it is but a ping or pong; `None` when the
+    /// connection ended without a close frame.
+    pub async fn next_ws(&mut self) -> Option<Message> {
+        let ClientWire::WebSocket(ws) = &mut self.wire else { panic!("next_ws is for WebSocket clients") };
+        within("a WebSocket message", async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => return Some(message),
+                    None | Some(Err(_)) => return None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Sends a WebSocket message as it is (an empty binary one is the half-close marker).
+    pub async fn send_ws(&mut self, message: Message) {
+        let ClientWire::WebSocket(ws) = &mut self.wire else { panic!("send_ws is for WebSocket clients") };
+        ws.send(message).await.unwrap();
     }
 
     /// Shuts down the write side of a stream client (half-close).

@@ -269,10 +269,10 @@ fn describe(error: &io::Error) -> String {
     match error.kind() {
         // rustls's text for this carries a link into its docs.
         io::ErrorKind::UnexpectedEof => {
-            "the tunnel was cut before the partner finished sending (the connection ended without TLS close_notify)"
+            "cut before the partner finished sending (the connection ended without TLS close_notify)"
                 .to_string()
         }
-        io::ErrorKind::ConnectionReset => format!("the tunnel was cut: {error}"),
+        io::ErrorKind::ConnectionReset => format!("cut: {error}"),
         _ => error.to_string(),
     }
 }
