@@ -112,7 +112,8 @@ pub async fn run(
 ) -> Report {
     let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
     let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
-    let (a_ends, b_ends) = (End { ws: a_is_ws, half_close: a.half_close }, End { ws: b_is_ws, half_close: b.half_close });
+    let (a_ends, b_ends) =
+        (End { ws: a_is_ws, half_close: a.half_close }, End { ws: b_is_ws, half_close: b.half_close });
     let mut tunnel = Tunnel {
         ab: Pump::new(a.early_data, a_ends, b_ends),
         ba: Pump::new(b.early_data, b_ends, a_ends),
@@ -432,7 +433,9 @@ impl Pump {
                 }
             }
             Wire::WebSocket(ws) => match ready!(Pin::new(&mut **ws).poll_next(cx)) {
-                Some(Ok(message)) if self.src_half_close && is_marker(&message) => self.end_source(false, true),
+                Some(Ok(message)) if self.src_half_close && is_marker(&message) => {
+                    self.end_source(false, true)
+                }
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                     if self.dst_is_ws {
                         self.message = Some(message);

@@ -239,6 +239,30 @@ async fn error_not_json() {
     }
 }
 
+/// Bytes that can no longer become a JSON object are answered at once, not when the inactivity
+/// timer runs out (set to a minute here; the answer must come within seconds).
+#[tokio::test]
+async fn broken_json_is_answered_at_once() {
+    let broker =
+        Broker::builder().config(|c| c.timeouts.inactive = std::time::Duration::from_secs(60)).start().await;
+    let padded = format!("{{\"id\" 42{}", " ".repeat(200));
+    for kind in ALL_KINDS {
+        for input in
+            ["hello world}", "{\"id\":42, \"method\":\"RemoteProx}\n", "{\"id\": 42, method", &padded]
+        {
+            let mut c = broker.connect(kind).await;
+            c.send_text(input).await;
+            let r = tokio::time::timeout(std::time::Duration::from_secs(5), next_msg(&mut c))
+                .await
+                .unwrap_or_else(|_| panic!("{kind:?} {input:?}: no answer before the inactivity timer"));
+            let text = r["error"].as_str().unwrap_or_else(|| panic!("{kind:?} {input:?}: {r}"));
+            assert!(text.starts_with("Failed to parse JSON data: "), "{kind:?} {input:?}: {text:?}");
+            assert_eq!(r, json!({"error": text, "id": -1, "status": "error"}), "{kind:?} {input:?}");
+            expect_closed_now(&mut c, "Invalid JSON data received.").await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn error_no_usable_id() {
     let broker = Broker::start().await;

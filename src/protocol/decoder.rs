@@ -33,7 +33,13 @@ pub struct Decoder {
     depth: u32,
     in_string: bool,
     escaped: bool,
+    /// Buffer length at which an incomplete object is next checked with serde_json for errors
+    /// the scanner does not see; doubling keeps the checks linear in the message size.
+    check_at: usize,
 }
+
+/// The first check of an incomplete object comes after this many bytes.
+const FIRST_CHECK: usize = 64;
 
 impl Decoder {
     /// A decoder that accepts incomplete messages of up to `max_message_size` bytes.
@@ -45,6 +51,7 @@ impl Decoder {
             depth: 0,
             in_string: false,
             escaped: false,
+            check_at: FIRST_CHECK,
         }
     }
 
@@ -125,6 +132,9 @@ impl Decoder {
                     self.escaped = true;
                 } else if byte == b'"' {
                     self.in_string = false;
+                } else if byte < 0x20 {
+                    // JSON forbids raw control characters (a newline, say) inside strings.
+                    return Err(self.parse_error(self.scanned + offset + 1));
                 }
                 continue;
             }
@@ -138,11 +148,23 @@ impl Decoder {
                         break;
                     }
                 }
-                _ => {}
+                _ if may_stand_outside_strings(byte) => {}
+                _ => return Err(self.parse_error(self.scanned + offset + 1)),
             }
         }
         let Some(end) = end else {
             self.scanned = self.buf.len();
+            // Structure the scanner does not follow (`{"id" 42`): serde_json on what is there,
+            // once per doubling of the buffer.
+            if self.buf.len() >= self.check_at {
+                self.check_at = self.buf.len().saturating_mul(2);
+                let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+                if let Some(Err(e)) = stream.next()
+                    && !e.is_eof()
+                {
+                    return Err(DecodeError::Parse(e.to_string()));
+                }
+            }
             return Ok(None);
         };
         let message = self.buf.split_to(end);
@@ -171,11 +193,45 @@ impl Decoder {
         self.depth = 0;
         self.in_string = false;
         self.escaped = false;
+        self.check_at = FIRST_CHECK;
+    }
+
+    /// serde_json's description of the error the scanner found in the first `len` bytes (its
+    /// words, as for every other parse error), or a plain one should serde see none.
+    fn parse_error(&self, len: usize) -> DecodeError {
+        let mut stream = serde_json::Deserializer::from_slice(&self.buf[..len]).into_iter::<Value>();
+        match stream.next() {
+            Some(Err(e)) if !e.is_eof() => DecodeError::Parse(e.to_string()),
+            _ => DecodeError::Parse(format!("invalid character at byte {len}")),
+        }
     }
 }
 
 fn is_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Bytes that may appear in JSON outside a string: structure, whitespace, numbers and the
+/// letters of `true`, `false` and `null`.
+fn may_stand_outside_strings(byte: u8) -> bool {
+    matches!(
+        byte,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b'0'
+            ..=b'9'
+                | b'-'
+                | b'+'
+                | b'.'
+                | b'e'
+                | b'E'
+                | b't'
+                | b'r'
+                | b'u'
+                | b'f'
+                | b'a'
+                | b'l'
+                | b's'
+                | b'n'
+    )
 }
 
 #[cfg(test)]
@@ -190,6 +246,49 @@ mod tests {
             out.push(v);
         }
         out
+    }
+
+    #[test]
+    fn a_raw_newline_inside_a_string_is_an_error_at_once() {
+        let mut d = Decoder::new(10240);
+        d.extend(b"{\"id\":42, \"method\":\"RemoteProx}\n");
+        let Err(DecodeError::Parse(text)) = d.next_message() else { panic!("an error at once") };
+        assert!(text.contains("control character"), "{text}");
+    }
+
+    #[test]
+    fn a_byte_that_cannot_stand_outside_a_string_is_an_error_at_once() {
+        let mut d = Decoder::new(10240);
+        d.extend(b"{\"id\": 42, method");
+        assert!(matches!(d.next_message(), Err(DecodeError::Parse(_))));
+        let mut d = Decoder::new(10240);
+        d.extend(b"hello world}\n");
+        assert!(matches!(d.next_message(), Err(DecodeError::Parse(_))));
+    }
+
+    #[test]
+    fn broken_structure_is_found_by_the_doubling_check() {
+        let mut d = Decoder::new(1 << 20);
+        // Only bytes the scanner allows, in an order no JSON has; still incomplete by brackets.
+        let mut input = b"{\"id\" 42 ".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 100));
+        d.extend(&input);
+        assert!(matches!(d.next_message(), Err(DecodeError::Parse(_))));
+    }
+
+    #[test]
+    fn an_incomplete_valid_object_still_waits() {
+        let mut d = Decoder::new(1 << 20);
+        let text = format!(
+            "{{\"id\":1,\"method\":\"RemoteProxy.Hello\",\"params\":{{\"pad\":\"{}",
+            "x".repeat(5000)
+        );
+        for chunk in text.as_bytes().chunks(7) {
+            d.extend(chunk);
+            assert_eq!(d.next_message(), Ok(None));
+        }
+        d.extend(b"\"}}\n");
+        assert!(matches!(d.next_message(), Ok(Some(_))));
     }
 
     #[test]

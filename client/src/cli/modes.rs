@@ -167,7 +167,13 @@ pub fn announce(tunnel: &Tunnel) {
 /// WebSocket to a broker that granted half-close); each direction then runs to its own end, as
 /// `nc` does. Where it cannot (a WebSocket to a broker without half-close, and the v2 API, which
 /// has no half-close towards a server), `otherwise` says what the end of local input does.
-async fn join<R, W>(mut stream: TunnelStream, api: Api, otherwise: Closing, local_in: R, local_out: W) -> Ending
+async fn join<R, W>(
+    mut stream: TunnelStream,
+    api: Api,
+    otherwise: Closing,
+    local_in: R,
+    local_out: W,
+) -> Ending
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
