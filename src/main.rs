@@ -79,8 +79,22 @@ fn main() -> ExitCode {
         let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
         return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
     }
+    match &source {
+        Some(path) => info!(file = %path.display(), "configuration"),
+        None => info!("configuration: built-in defaults (give a file with -c)"),
+    }
     if cli.mock_authenticator {
         warn!("the mock authenticator accepts every token: use it for tests only");
+    } else if let Some(settings) = &listener_config.authentication {
+        let kind = settings.kind.name();
+        if listener_config.authentication_implied {
+            info!(
+                kind,
+                "authenticator: aws-lambda, because the file has an [AWS] section and no [Authentication] type"
+            );
+        } else {
+            info!(kind, "authenticator");
+        }
     }
     remoteproxy::limits::raise_open_files_limit(max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -110,7 +124,8 @@ fn choose_authenticator(cli: &Cli, config: &Config) -> Result<Arc<dyn Authentica
                 .to_string()
         }),
         None => Err("no authenticator is configured: set `type` in the [Authentication] section of the \
-                     configuration file (mock, aws-lambda, http, static, jwt or certificate), or start with \
+                     configuration file (mock, aws-lambda, http, static, jwt or certificate; a \
+                     nymea-remoteproxy file's [AWS] section alone means type=aws-lambda), or start with \
                      --mock-authenticator to accept every token (for tests only)"
             .to_string()),
     }

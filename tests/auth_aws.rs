@@ -1025,3 +1025,50 @@ async fn no_secret_is_logged_by_any_crate_at_trace_level() {
         }
     }
 }
+
+/// A nymea-remoteproxy 1.8.4 file: an `[AWS]` section and no `[Authentication]`. The real
+/// binary, started without `-m`, authenticates with AWS Lambda and says so in its start log.
+#[path = "binary/mod.rs"]
+mod binary;
+
+#[tokio::test]
+async fn a_nymea_1_8_4_file_starts_with_aws_lambda() {
+    let fake = FakeAws::start(Imds::V2, FUNCTION, Duration::from_secs(3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reference = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nymea-remoteproxy-1.8.4.conf"),
+    )
+    .unwrap();
+    assert!(!reference.contains("[Authentication]"));
+    // The reference file's shape; the values point at this machine (ports 0, TLS off, the fake).
+    let text = reference
+        .replace("name=nymea-remoteproxy", "name=binary-test")
+        .replace("monitorSocket=/tmp/nymea-remoteproxy-monitor.sock", &format!("monitorSocket={}", dir.path().join("monitor.sock").display()))
+        .replace("region=eu-west-1", &format!("region={REGION}\nlambdaEndpoint={}", fake.base()))
+        .replace("authorizerLambdaFunction=system-services-authorizer-dev-checkToken", &format!("authorizerLambdaFunction={FUNCTION}"))
+        .replace(
+            "awsCredentialsUrl=http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2-Remote-Connection-Proxy-Role",
+            &format!("awsCredentialsUrl={}", fake.credentials_url()),
+        )
+        .replace("[SSL]\nenabled=true", "[SSL]\nenabled=false")
+        .replace("port=443", "port=0")
+        .replace("port=80", "port=0")
+        .replace("[WebSocketServerTunnelProxy]\nhost=127.0.0.1\nport=2212", "[WebSocketServerTunnelProxy]\nhost=")
+        .replace("[TcpServerTunnelProxy]\nhost=127.0.0.1\nport=2213", "[TcpServerTunnelProxy]\nhost=")
+        + &format!("\n[UnixSocketServer]\nunixSocketFileName={}\n", dir.path().join("proxy.socket").display());
+    assert!(text.contains(&fake.base()) && text.contains("enabled=false"), "{text}");
+    let config = dir.path().join("nymea-remoteproxy.conf");
+    std::fs::write(&config, text).unwrap();
+    let mut broker = binary::Proc::launch_file(dir, &config, &[]);
+    broker.ready().await;
+    broker.logged("authenticator: aws-lambda, because the file has an [AWS] section").await;
+    let valid = token("valid");
+    let mut client = broker.client(Kind::Tcp).await;
+    assert_eq!(client.authenticate("uuid-a", "a", &valid, None).await, "AuthenticationErrorNoError");
+    let mut client = broker.client(Kind::Tcp).await;
+    assert_eq!(
+        client.authenticate("uuid-b", "b", &token("invalid"), None).await,
+        "AuthenticationErrorAuthenticationFailed"
+    );
+    broker.stop().await;
+}

@@ -156,6 +156,7 @@ fn without_an_authenticator_the_broker_refuses_to_start() {
         assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("[Authentication]"), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("--mock-authenticator"), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("[AWS]"), "names the nymea way too: {args:?}: {}", run.stderr);
     }
     assert!(!unix.exists(), "nothing was bound");
     // An empty type is no authenticator either.
@@ -370,4 +371,58 @@ async fn tokens_never_reach_the_log() {
         assert!(!text.contains(TOKEN), "the token appears in the {what}:\n{text}");
         assert!(!text.contains("SECRET"), "part of the token appears in the {what}:\n{text}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. The first run works for everyone.
+
+/// The README's run command (built-in defaults, `-m`) as a user who cannot write
+/// `/run/remoteproxy`: the sockets move to a directory of that user's and every port opens.
+/// Switching users needs root, which CI has; elsewhere the test says so and does nothing.
+#[tokio::test]
+async fn built_in_defaults_start_as_a_normal_user() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+        eprintln!("not root: cannot switch to a normal user here; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", BIN, "-m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let log = loop {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if log.contains("remoteproxy running") {
+            break log;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the broker exited with {status} as a normal user: {log}");
+        }
+        assert!(Instant::now() < deadline, "the broker did not start: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(log.contains("configuration: built-in defaults"), "{log}");
+    let socket = std::env::temp_dir().join("remoteproxy-65534").join("proxy.socket");
+    assert!(log.contains(&format!("path={}", socket.display())), "the log says where: {log}");
+    for port in [1212, 1213, 2212, 2213] {
+        TcpStream::connect(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("port {port}: {e}"));
+    }
+    tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
 }

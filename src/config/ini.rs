@@ -488,6 +488,8 @@ impl<'a> Document<'a> {
             config.metrics.address.set_port(port as u16);
         }
         config.authentication = self.authentication(&config)?;
+        config.authentication_implied =
+            config.authentication.is_some() && self.get("Authentication", "type").is_none_or(str::is_empty);
         Ok(config)
     }
 
@@ -652,8 +654,12 @@ impl<'a> Document<'a> {
     /// `[Authentication]` and the section of the chosen kind.
     fn authentication(&self, config: &Config) -> Result<Option<AuthenticationSettings>, ConfigError> {
         const AUTH: &str = "Authentication";
-        let Some(kind) = self.get(AUTH, "type").filter(|value| !value.is_empty()) else {
-            return Ok(None);
+        let kind = match self.get(AUTH, "type").filter(|value| !value.is_empty()) {
+            Some(kind) => kind,
+            // A nymea-remoteproxy 1.8.4 file has [AWS] and no [Authentication]: the reference
+            // then asks AWS Lambda, and so do we (the start log says so).
+            None if self.sections.iter().any(|section| section == "AWS") => "aws-lambda",
+            None => return Ok(None),
         };
         let kind = match kind.to_ascii_lowercase().as_str() {
             "mock" => KindSettings::Mock,
@@ -866,8 +872,11 @@ mod tests {
         assert_eq!(config.timeouts.authentication, Duration::from_millis(8000));
         assert_eq!(config.timeouts.inactive, Duration::from_millis(8000));
         assert_eq!(config.timeouts.alone, Duration::from_millis(8000));
-        // No [Authentication] type: the broker will ask for one (or -m).
-        assert_eq!(config.authentication, None);
+        // No [Authentication] type but an [AWS] section: aws-lambda, as the reference does.
+        let kind = config.authentication.as_ref().map(|a| &a.kind);
+        let Some(KindSettings::AwsLambda(aws)) = kind else { panic!("aws-lambda: {kind:?}") };
+        assert_eq!(aws.function, "system-services-authorizer-dev-checkToken");
+        assert!(config.authentication_implied);
         assert!(config.tls.enabled);
         assert_eq!(config.tls.certificate, Some(PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem")));
         assert_eq!(config.tls.certificate_key, Some(PathBuf::from("/etc/ssl/private/ssl-cert-snakeoil.key")));
@@ -878,7 +887,6 @@ mod tests {
         assert_eq!(config.tunnel_proxy_listeners.websocket, v4(127, 0, 0, 1, 2212));
         assert_eq!(config.tunnel_proxy_listeners.tcp, v4(127, 0, 0, 1, 2213));
         assert_eq!(config.tunnel_proxy_listeners.unix, None);
-        assert_eq!(config.authentication, None);
         // Keys the reference does not have keep our defaults.
         assert_eq!(config.server.max_message_size, defaults.server.max_message_size);
         assert_eq!(config.server.max_connections, defaults.server.max_connections);

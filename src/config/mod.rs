@@ -6,7 +6,10 @@
 //!
 //! Defaults are those of PROTOCOL §1 and §4: with no file at all the broker listens on
 //! 127.0.0.1:1212 (WebSocket) and 127.0.0.1:1213 (TCP) with TLS on, and on the unix socket
-//! `/run/remoteproxy/proxy.socket`.
+//! `/run/remoteproxy/proxy.socket`. A user who cannot write `/run/remoteproxy` (anybody but root
+//! or the service's own user) gets the sockets in `$XDG_RUNTIME_DIR/remoteproxy` instead (or a
+//! per-user directory under the temporary directory), so the defaults start as any user; see
+//! [`runtime_dir`].
 
 pub mod ini;
 
@@ -40,6 +43,9 @@ pub struct Config {
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,
+    /// The file named no `[Authentication] type` but has an `[AWS]` section, as nymea-remoteproxy
+    /// 1.8.4 files do: `authentication` is aws-lambda because of that.
+    pub authentication_implied: bool,
 }
 
 /// `[ProxyServer]` keys other than timeouts.
@@ -139,6 +145,27 @@ pub struct ListenerSettings {
     pub unix: Option<PathBuf>,
 }
 
+/// Where the default unix sockets live: `/run/remoteproxy` for root and for the user that owns
+/// it (the packaged service), otherwise `$XDG_RUNTIME_DIR/remoteproxy`, or
+/// `remoteproxy-<uid>` in the temporary directory when there is no XDG runtime directory.
+pub fn runtime_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    const SYSTEM: &str = "/run/remoteproxy";
+    // The owner of /proc/self is the process's effective user.
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let usable = match std::fs::metadata(SYSTEM) {
+        Ok(meta) => meta.is_dir() && (uid == 0 || meta.uid() == uid),
+        Err(_) => uid == 0,
+    };
+    if usable {
+        return PathBuf::from(SYSTEM);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|dir| dir.is_dir()) {
+        Some(dir) => dir.join("remoteproxy"),
+        None => std::env::temp_dir().join(format!("remoteproxy-{uid}")),
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -149,7 +176,7 @@ impl Default for Config {
                 write_logs: false,
                 log_file: PathBuf::from("/var/log/remoteproxy.log"),
                 log_engine_enabled: false,
-                monitor_socket: Some(PathBuf::from("/run/remoteproxy/monitor.sock")),
+                monitor_socket: Some(runtime_dir().join("monitor.sock")),
                 monitor_socket_mode: 0o660,
                 statistics_log_file: PathBuf::from("/var/log/remoteproxy/statistics.log"),
                 statistics_state_file: PathBuf::from("/var/lib/remoteproxy/statistics.json"),
@@ -179,7 +206,7 @@ impl Default for Config {
             listeners: ListenerSettings {
                 websocket: Some(SocketAddr::new(loopback, 1212)),
                 tcp: Some(SocketAddr::new(loopback, 1213)),
-                unix: Some(PathBuf::from("/run/remoteproxy/proxy.socket")),
+                unix: Some(runtime_dir().join("proxy.socket")),
             },
             tunnel_proxy_listeners: ListenerSettings {
                 websocket: Some(SocketAddr::new(loopback, 2212)),
@@ -188,6 +215,7 @@ impl Default for Config {
             },
             metrics: MetricsSettings { enabled: false, address: SocketAddr::new(loopback, 9164) },
             authentication: None,
+            authentication_implied: false,
         }
     }
 }

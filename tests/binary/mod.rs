@@ -74,10 +74,18 @@ impl Proc {
         let unix = dir.path().join("proxy.socket");
         let sections = sections(dir.path());
         let config = write_config(dir.path(), 0, 0, &unix, proxy_server_keys, &sections);
+        Self::launch_file(dir, &config, args)
+    }
+
+    /// Starts the binary on a config file the test wrote into `dir`, with TLS off and the v1 TCP
+    /// listener on port 0 (read from the log by `ready`) and the unix socket at
+    /// `dir/proxy.socket`.
+    pub fn launch_file(dir: tempfile::TempDir, config: &Path, args: &[&str]) -> Proc {
+        let unix = dir.path().join("proxy.socket");
         let stderr = dir.path().join("stderr.txt");
         let child = Command::new(BIN)
             .arg("-c")
-            .arg(&config)
+            .arg(config)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
