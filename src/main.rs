@@ -30,6 +30,10 @@ struct Cli {
     /// Also write the log to this file.
     #[arg(short = 'l', long = "logging", value_name = "FILE")]
     logging: Option<PathBuf>,
+    /// Write the certificate the broker serves (the generated one when none is configured) to
+    /// this file as PEM, for clients to trust with `remoteproxy-client --ca FILE`.
+    #[arg(long = "write-certificate", value_name = "FILE")]
+    write_certificate: Option<PathBuf>,
     /// Print debug output.
     #[arg(long)]
     verbose: bool,
@@ -73,6 +77,20 @@ fn main() -> ExitCode {
             None => println!("configuration OK: built-in defaults"),
         }
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &cli.write_certificate {
+        let Some(pem) = server.certificate_pem() else {
+            return fail(
+                USAGE_ERROR,
+                &"--write-certificate: TLS is off ([SSL] enabled=false); there is no certificate",
+            );
+        };
+        if let Err(error) = std::fs::write(path, pem) {
+            return fail(
+                USAGE_ERROR,
+                &format!("cannot write the certificate to {}: {error}", path.display()),
+            );
+        }
     }
     // Logging starts only now, so every configuration error above is one plain line on stderr.
     if let Err(error) = remoteproxy::logging::init(cli.verbose, log_file.as_deref()) {

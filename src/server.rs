@@ -68,6 +68,18 @@ impl Server {
         self.tls.as_ref().map(|t| t.certificate_chain.as_slice())
     }
 
+    /// The certificate chain the TLS listeners serve, as PEM (`None` with TLS off), so that the
+    /// certificate a broker generated can be handed to clients (`remoteproxy-client --ca`).
+    pub fn certificate_pem(&self) -> Option<String> {
+        let material = self.tls.as_ref()?;
+        let blocks: Vec<pem::Pem> = material
+            .certificate_chain
+            .iter()
+            .map(|cert| pem::Pem::new("CERTIFICATE", cert.to_vec()))
+            .collect();
+        Some(pem::encode_many(&blocks))
+    }
+
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
         let Server { config, authenticator, tls, statistics_log } = self;

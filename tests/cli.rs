@@ -426,3 +426,38 @@ async fn built_in_defaults_start_as_a_normal_user() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `--write-certificate FILE` writes the certificate the broker serves: the one whose fingerprint
+/// the start log shows, for clients to give to `--ca`.
+#[tokio::test]
+async fn write_certificate_writes_the_served_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("broker.pem");
+    let (config, _) = runnable_config(dir.path(), "");
+    let config = config.to_str().unwrap().to_string();
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("[SSL]\nenabled=false", "[SSL]\nenabled=true");
+    std::fs::write(&config, text).unwrap();
+    let started = start(&["-c", &config, "-m", "--write-certificate", written.to_str().unwrap()]);
+    let deadline = Instant::now() + WAIT;
+    let logged = loop {
+        let log = started.stderr();
+        if let Some(at) = log.find("fingerprint=") {
+            break log[at + "fingerprint=".len()..].split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no fingerprint logged: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pem = std::fs::read_to_string(&written).unwrap();
+    let der = pem::parse(&pem).unwrap().into_contents();
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&der);
+    let fingerprint = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    assert_eq!(fingerprint, logged);
+    // With TLS off there is nothing to write: one line, exit 2.
+    std::fs::create_dir(dir.path().join("plain")).unwrap();
+    let (plain, _) = runnable_config(&dir.path().join("plain"), "");
+    let run = exec(&["-c", plain.to_str().unwrap(), "-m", "--write-certificate", written.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("TLS is off"), "{}", run.stderr);
+}

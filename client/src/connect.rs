@@ -67,7 +67,8 @@ async fn open_unbounded(url: &ProxyUrl, options: &ClientOptions) -> Result<Carri
         let name = options.server_name.clone().unwrap_or_else(|| host.clone());
         let name = ServerName::try_from(name)
             .map_err(|e| ClientError::InvalidUrl { url: address.clone(), reason: e.to_string() })?;
-        let stream = TlsConnector::from(config).connect(name, tcp).await.map_err(tls_error)?;
+        let stream =
+            TlsConnector::from(config).connect(name, tcp).await.map_err(|e| tls_error(e, options))?;
         Box::new(stream)
     } else {
         Box::new(tcp)
@@ -80,9 +81,8 @@ async fn open_unbounded(url: &ProxyUrl, options: &ClientOptions) -> Result<Carri
                 .into_client_request()
                 .map_err(|e| ClientError::InvalidUrl { url: address.clone(), reason: e.to_string() })?;
             request.headers_mut().insert(HALF_CLOSE_HEADER, "1".parse().expect("a valid header value"));
-            let (ws, response) = tokio_tungstenite::client_async(request, stream)
-                .await
-                .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+            let (ws, response) =
+                tokio_tungstenite::client_async(request, stream).await.map_err(upgrade_error)?;
             let half_close = response.headers().get(HALF_CLOSE_HEADER).is_some_and(|v| v.as_bytes() == b"1");
             Ok(Carrier::WebSocket { ws: Box::new(ws), half_close })
         }
@@ -97,13 +97,71 @@ fn connect_error(address: &str, error: io::Error) -> ClientError {
     }
 }
 
-/// Separates certificate rejections (the user must fix trust) from other handshake failures.
-fn tls_error(error: io::Error) -> ClientError {
-    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(reason)) => {
-            ClientError::TlsVerification { reason: format!("{reason:?}") }
+/// Separates certificate rejections (the user must fix trust) from other handshake failures,
+/// each in one plain line (rustls's own texts are debug prints and links into its docs).
+fn tls_error(error: io::Error, options: &ClientOptions) -> ClientError {
+    use rustls::CertificateError as Cert;
+    let Some(inner) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        return ClientError::Tls(format!(
+            "{} (is this a TLS port? use tcp:// or ws:// for a plain one)",
+            error.kind()
+        ));
+    };
+    match inner {
+        rustls::Error::InvalidCertificate(reason) => {
+            let reason = match reason {
+                Cert::UnknownIssuer => "it is not signed by a trusted CA",
+                Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                    "it is not valid for this host name"
+                }
+                Cert::Expired | Cert::ExpiredContext { .. } => "it has expired",
+                Cert::NotValidYet | Cert::NotValidYetContext { .. } => "it is not valid yet",
+                Cert::Revoked => "it was revoked",
+                Cert::BadSignature => "its signature is invalid",
+                Cert::BadEncoding => "it cannot be read",
+                // webpki's reason arrives wrapped as an "other" error.
+                other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                    "it is a CA certificate, not a server certificate"
+                }
+                _ => "it was rejected",
+            };
+            let hint = if options.ca_file.is_some() || !options.pinned_sha256.is_empty() {
+                "check that --ca names the broker's certificate or its CA, or trust it with --pin \
+                 sha256:FINGERPRINT as the broker logs it"
+            } else {
+                "trust a private broker with --ca FILE or --pin sha256:FINGERPRINT as the broker logs it"
+            };
+            ClientError::TlsVerification { reason: reason.to_string(), hint }
         }
-        Some(other) => ClientError::Tls(other.to_string()),
-        None => ClientError::Tls(error.to_string()),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => ClientError::Tls(
+            "the server does not speak TLS on this port (use tcp:// or ws:// for a plain port)".to_string(),
+        ),
+        rustls::Error::AlertReceived(alert) => ClientError::Tls(format!(
+            "the server refused the handshake ({alert:?} alert); a client certificate may be needed (--cert, --key)"
+        )),
+        other => ClientError::Tls(plain_rustls_text(other)),
+    }
+}
+
+/// rustls's display text without the link into its documentation some texts carry.
+fn plain_rustls_text(error: &rustls::Error) -> String {
+    let text = error.to_string();
+    match text.find(": https://") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// A failed upgrade whose answer was no HTTP at all came from a port that does not speak
+/// WebSocket (the TCP port, most likely).
+fn upgrade_error(error: tokio_tungstenite::tungstenite::Error) -> ClientError {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::HttpFormat(_) | Error::Protocol(_) | Error::ConnectionClosed => ClientError::WebSocket(
+            "the server does not speak WebSocket on this port (drop --ws and ws:// or wss://, or use \
+                 the WebSocket port: 1212 for v1, 2212 for v2)"
+                .to_string(),
+        ),
+        other => ClientError::WebSocket(other.to_string()),
     }
 }

@@ -65,6 +65,8 @@ pub struct ProxyConnection {
     buf: BytesMut,
     next_id: i64,
     options: ClientOptions,
+    /// Plain TCP or WebSocket without TLS: a broker that closes at once probably expected TLS.
+    plain: bool,
 }
 
 /// Connects to the broker at `url` (`tcp://`, `ssl://`, `ws://`, `wss://`, `unix://`).
@@ -96,7 +98,9 @@ impl ProxyConnection {
     /// Connects to a parsed URL.
     pub async fn connect(url: &ProxyUrl, options: &ClientOptions) -> Result<ProxyConnection, ClientError> {
         let carrier = connect::open(url, options).await?;
-        Ok(ProxyConnection::from_carrier(carrier, options))
+        let mut connection = ProxyConnection::from_carrier(carrier, options);
+        connection.plain = !url.uses_tls() && !matches!(url, ProxyUrl::Unix(_));
+        Ok(connection)
     }
 
     /// `RemoteProxy.Hello`.
@@ -166,7 +170,7 @@ impl ProxyConnection {
 
     /// A connection over an already open carrier (tests use in-memory pipes).
     pub(crate) fn from_carrier(carrier: Carrier, options: &ClientOptions) -> ProxyConnection {
-        ProxyConnection { carrier, buf: BytesMut::new(), next_id: 0, options: options.clone() }
+        ProxyConnection { carrier, buf: BytesMut::new(), next_id: 0, options: options.clone(), plain: false }
     }
 
     /// Ends the JSON phase: the rest of the connection is a byte stream, starting with the bytes
@@ -203,9 +207,31 @@ impl ProxyConnection {
                 };
             }
         };
-        tokio::time::timeout(limit, exchange)
+        let result = tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| ClientError::Timeout("the server's response"))?
+            .map_err(|_| ClientError::Timeout("the server's response"))?;
+        result.map_err(|error| self.explain(id, method, error))
+    }
+
+    /// Points a user at the probable fix when the broker's answer shows the wrong port or
+    /// scheme was used.
+    fn explain(&self, id: i64, method: &str, error: ClientError) -> ClientError {
+        match error {
+            ClientError::ServerClosed { reason: None } if id == 0 && self.plain => ClientError::Protocol(
+                "the server closed the connection without answering; is this a TLS port? use ssl:// or wss://"
+                    .to_string(),
+            ),
+            ClientError::Rejected(reason) if reason == "No such namespace" => {
+                let hint = if method.starts_with("TunnelProxy.") {
+                    "is this the broker's v2 TunnelProxy port? its default is 2213, or 2212 for WebSocket"
+                } else {
+                    "is this the broker's v1 port? its default is 1213, or 1212 for WebSocket; \
+                     the v2 ports take the tunnel-server and tunnel-client subcommands"
+                };
+                ClientError::Rejected(format!("{reason} ({hint})"))
+            }
+            other => other,
+        }
     }
 
     async fn send(&mut self, message: &Value) -> Result<(), ClientError> {

@@ -42,10 +42,12 @@ pub enum ClientError {
         reason: String,
     },
     /// The broker's certificate was not accepted.
-    #[error("TLS certificate verification failed: {reason} (use --ca FILE to trust a private CA)")]
+    #[error("the broker's certificate is not trusted: {reason} ({hint})")]
     TlsVerification {
-        /// rustls's reason.
+        /// Why, in words.
         reason: String,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// The TLS handshake failed for another reason.
     #[error("TLS handshake failed: {0}")]
@@ -84,6 +86,9 @@ pub enum ClientError {
     /// The broker sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A flag's value cannot be used (exit code 2).
+    #[error("{0}")]
+    Usage(String),
     /// No answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 
 fn exit_code(error: &ClientError) -> u8 {
     match error {
-        ClientError::InvalidUrl { .. } | ClientError::BadFile { .. } => 2,
+        ClientError::InvalidUrl { .. } | ClientError::BadFile { .. } | ClientError::Usage(_) => 2,
         ClientError::AuthenticationRefused { .. } | ClientError::TunnelProxyRefused { .. } => 3,
         _ => 1,
     }

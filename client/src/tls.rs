@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -20,7 +21,22 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Clien
     let builder = if options.insecure_skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
     } else {
-        builder.with_root_certificates(roots(options)?)
+        let (roots, mut pins) = roots(options)?;
+        pins.extend(options.pinned_sha256.iter().copied());
+        // No usable root at all (a CA file whose certificates cannot be anchors): only the pins.
+        let roots = match roots.is_empty() {
+            true => None,
+            false => Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| ClientError::Tls(e.to_string()))?,
+            ),
+        };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(PinsThenRoots {
+            pins,
+            roots,
+            provider,
+        }))
     };
     let config = match (&options.client_certificate, &options.client_key) {
         (Some(cert), Some(key)) => {
@@ -48,21 +64,93 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Clien
     Ok(Arc::new(config))
 }
 
-fn roots(options: &ClientOptions) -> Result<RootCertStore, ClientError> {
+/// The roots to verify against, and the fingerprints of the CA file's certificates: each is
+/// also accepted as the server's own certificate.
+fn roots(options: &ClientOptions) -> Result<(RootCertStore, Vec<[u8; 32]>), ClientError> {
     let mut roots = RootCertStore::empty();
+    let mut pins = Vec::new();
     match &options.ca_file {
         Some(path) => {
             for cert in read_certificates(path, "CA file")? {
-                roots.add(cert).map_err(|e| ClientError::BadFile {
-                    what: "CA file",
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+                pins.push(sha256(&cert));
+                // A server certificate that is no CA (a leaf given as its own trust anchor) cannot
+                // be a root; its fingerprint above is what trusts it.
+                let _ = roots.add(cert);
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    Ok(roots)
+    Ok((roots, pins))
+}
+
+fn sha256(cert: &CertificateDer<'_>) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(cert.as_ref()).into()
+}
+
+/// Certificates pinned by fingerprint first (the `--ca` file's own certificates and `--pin`),
+/// then the usual web PKI verification against the roots. A pinned certificate is trusted as
+/// it is, like an SSH host key: it is exactly the one the user named, so neither a CA chain nor
+/// the name in it matters (a self-signed certificate made with `openssl req -x509` is marked as
+/// a CA, which the web PKI rules refuse as a server certificate; curl and openssl accept it).
+#[derive(Debug)]
+struct PinsThenRoots {
+    pins: Vec<[u8; 32]>,
+    roots: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinsThenRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.pins.contains(&sha256(end_entity)) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match &self.roots {
+            Some(roots) => {
+                roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn read_certificates(

@@ -55,6 +55,12 @@ impl ProxyUrl {
     /// Parses a URL; a missing port is `ports.0` for `tcp`/`ssl` and `ports.1` for `ws`/`wss`.
     pub fn parse_with_default_ports(text: &str, ports: (u16, u16)) -> Result<ProxyUrl, ClientError> {
         let bad = |why: &str| ClientError::InvalidUrl { url: text.to_string(), reason: why.to_string() };
+        if !text.contains("://") {
+            return Err(bad(&format!(
+                "it has no scheme; did you mean ssl://{text} (TLS over TCP, the usual), wss://{text} \
+                 (WebSocket), or tcp:// or ws:// for a plain port?"
+            )));
+        }
         let parsed = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
         let scheme = parsed.scheme();
         if scheme == "unix" {
@@ -142,7 +148,9 @@ mod tests {
     fn bad_urls_say_why() {
         for (url, why) in [
             ("http://x", "unknown scheme"),
-            ("not a url", "relative URL"),
+            ("not a url", "no scheme"),
+            ("127.0.0.1:1213", "did you mean ssl://127.0.0.1:1213"),
+            ("localhost:1213", "did you mean ssl://localhost:1213"),
             ("unix://", "socket path"),
             ("tcp://:80", "empty host"),
         ] {

@@ -94,9 +94,14 @@ pub struct BrokerArgs {
     /// Do not verify the server certificate (dangerous; for self-signed test brokers).
     #[arg(short = 'i', long = "ignore-ssl", visible_alias = "igore-ssl")]
     pub ignore_ssl: bool,
-    /// Trust the CA certificates in this PEM file.
+    /// Trust the CA certificates in this PEM file, or the broker's own (self-signed) certificate
+    /// (the broker writes its generated one with --write-certificate).
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint (sha256:3E:42:..., as the
+    /// broker logs it). May be given more than once.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub pin: Vec<String>,
     /// Present this client certificate (PEM).
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,

@@ -1,5 +1,6 @@
 //! The broker address and connection options from the flags, shared by every mode.
 
+use remoteproxy_client::options::parse_sha256_fingerprint;
 use remoteproxy_client::url::{V1_PORTS, V2_PORTS};
 use remoteproxy_client::{ClientError, ClientOptions, ProxyUrl};
 
@@ -34,8 +35,15 @@ impl BrokerArgs {
                  anyone on the path can read and change this tunnel"
             );
         }
+        let pinned_sha256 = self
+            .pin
+            .iter()
+            .map(|pin| parse_sha256_fingerprint(pin))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ClientError::Usage)?;
         let options = ClientOptions {
             ca_file: self.ca.clone(),
+            pinned_sha256,
             insecure_skip_verify: self.ignore_ssl,
             client_certificate: self.cert.clone(),
             client_key: self.key.clone(),

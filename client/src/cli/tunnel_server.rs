@@ -26,7 +26,7 @@ pub async fn run(args: TunnelServerArgs) -> Result<Ending, ClientError> {
     tokio::pin!(interrupted);
     loop {
         let client = tokio::select! {
-            client = server.accept() => client.map_err(explain)?,
+            client = server.accept() => client?,
             () = &mut interrupted => return Ok(Ending::Normal),
         };
         info!(name = %client.name, uuid = %client.uuid, peer = %client.peer_address, "client connected");
@@ -92,15 +92,4 @@ async fn print(client: IncomingClient, stdout: Arc<Mutex<tokio::io::Stdout>>) {
         }
     }
     eprintln!("remoteproxy-client: client {name} ({uuid}) disconnected");
-}
-
-/// A broker that answers the registration with an error does not speak the TunnelProxy API
-/// on that port; say so.
-fn explain(error: ClientError) -> ClientError {
-    match error {
-        ClientError::Rejected(reason) if reason == "No such namespace" => ClientError::Rejected(format!(
-            "{reason} (is this the broker's v2 TunnelProxy port? its default is 2213, or 2212 for WebSocket)"
-        )),
-        other => other,
-    }
 }
