@@ -231,3 +231,14 @@ async fn pingpong_greets_and_answers_each_chunk() {
     assert_eq!(exit_code(&mut peer).await, 0);
     assert_eq!(exit_code(&mut pinger).await, 0);
 }
+
+/// `-v` and `--version`, as on the broker and the monitor.
+#[tokio::test]
+async fn version_flags_print_the_version() {
+    for flag in ["-v", "--version"] {
+        let out = Command::new(BIN).arg(flag).env_remove("REMOTEPROXY_TOKEN").output().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.trim(), format!("remoteproxy-client {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}

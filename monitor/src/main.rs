@@ -56,7 +56,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<u8, Failure> {
-    let mut connection = Connection::connect(&args.socket).await?;
+    let socket = args.socket.clone().unwrap_or_else(crate::args::default_socket);
+    let mut connection = Connection::connect(&socket).await?;
     let reply = connection.refresh(args.all).await?;
     if args.json {
         return print(&format!("{}\n", reply.raw));
@@ -69,7 +70,7 @@ async fn run(args: Args) -> Result<u8, Failure> {
     if !io::stdout().is_terminal() {
         return Err(Failure::NotATerminal);
     }
-    tui::run(args.socket, connection, reply.snapshot, args.all).await.map_err(Failure::Terminal)
+    tui::run(socket, connection, reply.snapshot, args.all).await.map_err(Failure::Terminal)
 }
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is no failure.

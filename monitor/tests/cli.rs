@@ -291,3 +291,14 @@ async fn the_live_view_survives_the_broker_going_away() {
     tui.press("q").await;
     assert_eq!(tui.exits_restored().await, 0);
 }
+
+/// `-v` and `--version`, as on the broker and the client.
+#[tokio::test]
+async fn version_flags_print_the_version() {
+    for flag in ["-v", "--version"] {
+        let out = Command::new(BIN).arg(flag).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.trim(), format!("remoteproxy-monitor {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
