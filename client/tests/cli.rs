@@ -242,3 +242,57 @@ async fn version_flags_print_the_version() {
         assert_eq!(stdout.trim(), format!("remoteproxy-client {}", env!("CARGO_PKG_VERSION")), "{flag}");
     }
 }
+
+/// `--connect ADDR --keep`: the device stays available. It serves one partner, authenticates
+/// again when the next one is late (after the broker's aloneTimeout), serves that one too, and
+/// exits 0 when interrupted.
+#[tokio::test]
+async fn keep_serves_partner_after_partner_until_interrupted() {
+    let broker =
+        Broker::builder().config(|c| c.timeouts.alone = Duration::from_millis(1500)).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(&broker, &dir);
+    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    let mut device = client(
+        &url_text(&broker, Kind::Tcp),
+        &ca,
+        "keep-token",
+        &["--connect", &echo_addr, "--keep", "-n", "keep", "--verbose"],
+    );
+    let mut device_log = BufReader::new(device.stderr.take().unwrap()).lines();
+    for round in 0..2 {
+        if round == 1 {
+            // Nobody comes for a while: the device authenticates again after the alone timeout.
+            loop {
+                let line = within("the re-authentication", device_log.next_line()).await.unwrap().unwrap();
+                if line.contains("authenticating again") {
+                    break;
+                }
+            }
+        }
+        let mut partner = broker.connect(Kind::Tcp).await;
+        assert_eq!(
+            partner.authenticate("partner", "partner", "keep-token", Some("keep")).await,
+            "AuthenticationErrorNoError"
+        );
+        partner.wait_tunnel().await;
+        let data = random_bytes(10_000);
+        partner.send_bytes(&data).await;
+        assert_eq!(partner.read_exact(data.len()).await, data, "round {round}");
+        partner.shutdown_write().await;
+        assert_eq!(partner.closed().await, common::Closed::Eof);
+    }
+    let killed = Command::new("kill").args(["-INT", &device.id().unwrap().to_string()]).status().await.unwrap();
+    assert!(killed.success());
+    assert_eq!(exit_code(&mut device).await, 0);
+}

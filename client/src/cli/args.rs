@@ -41,6 +41,8 @@ pub struct Cli {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub mode: Mode,
+    #[command(flatten)]
+    pub keep: Keep,
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
@@ -63,6 +65,17 @@ pub struct Mode {
     /// Open the tunnel, then connect to the local TCP service at ADDR and join them.
     #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
+}
+
+/// How long a device stays available.
+#[derive(Debug, Args)]
+pub struct Keep {
+    /// With --connect: stay available until interrupted. Authenticate again when the partner
+    /// did not come within the broker's aloneTimeout and after each tunnel ends, waiting longer
+    /// after each error (0.5 s doubling to 30 s). For always-on devices the v2 API
+    /// (tunnel-server) is the better fit: one registration serves any number of clients.
+    #[arg(long, requires = "connect")]
+    pub keep: bool,
 }
 
 /// The v2 TunnelProxy roles.

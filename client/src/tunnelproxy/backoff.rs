@@ -22,33 +22,34 @@ impl Default for Backoff {
     }
 }
 
-/// The delays of one run of failures.
+/// The delays of one run of failures (the v2 server's reconnects, the v1 `--keep` device's).
 #[derive(Debug)]
-pub(crate) struct Delays {
+pub struct Delays {
     policy: Backoff,
     next: Duration,
 }
 
 impl Delays {
-    pub(crate) fn new(policy: Backoff) -> Delays {
+    /// A run that starts at `policy.initial`.
+    pub fn new(policy: Backoff) -> Delays {
         Delays { policy, next: policy.initial }
     }
 
     /// The delay before the next attempt (without jitter); doubles the one after it.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.next.min(self.policy.max);
         self.next = (delay * 2).min(self.policy.max);
         delay
     }
 
-    /// After a successful registration.
-    pub(crate) fn reset(&mut self) {
+    /// After a success.
+    pub fn reset(&mut self) {
         self.next = self.policy.initial;
     }
 }
 
 /// `delay` shortened by up to a fifth, at random.
-pub(crate) fn jittered(delay: Duration) -> Duration {
+pub fn jittered(delay: Duration) -> Duration {
     let random = RandomState::new().hash_one(std::time::Instant::now());
     let fifth = delay / 5;
     let cut = fifth.mul_f64((random % 1000) as f64 / 1000.0);

@@ -22,7 +22,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, Delays, jittered};
 pub use client::TunnelClient;
 pub use incoming::{IncomingClient, IncomingStream};
 pub use mux::PING_INTERVAL;
