@@ -4,11 +4,10 @@
 mod common;
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Broker, Kind, Outcome, TestAuthenticator, random_bytes, within};
-use support::{ca_file, url_text};
+use support::{ca_file, exit_code, spawn_client, stderr_of, url_text};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -17,26 +16,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_remoteproxy-client");
 
 /// A client process; the token goes through the environment, as the README recommends.
 fn client(url: &str, ca: &std::path::Path, token: &str, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["-u", url, "--ca", ca.to_str().unwrap()])
-        .args(args)
-        .env("REMOTEPROXY_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn exit_code(child: &mut Child) -> i32 {
-    within("the client to exit", child.wait()).await.unwrap().code().expect("exited, not killed")
-}
-
-async fn stderr_of(child: &mut Child) -> String {
-    let mut text = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut text).await.unwrap();
-    text
+    let mut all = vec!["-u", url, "--ca", ca.to_str().unwrap()];
+    all.extend_from_slice(args);
+    spawn_client(&all, Some(token))
 }
 
 /// Two `--stdio` clients move 10 MiB of random bytes each way, byte-exact.
@@ -248,8 +230,7 @@ async fn version_flags_print_the_version() {
 /// exits 0 when interrupted.
 #[tokio::test]
 async fn keep_serves_partner_after_partner_until_interrupted() {
-    let broker =
-        Broker::builder().config(|c| c.timeouts.alone = Duration::from_millis(1500)).start().await;
+    let broker = Broker::builder().config(|c| c.timeouts.alone = Duration::from_millis(1500)).start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = ca_file(&broker, &dir);
     let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -292,7 +273,8 @@ async fn keep_serves_partner_after_partner_until_interrupted() {
         partner.shutdown_write().await;
         assert_eq!(partner.closed().await, common::Closed::Eof);
     }
-    let killed = Command::new("kill").args(["-INT", &device.id().unwrap().to_string()]).status().await.unwrap();
+    let killed =
+        Command::new("kill").args(["-INT", &device.id().unwrap().to_string()]).status().await.unwrap();
     assert!(killed.success());
     assert_eq!(exit_code(&mut device).await, 0);
 }

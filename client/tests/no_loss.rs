@@ -6,44 +6,24 @@
 mod common;
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Broker, Client, Kind, random_bytes, within};
-use support::{ca_file, url_text, url_text_v2};
+use support::{ca_file, exit_code, spawn_client, stderr_of, url_text, url_text_v2};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
-const BIN: &str = env!("CARGO_BIN_EXE_remoteproxy-client");
 const MIB: usize = 1 << 20;
 
 fn spawn(args: &[&str], token: &str) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .env("REMOTEPROXY_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    spawn_client(args, Some(token))
 }
 
 /// A v1 `--stdio` client.
 fn stdio_client(broker: &Broker, kind: Kind, ca: &std::path::Path, nonce: &str) -> Child {
     let url = url_text(broker, kind);
     spawn(&["-u", &url, "--ca", ca.to_str().unwrap(), "-n", nonce, "--stdio"], "no-loss")
-}
-
-async fn exit_code(child: &mut Child) -> i32 {
-    within("the client to exit", child.wait()).await.unwrap().code().expect("exited, not killed")
-}
-
-async fn stderr_of(child: &mut Child) -> String {
-    let mut text = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut text).await.unwrap();
-    text
 }
 
 /// Writes `data`, then ends the input.

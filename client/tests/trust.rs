@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::{Broker, Kind, random_bytes, within};
+use support::spawn_client;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
@@ -36,16 +37,9 @@ fn openssl_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// A v1 client printing what its partner sends, with the given trust flags and no `-i`.
 fn client(url: &str, trust: &[&str], nonce: &str) -> Child {
-    Command::new(BIN)
-        .args(["-u", url, "-n", nonce])
-        .args(trust)
-        .env("REMOTEPROXY_TOKEN", "trust")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    let mut args = vec!["-u", url, "-n", nonce];
+    args.extend_from_slice(trust);
+    spawn_client(&args, Some("trust"))
 }
 
 /// The client reaches its partner through the broker at `url`: the handshake was trusted.

@@ -4,11 +4,10 @@
 mod common;
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Broker, Kind, random_bytes, within};
-use support::{ca_file, url_text_v2};
+use support::{ca_file, exit_code, spawn_client, stderr_of, url_text_v2};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStderr, Command};
@@ -16,15 +15,7 @@ use tokio::process::{Child, ChildStderr, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_remoteproxy-client");
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("REMOTEPROXY_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    spawn_client(args, None)
 }
 
 /// A `tunnel-server` (or `tunnel-client`) with the broker's URL and CA.
@@ -33,18 +24,6 @@ fn v2(command: &str, broker: &Broker, kind: Kind, ca: &std::path::Path, args: &[
     let mut all = vec![command, "-u", &url, "--ca", ca.to_str().unwrap()];
     all.extend_from_slice(args);
     spawn(&all)
-}
-
-async fn exit_code(child: &mut Child) -> i32 {
-    within("the process to exit", child.wait()).await.unwrap().code().expect("exited, not killed")
-}
-
-async fn stderr_of(child: &mut Child) -> String {
-    let mut text = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        stderr.read_to_string(&mut text).await.unwrap();
-    }
-    text
 }
 
 /// Waits for the server's "registered" line; returns the rest of its stderr for later.

@@ -1,7 +1,9 @@
 //! The v1 command line: token pairing, the reference client's behaviour.
 
 use remoteproxy_client::tunnelproxy::{Backoff, Delays, jittered};
-use remoteproxy_client::{AuthenticationError, ClientError, ClientOptions, Credentials, ProxyUrl, open_tunnel};
+use remoteproxy_client::{
+    AuthenticationError, ClientError, ClientOptions, Credentials, ProxyUrl, open_tunnel,
+};
 use tracing::{debug, info};
 
 use crate::cli::args::Cli;
@@ -107,7 +109,9 @@ fn gives_up(error: &ClientError) -> bool {
     match error {
         ClientError::InvalidUrl { .. } | ClientError::BadFile { .. } | ClientError::Usage(_) => true,
         ClientError::TlsVerification { .. } => true,
-        ClientError::AuthenticationRefused { outcome } => *outcome == AuthenticationError::AuthenticationFailed,
+        ClientError::AuthenticationRefused { outcome } => {
+            *outcome == AuthenticationError::AuthenticationFailed
+        }
         _ => false,
     }
 }

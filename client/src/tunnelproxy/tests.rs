@@ -472,6 +472,9 @@ async fn an_error_response_stops_the_server() {
     let error = json!({"error": "No such namespace", "id": register["id"], "status": "error"});
     attempt.io.write_all(format!("{error}\n").as_bytes()).await.unwrap();
     let err = within("the failure", server.accept()).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Rejected(reason) if reason.starts_with("No such namespace")), "{err}");
+    assert!(
+        matches!(&err, ClientError::Rejected(reason) if reason.starts_with("No such namespace")),
+        "{err}"
+    );
     assert!(err.to_string().contains("v2 TunnelProxy port"), "points at the fix: {err}");
 }

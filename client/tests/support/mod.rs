@@ -43,3 +43,41 @@ pub fn url_text_v2(broker: &Broker, kind: Kind) -> String {
         Kind::Unix => format!("unix://{}", broker.unix2.display()),
     }
 }
+
+/// The client binary with `args`; the token (when given) goes through the environment, as the
+/// README recommends, and is removed otherwise. stdin, stdout and stderr are piped, and the
+/// process is killed when dropped.
+pub fn spawn_client(args: &[&str], token: Option<&str>) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_remoteproxy-client"));
+    command.args(args);
+    match token {
+        Some(token) => command.env("REMOTEPROXY_TOKEN", token),
+        None => command.env_remove("REMOTEPROXY_TOKEN"),
+    };
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The exit code of a process that must exit (within the harness's deadline) by itself.
+pub async fn exit_code(child: &mut tokio::process::Child) -> i32 {
+    crate::common::within("the process to exit", child.wait())
+        .await
+        .unwrap()
+        .code()
+        .expect("exited, not killed")
+}
+
+/// All a process wrote to stderr (once it is done).
+pub async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut text).await.unwrap();
+    }
+    text
+}
