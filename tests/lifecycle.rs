@@ -299,6 +299,7 @@ async fn tcp_port_in_use_exits_1_naming_the_address() {
     let (code, stderr) = run_to_exit(&config, dir.path(), &["-m"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "stderr names the address: {stderr}");
+    assert!(stderr.contains("[TcpServer] host and port"), "and what to change: {stderr}");
     drop(occupied);
 }
 
@@ -323,6 +324,7 @@ async fn unix_socket_in_use_exits_1_naming_the_path() {
     let (code, stderr) = run_to_exit(&config, dir.path(), &["-m"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(stderr.contains(&path.display().to_string()), "stderr names the path: {stderr}");
+    assert!(stderr.contains("[UnixSocketServer] unixSocketFileName"), "and what to change: {stderr}");
     // The other listener's socket is untouched and still works.
     assert!(path.exists(), "the live socket file was removed");
     let _client = std::os::unix::net::UnixStream::connect(&path).expect("the live listener still accepts");

@@ -62,7 +62,7 @@ pub async fn bind_monitor(path: &Path, mode: u32) -> Result<UnixSocketListener, 
 
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} ({what}): {source}")]
+#[error("cannot listen on {address} ({what}): {source}; {}", where_to_change(what))]
 pub struct BindError {
     /// The address or socket path.
     pub address: String,
@@ -71,6 +71,21 @@ pub struct BindError {
     /// The operating system's reason.
     #[source]
     pub source: io::Error,
+}
+
+/// Which configuration key moves (or turns off) a listener, for the bind error.
+fn where_to_change(what: &str) -> &'static str {
+    match what {
+        "v1 WebSocket" => "change [WebSocketServer] host and port (empty host turns it off)",
+        "v1 TCP" => "change [TcpServer] host and port (empty host turns it off)",
+        "v1 unix socket" => "change [UnixSocketServer] unixSocketFileName (empty turns it off)",
+        "v2 WebSocket" => "change [WebSocketServerTunnelProxy] host and port (empty host turns it off)",
+        "v2 TCP" => "change [TcpServerTunnelProxy] host and port (empty host turns it off)",
+        "v2 unix socket" => "change [UnixSocketServerTunnelProxy] unixSocketFileName (empty turns it off)",
+        "monitor socket" => "change [ProxyServer] monitorSocket (empty turns it off)",
+        "metrics endpoint" => "change [Metrics] host and port",
+        _ => "change its address in the configuration file",
+    }
 }
 
 /// The listening sockets of one API.
