@@ -85,20 +85,17 @@ impl TunnelStream {
         }
     }
 
-    /// Ends the tunnel once both directions are done: the WebSocket closing handshake (bounded),
-    /// or the byte stream's shutdown.
+    /// Ends the tunnel cleanly: our direction's end first (a FIN with close_notify, or the
+    /// half-close marker, so the partner knows we finished rather than were cut), then the
+    /// WebSocket closing handshake, all bounded.
     pub async fn close(&mut self) {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            match &mut self.carrier {
-                Carrier::Stream(stream) => {
-                    let _ = stream.shutdown().await;
-                }
-                Carrier::WebSocket { ws, .. } => {
-                    let _ = WebSocketStream::close(ws, None).await;
-                    while let Some(Ok(_)) = ws.next().await {}
-                }
+            let _ = self.shutdown().await;
+            if let Carrier::WebSocket { ws, .. } = &mut self.carrier {
+                let _ = WebSocketStream::close(ws, None).await;
+                while let Some(Ok(_)) = ws.next().await {}
             }
         })
         .await;

@@ -190,10 +190,16 @@ async fn partner_that_never_comes_exits_1() {
 /// with a ping, as the reference client does.
 #[tokio::test]
 async fn pingpong_greets_and_answers_each_chunk() {
+    for kind in [Kind::Tcp, Kind::WebSocket] {
+        pingpong_over(kind).await;
+    }
+}
+
+async fn pingpong_over(kind: Kind) {
     let broker = Broker::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = ca_file(&broker, &dir);
-    let url = url_text(&broker, Kind::Tcp);
+    let url = url_text(&broker, kind);
     let mut pinger = client(&url, &ca, "pp", &["-p", "--name", "pinger"]);
     let mut peer = client(&url, &ca, "pp", &["--stdio", "--name", "peer"]);
     let mut peer_out = peer.stdout.take().unwrap();
@@ -210,8 +216,9 @@ async fn pingpong_greets_and_answers_each_chunk() {
     within("the printed chunk", pinger.stdout.as_mut().unwrap().read_exact(&mut printed)).await.unwrap();
     assert_eq!(&printed, b"pong\n");
     drop(peer_in);
-    assert_eq!(exit_code(&mut peer).await, 0);
-    assert_eq!(exit_code(&mut pinger).await, 0);
+    // The peer's end reaches the pinger, which ends cleanly in turn: both exit 0.
+    assert_eq!(exit_code(&mut peer).await, 0, "{kind:?}: {}", stderr_of(&mut peer).await);
+    assert_eq!(exit_code(&mut pinger).await, 0, "{kind:?}: {}", stderr_of(&mut pinger).await);
 }
 
 /// `-v` and `--version`, as on the broker and the monitor.
