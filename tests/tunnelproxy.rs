@@ -1923,3 +1923,31 @@ async fn shutdown_closes_unregistered_connections_and_keeps_tunnels_during_the_g
         "run did not return after the grace period"
     );
 }
+
+/// A registered server without clients is no tunnel: a stopping broker closes it at once
+/// instead of waiting out the grace period for it; one with a client goes when that client goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_servers_without_clients() {
+    let grace = Duration::from_secs(30);
+    let mut broker = Broker::builder().config(|c| c.server.shutdown_grace_period = grace).start().await;
+    let (idle_uuid, busy_uuid) = (new_uuid(), new_uuid());
+    let mut idle = SlipPeer::register(&broker, Kind::Tcp, &idle_uuid).await;
+    let mut busy = SlipPeer::register(&broker, Kind::WebSocket, &busy_uuid).await;
+    let (mut client, address) = join(&broker, &mut busy, Kind::Tcp, &busy_uuid).await;
+    broker.signal_stop();
+    match within_secs(5, "the idle server's close", idle.rx.next_unbounded()).await {
+        Err(how) => assert_eq!(how, Closed::Eof, "idle server"),
+        Ok(frame) => panic!("expected the close, got a frame for {}", frame.address),
+    }
+    // The busy one still carries its client's tunnel.
+    exchange(&mut busy, &mut client, address, "still carried").await;
+    drop(client);
+    loop {
+        match within_secs(5, "the busy server's close", busy.rx.next_unbounded()).await {
+            Err(how) => break assert_eq!(how, Closed::WebSocket(1000, "Stop server".into()), "busy server"),
+            // The ClientDisconnected notification comes first.
+            Ok(frame) => assert_eq!(frame.address, 0, "only notifications before the close"),
+        }
+    }
+    assert!(broker.stopped_within(Duration::from_secs(5)).await, "the broker waited for idle servers");
+}

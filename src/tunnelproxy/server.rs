@@ -187,6 +187,9 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = ctx.hard_stop.cancelled() => exit = Some(Exit::shutdown()),
+            // A stopping broker waits (up to its grace period) only for tunnels: a server
+            // without clients goes at once, and one with clients when its last one leaves.
+            _ = ctx.stop.cancelled(), if actor.clients.is_empty() => exit = Some(Exit::shutdown()),
             Some(request) = control.recv() => actor.control(request).await,
             chunk = reader.read() => match chunk {
                 Ok(Some(bytes)) => {
