@@ -330,3 +330,36 @@ async fn unix_socket_in_use_exits_1_naming_the_path() {
     let _client = std::os::unix::net::UnixStream::connect(&path).expect("the live listener still accepts");
     drop(occupied);
 }
+
+/// A broker that has served a tunnel and holds an idle v2 server exits as soon as it is told to:
+/// neither waits out the 30 s grace period (only tunnels do).
+#[tokio::test]
+async fn binary_that_served_clients_exits_at_once() {
+    let v2 = "[TcpServerTunnelProxy]\nhost=127.0.0.1\nport=0\n";
+    let mut proc = Proc::launch("", |_| v2.to_string(), &["-m"]);
+    proc.ready().await;
+    // A v1 tunnel, used and finished.
+    let (mut a, mut b) = (proc.client(Kind::Tcp).await, proc.client(Kind::Unix).await);
+    assert_eq!(a.authenticate("a", "a", "t", Some("n")).await, "AuthenticationErrorNoError");
+    assert_eq!(b.authenticate("b", "b", "t", Some("n")).await, "AuthenticationErrorNoError");
+    a.wait_tunnel().await;
+    b.wait_tunnel().await;
+    a.send_bytes(b"hello").await;
+    assert_eq!(b.read_exact(5).await, b"hello");
+    drop((a, b));
+    // An idle v2 server, registered.
+    let log = proc.stderr_text();
+    const V2: &str = "v2 TCP listener address=";
+    let at = log.find(V2).expect("the v2 listener is logged") + V2.len();
+    let v2_address: std::net::SocketAddr = log[at..].split_whitespace().next().unwrap().parse().unwrap();
+    let stream = tokio::net::TcpStream::connect(v2_address).await.unwrap();
+    let mut server = binary::stream_client(Kind::Tcp, Box::new(stream));
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let params = serde_json::json!({"serverName": "device", "serverUuid": uuid});
+    let answer = server.call(1, "TunnelProxy.RegisterServer", params).await;
+    assert_eq!(answer["status"], "success", "{answer}");
+    proc.signal("TERM");
+    let status = proc.exit_status(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {}", proc.stderr_text());
+    assert!(proc.stderr_text().contains("stopped"), "{}", proc.stderr_text());
+}
