@@ -29,7 +29,9 @@ for arg in "$@"; do
     if [ "$arg" = --quick ]; then big_hold=${BENCH_BIG_HOLD:-0}; fi
 done
 
-cargo build --release -p remoteproxy -p remoteproxy-bench
+# The whole workspace, as the README builds it: building single packages unifies features
+# differently and would compile the dependencies a second time.
+cargo build --release --workspace --locked
 broker_bin=$root/target/release/remoteproxy
 bench_bin=$root/target/release/remoteproxy-bench
 
