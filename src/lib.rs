@@ -24,6 +24,7 @@
 pub mod config;
 pub mod limits;
 pub mod logging;
+mod maps;
 pub mod metrics;
 pub mod monitor;
 pub mod protocol;

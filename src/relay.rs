@@ -38,22 +38,17 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Sink, Stream};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::protocol::reasons::{PARTNER_GONE, STOP_SERVER};
 use crate::stats::ConnHandle;
-use crate::transport::connection::{EarlyData, Wire, close_stream};
-use crate::transport::websocket::{self, CloseKind};
+use crate::transport::connection::{EarlyData, Wire};
+use crate::transport::websocket::{CloseKind, next_message};
 
 /// Bytes read per call from a stream end. 64 KiB moves about three times the data of tokio's
 /// default 8 KiB on loopback.
 pub const CHUNK: usize = 64 << 10;
-
-/// The close reason sent to an end whose partner went away.
-pub const PARTNER_GONE: &str = "Tunnel client disconnected";
-
-/// The close reason sent to WebSocket ends when the broker stops.
-pub const STOP_SERVER: &str = "Stop server";
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +144,7 @@ pub async fn run(
 async fn close_end(wire: Wire, kind: CloseKind, reason: &str, cut: bool) {
     match wire {
         Wire::Stream(stream) if cut => drop(stream),
-        Wire::Stream(stream) => close_stream(stream).await,
-        Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
+        wire => wire.close(kind, reason).await,
     }
 }
 
@@ -511,26 +505,6 @@ fn is_marker(message: &Message) -> bool {
     matches!(message, Message::Binary(data) if data.is_empty())
 }
 
-/// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding
-/// back an incomplete trailing character unless `final_chunk`), binary otherwise.
-pub(crate) fn next_message(buf: &mut BytesMut, final_chunk: bool) -> Option<Message> {
-    if buf.is_empty() {
-        return None;
-    }
-    let complete = match std::str::from_utf8(buf) {
-        Ok(_) => buf.len(),
-        Err(e) if e.error_len().is_none() && !final_chunk => {
-            if e.valid_up_to() == 0 {
-                return None;
-            }
-            e.valid_up_to()
-        }
-        Err(_) => return Some(Message::Binary(buf.split().freeze())),
-    };
-    let text = buf.split_to(complete).freeze();
-    Some(Message::Text(Utf8Bytes::try_from(text).expect("checked to be UTF-8")))
-}
-
 fn poll_flush(wire: &mut Wire, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
     match wire {
         Wire::Stream(stream) => Pin::new(&mut **stream).poll_flush(cx),
@@ -540,42 +514,4 @@ fn poll_flush(wire: &mut Wire, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
 
 fn ws_error(error: tokio_tungstenite::tungstenite::Error) -> io::Error {
     crate::transport::connection::ws_to_io(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn texts(input: &[&[u8]]) -> Vec<(bool, Vec<u8>)> {
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for chunk in input {
-            buf.extend_from_slice(chunk);
-            if let Some(m) = next_message(&mut buf, false) {
-                out.push((m.is_text(), m.into_data().to_vec()));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn split_character_is_held_until_complete() {
-        let got = texts(&[b"h\xC3", b"\xA9llo"]);
-        assert_eq!(got, vec![(true, b"h".to_vec()), (true, "éllo".as_bytes().to_vec())]);
-        let got = texts(&[b"\xE2", b"\x82", b"\xAC"]);
-        assert_eq!(got, vec![(true, "€".as_bytes().to_vec())]);
-    }
-
-    #[test]
-    fn invalid_utf8_goes_out_binary() {
-        let got = texts(&[b"ok\xFF\xFE"]);
-        assert_eq!(got, vec![(false, b"ok\xFF\xFE".to_vec())]);
-    }
-
-    #[test]
-    fn partial_character_at_the_end_is_binary() {
-        let mut buf = BytesMut::from(&b"\xC3"[..]);
-        let m = next_message(&mut buf, true).unwrap();
-        assert!(m.is_binary());
-    }
 }

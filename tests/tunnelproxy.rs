@@ -1669,7 +1669,7 @@ async fn silent_registered_server_is_closed_with_its_clients_while_a_pinging_one
 
 #[tokio::test]
 async fn max_clients_per_server_refuses_the_next_client_and_keeps_the_others() {
-    use remoteproxy::tunnelproxy::session::reasons::SERVER_FULL;
+    use remoteproxy::protocol::reasons::SERVER_FULL;
     let broker = Broker::builder().config(|c| c.server.max_clients_per_server = 2).start().await;
     let uuid = new_uuid();
     let mut server = SlipPeer::register(&broker, Kind::Tcp, &uuid).await;
@@ -1707,8 +1707,8 @@ async fn max_clients_per_server_refuses_the_next_client_and_keeps_the_others() {
 
 #[tokio::test]
 async fn slow_client_is_disconnected_while_another_client_keeps_receiving() {
+    use remoteproxy::protocol::reasons::TOO_SLOW;
     use remoteproxy::tunnelproxy::server::CLIENT_QUEUE_LIMIT;
-    use remoteproxy::tunnelproxy::server::reasons::TOO_SLOW;
     const SLOW_FRAME: usize = 64 << 10;
     const FAST_PIECE: usize = 16 << 10;
     const SLOW_MAX: usize = 96 << 20;

@@ -6,6 +6,7 @@
 //! * [`errors`]: every refusal with its exact response text and close reason.
 //! * [`types`]: the enums `Introspect` lists.
 //! * [`remote_proxy`]: `Hello` and `Introspect`, shared by both APIs.
+//! * [`reasons`]: every close reason, once.
 //! * [`qt_json`]: the Qt indented JSON layout used inside `Invalid params` texts.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod decoder;
 pub mod errors;
 pub mod message;
 pub mod qt_json;
+pub mod reasons;
 pub mod remote_proxy;
 pub mod types;
 

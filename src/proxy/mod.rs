@@ -2,11 +2,12 @@
 //!
 //! * [`api`]: the method table (dispatch, validation, introspection).
 //! * [`session`]: the state machine of one connection.
-//! * [`registry`]: pair-or-park of authenticated clients, keyed by (token, nonce).
+//! * [`pairing`]: pair-or-park of authenticated clients, keyed by (token, nonce), and what a
+//!   waiting client hands to its partner.
 //! * [`tunnel`]: the last phase, two connections joined: the relay, then the books.
 
 pub mod api;
-pub mod registry;
+pub mod pairing;
 pub mod session;
 pub mod tunnel;
 
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
 
-pub use registry::Registry;
+pub use pairing::Registry;
 
 /// What every v1 session shares.
 pub struct ProxyContext {

@@ -30,28 +30,15 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::ProxyContext;
 use super::api::V1_API;
-use super::registry::{JoinRequest, Pairing, SlotGuard, TunnelKey};
+use super::pairing::{Identity, JoinRequest, Pairing, Parked, SlotGuard, TunnelKey};
 use super::tunnel::Tunnel;
 use crate::protocol::api::string_param;
+use crate::protocol::reasons::{self, PARTNER_GONE};
 use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
-use crate::relay::{PARTNER_GONE, TunnelEnd};
+use crate::relay::TunnelEnd;
 use crate::stats::{Api, SessionOutcome};
 use crate::transport::websocket::CloseKind;
 use crate::transport::{Chunk, Connection, Exit, ReadError};
-
-/// Close reasons of the v1 session (PROTOCOL §4).
-pub mod reasons {
-    /// `inactiveTimeout` or `handshakeDeadline` expired.
-    pub const INACTIVE: &str = "Proxy timeout occurred. The socket was inactive.";
-    /// `aloneTimeout` expired.
-    pub const ALONE: &str = "Proxy timeout occurred. The tunnel partner did not show up.";
-    /// Data from an authenticated client that is still alone.
-    pub const DATA_WHILE_ALONE: &str = "Data received while authenticated but not remote connected.";
-    /// The authenticator refused.
-    pub const NOT_SUCCESSFUL: &str = "API call was not successfully.";
-    /// A second `Authenticate` while the first is still running.
-    pub const AUTHENTICATION_IN_PROGRESS: &str = "Authentication already in progress.";
-}
 
 /// How long the joiner waits for the parked session to hand over its connection. The parked
 /// session answers at once unless it is gone, so this only bounds a broken hand-over.
@@ -60,25 +47,6 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on writing the last handshake messages of a tunnel; they are small, so only a peer that
 /// stopped reading entirely can hit it.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Who a client said it is, once authenticated.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// `uuid` without braces.
-    pub uuid: String,
-    /// `name`.
-    pub name: String,
-    /// From the authenticator, for logs.
-    pub user_name: Option<String>,
-}
-
-/// A waiting session's connection, handed to the session that joins it.
-pub struct Parked {
-    /// The connection, still in its JSON phase.
-    pub conn: Connection,
-    /// Who it is.
-    pub identity: Identity,
-}
 
 /// A successful `Authenticate`, waiting to be paired.
 struct Authenticated {

@@ -12,8 +12,7 @@ use remoteproxy_authenticators::Transport;
 use tracing::info;
 
 use super::ProxyContext;
-use super::registry::SlotGuard;
-use super::session::Identity;
+use super::pairing::{Identity, SlotGuard};
 use crate::relay::{self, TunnelEnd};
 use crate::stats::{SessionOutcome, TunnelHandle, TunnelRecord, TunnelSide};
 

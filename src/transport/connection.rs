@@ -39,6 +39,17 @@ pub enum Wire {
     WebSocket(Box<WsStream>),
 }
 
+impl Wire {
+    /// Closes the carrier: a WebSocket with a close frame carrying `kind`'s code and `reason`, a
+    /// byte stream with a clean shutdown (it has no way to carry a reason).
+    pub async fn close(self, kind: CloseKind, reason: &str) {
+        match self {
+            Wire::Stream(stream) => close_stream(stream).await,
+            Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
+        }
+    }
+}
+
 /// Tunnel data the broker read during the handshake, in the shape it arrived.
 #[derive(Debug)]
 pub enum EarlyData {
@@ -84,7 +95,7 @@ impl Exit {
 
     /// Close because the broker stops.
     pub fn shutdown() -> Exit {
-        Exit::Close(CloseKind::Shutdown, Cow::Borrowed(crate::relay::STOP_SERVER))
+        Exit::Close(CloseKind::Shutdown, Cow::Borrowed(crate::protocol::reasons::STOP_SERVER))
     }
 }
 
@@ -196,10 +207,7 @@ impl Connection {
     /// Closes the connection. On a WebSocket the close frame carries `kind`'s code and `reason`;
     /// a byte stream is shut down (it has no way to carry a reason).
     pub async fn close(self, kind: CloseKind, reason: &str) {
-        match self.wire {
-            Wire::Stream(stream) => close_stream(stream).await,
-            Wire::WebSocket(mut ws) => websocket::close(&mut ws, kind, reason).await,
-        }
+        self.wire.close(kind, reason).await
     }
 
     /// Ends the JSON phase: the carrier (with any WebSocket budget lifted) and the data that was

@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::BoxStream;
 use super::connection::{Wire, ws_to_io};
+use super::websocket::next_message;
 use super::websocket::{CLOSE_LINGER, CloseKind, WsStream};
-use crate::relay::next_message;
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 64 << 10;

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::BoxStream;
 use super::budget::ReadBudget;
@@ -103,4 +106,62 @@ pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
 /// Flushes whatever tungstenite still buffers (used before handing a stream to the relay).
 pub async fn flush(ws: &mut WsStream) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     ws.flush().await
+}
+
+/// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding
+/// back an incomplete trailing character unless `final_chunk`), binary otherwise.
+pub fn next_message(buf: &mut BytesMut, final_chunk: bool) -> Option<Message> {
+    if buf.is_empty() {
+        return None;
+    }
+    let complete = match std::str::from_utf8(buf) {
+        Ok(_) => buf.len(),
+        Err(e) if e.error_len().is_none() && !final_chunk => {
+            if e.valid_up_to() == 0 {
+                return None;
+            }
+            e.valid_up_to()
+        }
+        Err(_) => return Some(Message::Binary(buf.split().freeze())),
+    };
+    let text = buf.split_to(complete).freeze();
+    Some(Message::Text(Utf8Bytes::try_from(text).expect("checked to be UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(input: &[&[u8]]) -> Vec<(bool, Vec<u8>)> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in input {
+            buf.extend_from_slice(chunk);
+            if let Some(m) = next_message(&mut buf, false) {
+                out.push((m.is_text(), m.into_data().to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn split_character_is_held_until_complete() {
+        let got = texts(&[b"h\xC3", b"\xA9llo"]);
+        assert_eq!(got, vec![(true, b"h".to_vec()), (true, "éllo".as_bytes().to_vec())]);
+        let got = texts(&[b"\xE2", b"\x82", b"\xAC"]);
+        assert_eq!(got, vec![(true, "€".as_bytes().to_vec())]);
+    }
+
+    #[test]
+    fn invalid_utf8_goes_out_binary() {
+        let got = texts(&[b"ok\xFF\xFE"]);
+        assert_eq!(got, vec![(false, b"ok\xFF\xFE".to_vec())]);
+    }
+
+    #[test]
+    fn partial_character_at_the_end_is_binary() {
+        let mut buf = BytesMut::from(&b"\xC3"[..]);
+        let m = next_message(&mut buf, true).unwrap();
+        assert!(m.is_binary());
+    }
 }

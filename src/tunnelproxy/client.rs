@@ -11,10 +11,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use super::control::{Control, Joined, Kick, Upstream};
 use super::registry::Guard;
-use super::server::{Control, Joined, Kick, Upstream, reasons};
 use super::{Carrier, TunnelProxyContext};
-use crate::relay::{CHUNK, STOP_SERVER};
+use crate::protocol::reasons::{self, STOP_SERVER};
+use crate::relay::CHUNK;
 use crate::stats::{ConnHandle, ConnStats};
 use crate::transport::websocket::CloseKind;
 

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod client;
+pub mod control;
 pub mod registry;
 pub mod server;
 pub mod session;

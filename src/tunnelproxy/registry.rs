@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::server::Control;
+use super::control::Control;
 
 /// How to reach a registered server's actor.
 #[derive(Clone)]
@@ -117,7 +117,7 @@ impl Drop for Guard {
         let mut entries = self.registry.entries.lock().expect("registry lock poisoned");
         if entries.get(&self.uuid).is_some_and(|e| e.epoch() == self.epoch) {
             entries.remove(&self.uuid);
-            crate::proxy::registry::shrink_when_sparse(&mut entries);
+            crate::maps::shrink_when_sparse(&mut entries);
         }
     }
 }

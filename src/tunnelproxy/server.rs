@@ -21,26 +21,24 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::{Bytes, BytesMut};
 use remoteproxy_slip::{self as slip, Frame, FrameError, JSON_RPC_ADDRESS};
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
+use super::control::{CLIENT_IN_FLIGHT, Control, JoinRefusal, Joined, Kick, Outgoing, Upstream};
 use super::registry::{Guard, Refusal};
 use super::{Carrier, TunnelProxyContext};
+use crate::protocol::reasons::{self, STOP_SERVER};
 use crate::protocol::{DecodeError, Decoder, RpcError, message};
-use crate::relay::STOP_SERVER;
-use crate::stats::{ConnHandle, ConnStats};
+use crate::stats::ConnHandle;
 use crate::transport::Exit;
 use crate::transport::halves::WriteHalf;
 use crate::transport::websocket::CloseKind;
 
 /// Largest SLIP payload accepted from a server; longer frames are dropped.
 pub const MAX_FRAME: usize = 1 << 20;
-
-/// Bytes a client may have waiting on its way to the server.
-pub const CLIENT_IN_FLIGHT: usize = 256 << 10;
 
 /// Bytes the server may have waiting on their way to one client.
 pub const CLIENT_QUEUE_LIMIT: usize = 4 << 20;
@@ -50,101 +48,6 @@ const JSON_IN_FLIGHT: usize = 1 << 20;
 
 /// The writer sends at most this much in one write, gathering small frames.
 const WRITE_BATCH: usize = 256 << 10;
-
-/// Close reasons.
-pub mod reasons {
-    /// A client ended its connection; the broker's answering close carries this.
-    pub const CLIENT_GONE: &str = "Client disconnected";
-    /// The server's connection ended; sent to each of its clients.
-    pub const SERVER_GONE: &str = "Server disconnected";
-    /// The server asked for it.
-    pub const DISCONNECT_REQUESTED: &str = "Server requested disconnect.";
-    /// The client did not read what its server sent fast enough.
-    pub const TOO_SLOW: &str = "Client did not read fast enough.";
-    /// A registered server sent nothing for `tunnelProxyServerTimeout`.
-    pub const INACTIVE: &str = "Proxy timeout occurred. The socket was inactive.";
-}
-
-/// What a server's actor is asked from outside.
-pub enum Control {
-    /// A client registered for this server.
-    Join {
-        /// Its uuid.
-        uuid: Uuid,
-        /// Its name.
-        name: String,
-        /// Its IP address as text (empty for unix clients).
-        peer: String,
-        /// Where the actor answers.
-        reply: oneshot::Sender<Result<Joined, JoinRefusal>>,
-    },
-    /// A client's connection ended.
-    Leave {
-        /// Its socket address.
-        address: u16,
-        /// Its join id (socket addresses are reused).
-        id: u64,
-    },
-}
-
-/// Why the actor refused a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinRefusal {
-    /// `maxClientsPerServer` reached (or no socket address left).
-    Full,
-}
-
-/// How the actor tells a client to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kick {
-    /// Deliver what is queued, then close with this reason.
-    AfterQueue(&'static str),
-    /// Close now, dropping what is queued.
-    Now(&'static str),
-}
-
-/// What a joined client gets.
-pub struct Joined {
-    /// The server connection's statistics entry (its id, and its counter of bytes received).
-    pub server_stats: Arc<ConnStats>,
-    /// Its socket address on the server connection.
-    pub address: u16,
-    /// Its join id.
-    pub id: u64,
-    /// Data the server sends it, in order.
-    pub data: mpsc::UnboundedReceiver<Bytes>,
-    /// Bytes in `data` not yet written; the client subtracts what it wrote.
-    pub queued: Arc<AtomicUsize>,
-    /// The actor's instruction to end.
-    pub kick: oneshot::Receiver<Kick>,
-    /// The way to the server.
-    pub upstream: Upstream,
-}
-
-/// A client's way to send frames to the server.
-pub struct Upstream {
-    address: u16,
-    writer: mpsc::UnboundedSender<Outgoing>,
-    budget: Arc<Semaphore>,
-}
-
-impl Upstream {
-    /// Sends `payload` to the server as one frame from this client. Waits while the client has
-    /// [`CLIENT_IN_FLIGHT`] bytes on their way already. `Err` when the server is gone.
-    pub async fn send(&self, payload: &[u8]) -> Result<(), ()> {
-        let frame = slip::encode(self.address, payload);
-        let permits = frame.len().min(CLIENT_IN_FLIGHT) as u32;
-        let permit = self.budget.clone().acquire_many_owned(permits).await.map_err(|_| ())?;
-        self.writer.send(Outgoing::Data { bytes: frame, permit }).map_err(|_| ())
-    }
-}
-
-enum Outgoing {
-    /// Bytes to write; the permit returns their budget once written.
-    Data { bytes: Bytes, permit: OwnedSemaphorePermit },
-    /// Write a close and stop, even while clients still hold senders.
-    Close { kind: CloseKind, reason: Cow<'static, str> },
-}
 
 struct ClientSlot {
     id: u64,

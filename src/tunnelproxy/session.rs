@@ -15,11 +15,12 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
+use super::control::{Control, JoinRefusal, Joined};
 use super::registry::{Guard, Refusal, ServerHandle};
-use super::server::{self, Control, JoinRefusal, Joined};
+use super::server;
 use super::{Carrier, TunnelProxyContext};
 use crate::protocol::api::string_param;
-use crate::protocol::{DecodeError, Request, RpcError, message};
+use crate::protocol::{DecodeError, Request, RpcError, message, reasons};
 use crate::stats::{Api, Refusal as StatsRefusal, Role};
 use crate::transport::halves;
 use crate::transport::{Chunk, Connection, EarlyData, Exit, ReadError};
@@ -29,14 +30,6 @@ const CONTROL_QUEUE: usize = 64;
 
 /// How long a joining client waits for its server's actor to answer.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Close reasons of the registration phase.
-pub mod reasons {
-    /// `inactiveTimeout` or `handshakeDeadline` expired.
-    pub const INACTIVE: &str = "Proxy timeout occurred. The socket was inactive.";
-    /// `maxClientsPerServer` reached.
-    pub const SERVER_FULL: &str = "Too many clients on this server.";
-}
 
 /// A successful registration.
 enum Registered {

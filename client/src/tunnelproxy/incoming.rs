@@ -8,7 +8,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use crate::tunnelproxy::mux::{self, Outgoing};
+use crate::tunnelproxy::outgoing::{ClientState, Outgoing, disconnect_frame};
 
 /// Largest payload of one SLIP frame this side writes. Larger writes are split; the bound keeps
 /// one client from holding the shared connection for long and stays far below any broker's
@@ -37,29 +37,6 @@ pub struct IncomingClient {
     pub socket_address: u16,
     /// The byte pipe to the client.
     pub stream: IncomingStream,
-}
-
-/// What the demultiplexer and the stream know about one client.
-#[derive(Debug)]
-pub(crate) struct ClientState {
-    pub(crate) address: u16,
-    /// The broker said `ClientDisconnected` (or gave the address to someone else): nothing more
-    /// may be sent to this address on this client's behalf.
-    disconnected: AtomicBool,
-}
-
-impl ClientState {
-    pub(crate) fn new(address: u16) -> Arc<ClientState> {
-        Arc::new(ClientState { address, disconnected: AtomicBool::new(false) })
-    }
-
-    pub(crate) fn mark_disconnected(&self) {
-        self.disconnected.store(true, Ordering::SeqCst);
-    }
-
-    pub(crate) fn is_disconnected(&self) -> bool {
-        self.disconnected.load(Ordering::SeqCst)
-    }
 }
 
 /// The server's end of one client's pipe: `AsyncRead + AsyncWrite`.
@@ -189,7 +166,7 @@ impl AsyncWrite for IncomingStream {
             return Poll::Ready(Ok(()));
         }
         let id = this.ids.fetch_add(1, Ordering::Relaxed);
-        let item = Outgoing::for_client(mux::disconnect_frame(id, this.state.address), this.state.clone());
+        let item = Outgoing::for_client(disconnect_frame(id, this.state.address), this.state.clone());
         this.shut_down = true;
         // A failure means the connection is gone, and with it the client.
         let _ = this.writer.send_item(item);

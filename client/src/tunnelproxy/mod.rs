@@ -9,13 +9,15 @@
 //! * [`TunnelClient`] (`client.rs`): register and get a [`TunnelStream`](crate::TunnelStream).
 //! * [`TunnelServer`] (`server.rs`): stay registered, reconnect with [`Backoff`]
 //!   (`backoff.rs`), and accept [`IncomingClient`]s (`incoming.rs`).
-//! * `mux.rs`: the demultiplexer, writer and pinger of one server connection.
+//! * `mux.rs`: the demultiplexer, writer and pinger of one server connection; `outgoing.rs`:
+//!   the frames its writer sends and the state a client shares with it.
 //! * `register.rs`: the registration calls; [`TunnelProxyError`] comes from `remoteproxy-slip`.
 
 mod backoff;
 mod client;
 mod incoming;
 mod mux;
+mod outgoing;
 mod register;
 mod server;
 

@@ -30,7 +30,8 @@ use tracing::{debug, info, trace, warn};
 
 use crate::error::ClientError;
 use crate::tunnelproxy::TunnelProxyError;
-use crate::tunnelproxy::incoming::{ClientState, IncomingClient, IncomingStream};
+use crate::tunnelproxy::incoming::{IncomingClient, IncomingStream};
+use crate::tunnelproxy::outgoing::{ClientState, Outgoing, disconnect_frame, request_frame};
 use crate::tunnelproxy::register::outcome;
 
 /// How often the server pings the broker.
@@ -44,41 +45,6 @@ const WRITE_QUEUE: usize = 64;
 const MAX_READ_PAYLOAD: usize = 1 << 20;
 /// Bytes per read from the broker, and the most the writer gathers into one write.
 const CHUNK: usize = 64 << 10;
-
-/// An encoded frame for the writer.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    frame: Bytes,
-    /// The client the frame speaks for: once that client is gone, its address may belong to a
-    /// new client, so its remaining frames (data or its `DisconnectClient`) are dropped.
-    owner: Option<Arc<ClientState>>,
-}
-
-impl Outgoing {
-    pub(crate) fn for_client(frame: Bytes, owner: Arc<ClientState>) -> Outgoing {
-        Outgoing { frame, owner: Some(owner) }
-    }
-
-    fn control(frame: Bytes) -> Outgoing {
-        Outgoing { frame, owner: None }
-    }
-
-    fn is_current(&self) -> bool {
-        self.owner.as_ref().is_none_or(|owner| !owner.is_disconnected())
-    }
-}
-
-/// A request to the broker on the JSON-RPC address.
-fn request_frame(id: i64, method: &str, params: Value) -> Bytes {
-    let mut text = json!({"id": id, "method": method, "params": params}).to_string();
-    text.push('\n');
-    remoteproxy_slip::encode(JSON_RPC_ADDRESS, text.as_bytes())
-}
-
-/// `TunnelProxy.DisconnectClient` for `address`.
-pub(crate) fn disconnect_frame(id: i64, address: u16) -> Bytes {
-    request_frame(id, "TunnelProxy.DisconnectClient", json!({"socketAddress": address}))
-}
 
 /// Runs a registered server connection until it ends; returns why it ended. New clients go to
 /// `accept`.

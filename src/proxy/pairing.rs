@@ -1,4 +1,4 @@
-//! The tunnel registry: where authenticated clients wait for their partner.
+//! Pairing: where authenticated clients wait for their partner, and what they hand over.
 //!
 //! A tunnel is identified by (token, nonce) (**fix**: the reference keyed nonce clients by the
 //! nonce alone, pairing strangers). The key is a SHA-256 digest of both, so the registry holds no
@@ -18,7 +18,27 @@ use remoteproxy_authenticators::Token;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::session::Parked;
+use crate::maps::shrink_when_sparse;
+use crate::transport::Connection;
+
+/// Who a client said it is, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `uuid` without braces.
+    pub uuid: String,
+    /// `name`.
+    pub name: String,
+    /// From the authenticator, for logs.
+    pub user_name: Option<String>,
+}
+
+/// A waiting session's connection, handed to the session that joins it.
+pub struct Parked {
+    /// The connection, still in its JSON phase.
+    pub conn: Connection,
+    /// Who it is.
+    pub identity: Identity,
+}
 
 /// (token, nonce) as a digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,17 +185,6 @@ impl Drop for SlotGuard {
             slots.remove(&self.key);
             shrink_when_sparse(&mut slots);
         }
-    }
-}
-
-/// A hash map keeps the capacity of its busiest moment, so after a burst of tunnels closes the
-/// table would stay sized for the burst (about 1.3 MB after 9,000 tunnels). Halving it once it
-/// is a quarter full gives that back; each shrink rehashes a quarter of the entries the map grew
-/// to hold, so the cost stays constant per removal.
-pub fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
-    const MIN_CAPACITY: usize = 64;
-    if map.capacity() > MIN_CAPACITY && map.len() < map.capacity() / 4 {
-        map.shrink_to((map.len() * 2).max(MIN_CAPACITY));
     }
 }
 
