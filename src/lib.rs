@@ -13,7 +13,8 @@
 //! * [`stats`]: live connections and tunnels, totals, events for metrics and the statistics log.
 //! * [`monitor`], [`metrics`], [`statistics_log`]: the monitor socket, the Prometheus endpoint,
 //!   and the per-tunnel log with totals kept across restarts.
-//! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]).
+//! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]);
+//!   [`reload`] handles SIGHUP.
 //! * [`limits`], [`logging`]: process set-up for the binary.
 //!
 //! Authenticators live in the `remoteproxy-authenticators` crate.
@@ -30,6 +31,7 @@ pub mod monitor;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod statistics_log;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Parser};
 use remoteproxy::authenticators::Authenticator;
 use remoteproxy::authenticators::mock::MockAuthenticator;
-use remoteproxy::config::{self, Config, ConfigError};
+use remoteproxy::config::{self, Config, ConfigError, KindSettings};
 use remoteproxy::{Server, ServerListeners};
 use tracing::{info, warn};
 
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             Ok(listeners) => listeners,
             Err(error) => return fail(STARTUP_ERROR, &error),
         };
-        tokio::spawn(reload_on_hangup(reloadable));
+        tokio::spawn(remoteproxy::reload::on_hangup(reloadable));
         server.run(listeners, remoteproxy::shutdown::signal()).await;
         ExitCode::SUCCESS
     })
@@ -141,24 +141,12 @@ fn choose_authenticator(cli: &Cli, config: &Config) -> Result<Arc<dyn Authentica
             ConfigError::bad_value(config.source.as_deref(), error.section, error.key, error.problem)
                 .to_string()
         }),
-        None => Err("no authenticator is configured: set `type` in the [Authentication] section of the \
-                     configuration file (mock, aws-lambda, http, static, jwt or certificate; a \
-                     nymea-remoteproxy file's [AWS] section alone means type=aws-lambda), or start with \
-                     --mock-authenticator to accept every token (for tests only)"
-            .to_string()),
-    }
-}
-
-/// SIGHUP re-reads what the authenticator loaded from disk (a token file, keys); connections
-/// are not touched.
-async fn reload_on_hangup(authenticator: Arc<dyn Authenticator>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
-    while hangups.recv().await.is_some() {
-        match authenticator.reload() {
-            Ok(()) => info!("SIGHUP: authenticator reloaded"),
-            Err(error) => warn!(%error, "SIGHUP: authenticator reload failed; keeping the previous state"),
-        }
+        None => Err(format!(
+            "no authenticator is configured: set `type` in the [Authentication] section of the \
+             configuration file ({}; a nymea-remoteproxy file's [AWS] section alone means \
+             type=aws-lambda), or start with --mock-authenticator to accept every token (for tests only)",
+            KindSettings::NAMES.join(", ")
+        )),
     }
 }
 

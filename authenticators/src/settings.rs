@@ -43,6 +43,9 @@ pub enum KindSettings {
 }
 
 impl KindSettings {
+    /// Every kind's name, as written in `[Authentication] type`, in the order messages list them.
+    pub const NAMES: [&'static str; 6] = ["mock", "aws-lambda", "http", "static", "jwt", "certificate"];
+
     /// The name used in `[Authentication] type` and in logs.
     pub fn name(&self) -> &'static str {
         match self {

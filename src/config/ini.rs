@@ -174,9 +174,6 @@ const SCHEMA: &[(&str, &[&str])] = &[
 /// Qt's name for the keys before the first section header. It has no keys of ours.
 const GENERAL: &str = "General";
 
-/// Authenticator kinds, as written in `[Authentication] type`.
-const AUTHENTICATOR_KINDS: &[&str] = &["mock", "aws-lambda", "http", "static", "jwt", "certificate"];
-
 /// The reference broker's `[AWS]` defaults, so a 1.8.4 file plus `type=aws-lambda` works unchanged.
 const AWS_DEFAULT_REGION: &str = "eu-west-1";
 const AWS_DEFAULT_FUNCTION: &str = "system-services-authorizer-dev-checkToken";
@@ -728,7 +725,7 @@ impl<'a> Document<'a> {
                 let problem = format!(
                     "{} is not an authenticator type (available: {})",
                     shown("type", kind),
-                    AUTHENTICATOR_KINDS.join(", ")
+                    KindSettings::NAMES.join(", ")
                 );
                 return Err(self.bad(AUTH, "type", problem));
             }
