@@ -2,7 +2,7 @@
 //! every measure runs with tiny sizes, through real sockets, and reports its numbers without
 //! errors. Nothing here is timed; the numbers themselves belong to `scripts/bench.sh`.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
 

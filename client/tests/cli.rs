@@ -1,6 +1,6 @@
 //! The `remoteproxy-client` binary against a real broker: two real client processes per tunnel.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

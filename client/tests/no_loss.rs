@@ -2,7 +2,7 @@
 //! end at different times get every byte both ways and exit 0; a tunnel cut mid-transfer exits
 //! 1 with one line.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -3,7 +3,7 @@
 //! with `--write-certificate`, is what every other client test gives to `--ca`). Every refusal is
 //! one plain line.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -1,6 +1,6 @@
 //! The v2 TunnelProxy client library against a real broker.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -1,6 +1,6 @@
 //! `remoteproxy-client tunnel-server` and `tunnel-client` processes against a real broker.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 mod support;
 

@@ -2,7 +2,7 @@
 //! harness): `-j`, `-n`, the errors, and the live view in a pseudo-terminal, read through a
 //! terminal emulator.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! Listener-level behaviour: address families, configured certificates, the connection limit.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::PathBuf;
 use std::time::Duration;

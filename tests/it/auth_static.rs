@@ -1,9 +1,8 @@
 //! The `static` authenticator through the broker: a token hash file, reloaded by its watcher
 //! and on SIGHUP without touching established tunnels.
 
-mod binary;
-mod common;
-use common::*;
+use crate::binary;
+use crate::common::*;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Lifecycle: graceful shutdown, bounded memory under a slow reader, signals and startup
 //! failures of the binary.
 
-mod common;
-use common::*;
+use crate::binary;
+use crate::common::*;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-mod binary;
-use binary::{Proc, run_to_exit, write_config};
+use crate::binary::{Proc, run_to_exit, write_config};
 
 /// Two stream clients of a broker process joined into a tunnel.
 async fn proc_tunnel(proc: &Proc, a: Kind, b: Kind, token: &str) -> (Client, Client) {

@@ -1,12 +1,10 @@
 //! Half-close over WebSocket: negotiated at the upgrade, an empty binary message ends one
 //! direction; a plain WebSocket peer (a nymea client) sees the wire it always saw.
 
-mod common;
-
 use std::io::ErrorKind;
 
+use crate::common::{Broker, Client, ClientWire, Closed, Kind, random_bytes, within};
 use bytes::Bytes;
-use common::{Broker, Client, ClientWire, Closed, Kind, random_bytes, within};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;

@@ -3,13 +3,11 @@
 //! fails the TLS handshake; without a certificate the client is refused by the authenticator
 //! (optional mode) or at the handshake (required mode). The token is not checked and never logged.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::common::*;
 use bytes::BytesMut;
-use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose,

@@ -2,8 +2,7 @@
 //! tunnels of both APIs carry data, the counts and byte counters of the snapshot, the bounds on
 //! clients, and the socket file (mode, stale file, removal).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,6 @@
 //! Every timer of PROTOCOL §1, §4 and §6, with small configured values, on real sockets.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers of this file (shared ones live in tests/common).
+// Small helpers of this file (shared ones live in tests/it/common).
 
 /// A tunnel end was closed by the broker (code 1011 on a WebSocket, any reason).
 async fn expect_tunnel_end_closed(c: &mut Client, what: &str) {

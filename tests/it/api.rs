@@ -1,8 +1,7 @@
 //! The v1 JSON-RPC surface on real sockets: Hello, Introspect, the error table of PROTOCOL §3,
 //! the Authenticate outcomes of §4 and the framing rules of §2.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers of this file (shared ones live in tests/common).
+// Small helpers of this file (shared ones live in tests/it/common).
 
 /// The next message is exactly this error response, and the close follows it directly.
 async fn expect_error_then_close(c: &mut Client, error: &str, id: i64, reason: &str) {

@@ -4,9 +4,8 @@
 //! `unauthorized`, ...), records every request (headers and JSON body) and counts the TCP
 //! connections it accepted, so pooling is visible.
 
-mod binary;
-mod common;
-use common::*;
+use crate::binary;
+use crate::common::*;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,10 +3,9 @@
 //! (in process and with the real binary, SIGTERM included); a corrupt state file does not stop
 //! the broker.
 
-mod binary;
-mod common;
-use binary::Proc;
-use common::*;
+use crate::binary;
+use crate::binary::Proc;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

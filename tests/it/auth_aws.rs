@@ -9,8 +9,8 @@
 
 #![cfg(feature = "aws-lambda")]
 
-mod common;
-use common::*;
+use crate::binary;
+use crate::common::*;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -1028,9 +1028,6 @@ async fn no_secret_is_logged_by_any_crate_at_trace_level() {
 
 /// A nymea-remoteproxy 1.8.4 file: an `[AWS]` section and no `[Authentication]`. The real
 /// binary, started without `-m`, authenticates with AWS Lambda and says so in its start log.
-#[path = "binary/mod.rs"]
-mod binary;
-
 #[tokio::test]
 async fn a_nymea_1_8_4_file_starts_with_aws_lambda() {
     let fake = FakeAws::start(Imds::V2, FUNCTION, Duration::from_secs(3600)).await;

@@ -5,8 +5,7 @@
 //! send and receive at once); a registered client is either a plain harness [`Client`] or, when
 //! both directions must run at once, a [`Pipe`].
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};

@@ -3,13 +3,11 @@
 //! `alg: none`, HS256-with-the-public-key and garbage tokens are refused; the JWKS file is
 //! reloaded on demand. No token ever reaches a log line.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use remoteproxy::authenticators::jwt::JwtAuthenticator;

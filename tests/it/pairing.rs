@@ -1,8 +1,7 @@
 //! The pairing rules of PROTOCOL §4 on real sockets: (token, nonce) keys, refusals, the
 //! TunnelEstablished notification, and keys being freed.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers of this file (shared ones live in tests/common).
+// Small helpers of this file (shared ones live in tests/it/common).
 
 async fn auth_ok(c: &mut Client, uuid: &str, name: &str, token: &str, nonce: Option<&str>) {
     assert_eq!(c.authenticate(uuid, name, token, nonce).await, "AuthenticationErrorNoError", "{:?}", c.kind);

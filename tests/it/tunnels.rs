@@ -1,8 +1,7 @@
 //! Data through tunnels (PROTOCOL §4 Passthrough, §6): byte-exact pipes on every pair of
 //! transports, WebSocket frame types, no byte lost at the switch, half-close, pings.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! parsed and every series checked; `/healthz` while accepting and while draining; the label
 //! values are all from fixed sets.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

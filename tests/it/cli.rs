@@ -1,9 +1,8 @@
 //! The binary: flags, configuration files, exit codes, and what reaches its log.
 
-mod binary;
-mod common;
-use binary::{Proc, stream_client};
-use common::*;
+use crate::binary;
+use crate::binary::{Proc, stream_client};
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,24 @@
+//! The broker's integration tests, one binary: real brokers on 127.0.0.1:0 (in-process through
+//! `common`, or the real binary through `binary`), real sockets, real TLS. One module per area;
+//! `cargo test --test it <module>::` runs one area.
+
+mod binary;
+mod common;
+
+mod api;
+mod auth_aws;
+mod auth_certificate;
+mod auth_http;
+mod auth_jwt;
+mod auth_static;
+mod cli;
+mod half_close;
+mod lifecycle;
+mod listeners;
+mod metrics;
+mod monitor;
+mod pairing;
+mod statistics;
+mod timeouts;
+mod tunnelproxy;
+mod tunnels;
