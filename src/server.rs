@@ -203,16 +203,18 @@ fn serve_listeners(
     if let Some(listener) = websocket {
         info!(address = %display_addr(&listener), security, "{api} WebSocket listener");
         let carriage = Carriage::WebSocket { half_close: api == "v1" };
-        loops.spawn(accept::serve_tcp(listener, carriage, ctx.clone(), handler.clone()));
+        let (ctx, handler) = (ctx.clone(), handler.clone());
+        loops.spawn(async move { accept::serve(&listener, carriage, ctx, handler).await });
     }
     if let Some(listener) = tcp {
         info!(address = %display_addr(&listener), security, "{api} TCP listener");
-        loops.spawn(accept::serve_tcp(listener, Carriage::Stream, ctx.clone(), handler.clone()));
+        let (ctx, handler) = (ctx.clone(), handler.clone());
+        loops.spawn(async move { accept::serve(&listener, Carriage::Stream, ctx, handler).await });
     }
     if let Some(unix) = unix {
         info!(path = %unix.path().display(), "{api} unix socket listener");
         let (ctx, handler) = (ctx.clone(), handler.clone());
-        loops.spawn(async move { accept::serve_unix(&unix.listener, ctx, handler).await });
+        loops.spawn(async move { accept::serve(&unix.listener, Carriage::Stream, ctx, handler).await });
     }
 }
 

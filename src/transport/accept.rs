@@ -1,4 +1,6 @@
-//! Accept loops: from a listening socket to a [`Connection`] in its JSON phase.
+//! The accept loop: from a listening socket to a [`Connection`] in its JSON phase. One loop,
+//! [`serve`], for every kind of socket (a [`Listener`]); TLS and the WebSocket upgrade are
+//! layered on by the same code whatever the kind.
 //!
 //! Per connection: enforce `maxConnections`, then (in the connection's own task) the TLS
 //! handshake bounded by `tlsHandshakeTimeout`, then the WebSocket upgrade bounded by
@@ -8,14 +10,14 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use remoteproxy_authenticators::{PeerAddress, Transport};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -57,10 +59,10 @@ pub type Handler = Arc<dyn Fn(Connection) -> Pin<Box<dyn Future<Output = ()> + S
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How a TCP listener's connections are carried.
+/// How a listener's connections are carried once accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carriage {
-    /// A byte stream (TCP or TLS).
+    /// A byte stream (TCP, TLS or unix).
     Stream,
     /// WebSocket.
     WebSocket {
@@ -70,17 +72,54 @@ pub enum Carriage {
     },
 }
 
-/// Serves a TCP listener until accepting stops.
-pub async fn serve_tcp(listener: TcpListener, carriage: Carriage, ctx: Arc<AcceptContext>, handler: Handler) {
-    let websocket = carriage != Carriage::Stream;
-    let transport = if websocket { Transport::WebSocket } else { Transport::Tcp };
+/// A kind of listening socket: all the one accept loop needs from it. A new kind (a PROXY
+/// protocol front, a rendezvous port) is an implementation of this and a line in the wiring.
+pub trait Listener: Send + Sync {
+    /// The accepted stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// What the connections of this kind are called in logs, statistics and authenticators.
+    const TRANSPORT: Transport;
+    /// Whether TLS (when configured) terminates on this kind.
+    const TLS: bool;
+    /// The next connection and who it is from.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, PeerAddress)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    const TRANSPORT: Transport = Transport::Tcp;
+    const TLS: bool = true;
+
+    async fn accept(&self) -> io::Result<(TcpStream, PeerAddress)> {
+        let (stream, addr) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, PeerAddress::Ip(addr)))
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    const TRANSPORT: Transport = Transport::Unix;
+    const TLS: bool = false;
+
+    async fn accept(&self) -> io::Result<(UnixStream, PeerAddress)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, PeerAddress::Unix))
+    }
+}
+
+/// Serves `listener` until accepting stops: per connection the `maxConnections` permit, then in
+/// the connection's own task TLS (where the kind has it and it is configured), the WebSocket
+/// upgrade (with `carriage`), and the API's session.
+pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<AcceptContext>, handler: Handler) {
+    let transport = if carriage == Carriage::Stream { L::TRANSPORT } else { Transport::WebSocket };
     let mut backoff = MIN_ACCEPT_BACKOFF;
     loop {
         let accepted = tokio::select! {
             _ = ctx.stop_accepting.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let (stream, addr) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => {
                 backoff = MIN_ACCEPT_BACKOFF;
                 pair
@@ -90,14 +129,15 @@ pub async fn serve_tcp(listener: TcpListener, carriage: Carriage, ctx: Arc<Accep
                 continue;
             }
         };
-        let Some(permit) = admit(&ctx, &addr.to_string()) else { continue };
+        let Some(permit) = admit(&ctx, &peer) else { continue };
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("conn", id, peer = %addr, transport = transport.as_str());
+        let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
+        let accepted = Accepted { stream: Box::new(stream), peer, transport, id, permit };
         ctx.tracker.spawn(async move {
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
-            let establish = Box::pin(establish_tcp(&ctx2, stream, addr, carriage, id, permit));
+            let establish = Box::pin(establish(&ctx2, accepted, L::TLS, carriage));
             if let Some(mut conn) = establish.instrument(span.clone()).await {
                 // The session runs in the span as long as it needs it.
                 conn.span = span;
@@ -107,46 +147,17 @@ pub async fn serve_tcp(listener: TcpListener, carriage: Carriage, ctx: Arc<Accep
     }
 }
 
-/// Serves a unix listener (always a plain byte stream) until accepting stops.
-pub async fn serve_unix(listener: &UnixListener, ctx: Arc<AcceptContext>, handler: Handler) {
-    let mut backoff = MIN_ACCEPT_BACKOFF;
-    loop {
-        let accepted = tokio::select! {
-            _ = ctx.stop_accepting.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                backoff = MIN_ACCEPT_BACKOFF;
-                stream
-            }
-            Err(e) => {
-                backoff = accept_failed(e, backoff).await;
-                continue;
-            }
-        };
-        let Some(permit) = admit(&ctx, "unix") else { continue };
-        let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("conn", id, peer = "unix", transport = Transport::Unix.as_str());
-        let wire = Wire::Stream(Box::new(stream));
-        let conn = Connection::new(
-            id,
-            PeerAddress::Unix,
-            Transport::Unix,
-            Instant::now(),
-            wire,
-            ctx.max_message_size,
-            Some(permit),
-        );
-        debug!(parent: &span, "connected");
-        let mut conn = conn;
-        conn.span = span;
-        ctx.tracker.spawn(handler(conn));
-    }
+/// A connection just accepted, before TLS and the upgrade.
+struct Accepted {
+    stream: BoxStream,
+    peer: PeerAddress,
+    transport: Transport,
+    id: u64,
+    permit: OwnedSemaphorePermit,
 }
 
 /// Takes a `maxConnections` permit, or refuses the connection (dropping it closes it).
-fn admit(ctx: &AcceptContext, peer: &str) -> Option<OwnedSemaphorePermit> {
+fn admit(ctx: &AcceptContext, peer: &PeerAddress) -> Option<OwnedSemaphorePermit> {
     match ctx.limiter.clone().try_acquire_owned() {
         Ok(permit) => Some(permit),
         Err(_) => {
@@ -187,21 +198,15 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-/// TLS handshake and WebSocket upgrade, each bounded. `None` when the client failed or was too
-/// slow (logged at debug: scanners and plain-text clients on TLS ports are routine).
-async fn establish_tcp(
-    ctx: &AcceptContext,
-    stream: TcpStream,
-    addr: SocketAddr,
-    carriage: Carriage,
-    id: u64,
-    permit: OwnedSemaphorePermit,
-) -> Option<Connection> {
+/// TLS handshake (when `tls` and configured) and WebSocket upgrade, each bounded. `None` when
+/// the client failed or was too slow (logged at debug: scanners and plain-text clients on TLS
+/// ports are routine).
+async fn establish(ctx: &AcceptContext, accepted: Accepted, tls: bool, carriage: Carriage) -> Option<Connection> {
+    let Accepted { stream, peer, transport, id, permit } = accepted;
     let accepted_at = Instant::now();
-    let _ = stream.set_nodelay(true);
     let mut client_certificates = None;
-    let stream: BoxStream = match &ctx.tls {
-        None => Box::new(stream),
+    let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
+        None => stream,
         Some(acceptor) => {
             let handshake = acceptor.accept(stream);
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
@@ -230,17 +235,9 @@ async fn establish_tcp(
     } else {
         Wire::Stream(stream)
     };
-    let transport = if carriage == Carriage::Stream { Transport::Tcp } else { Transport::WebSocket };
     debug!("connected");
-    let mut conn = Connection::new(
-        id,
-        PeerAddress::Ip(addr),
-        transport,
-        accepted_at,
-        wire,
-        ctx.max_message_size,
-        Some(permit),
-    );
+    let mut conn =
+        Connection::new(id, peer, transport, accepted_at, wire, ctx.max_message_size, Some(permit));
     conn.client_certificates = client_certificates;
     conn.half_close = half_close;
     Some(conn)
