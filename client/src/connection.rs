@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use remoteproxy_authenticators::AuthenticationError;
+use remoteproxy_wire::AuthenticationError;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use remoteproxy_authenticators::AuthenticationError;
+use remoteproxy_wire::AuthenticationError;
 
 use crate::tunnelproxy::TunnelProxyError;
 

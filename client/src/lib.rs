@@ -43,7 +43,7 @@ pub mod url;
 pub use connection::{Credentials, ProxyConnection, ServerInfo, Tunnel, connect, open_tunnel};
 pub use error::ClientError;
 pub use options::ClientOptions;
-pub use remoteproxy_authenticators::AuthenticationError;
+pub use remoteproxy_wire::AuthenticationError;
 pub use stream::{CloseInfo, TunnelStream};
 pub use tunnelproxy::{
     Backoff, IncomingClient, IncomingStream, ServerRegistration, ServerSettings, ServerStatus, TunnelClient,

@@ -1,7 +1,7 @@
 //! The enums listed under `types` by `Introspect` on both APIs (the reference lists all of them
 //! on either API).
 
-use remoteproxy_authenticators::AuthenticationError;
+use remoteproxy_wire::AuthenticationError;
 
 use super::api::EnumSpec;
 

@@ -201,7 +201,12 @@ async fn bounded<T, E: std::fmt::Display>(
 /// TLS handshake (when `tls` and configured) and WebSocket upgrade, each bounded. `None` when
 /// the client failed or was too slow (logged at debug: scanners and plain-text clients on TLS
 /// ports are routine).
-async fn establish(ctx: &AcceptContext, accepted: Accepted, tls: bool, carriage: Carriage) -> Option<Connection> {
+async fn establish(
+    ctx: &AcceptContext,
+    accepted: Accepted,
+    tls: bool,
+    carriage: Carriage,
+) -> Option<Connection> {
     let Accepted { stream, peer, transport, id, permit } = accepted;
     let accepted_at = Instant::now();
     let mut client_certificates = None;

@@ -21,7 +21,7 @@ pub fn common_answer(method: &MethodSpec, request: &Request, server_name: &str) 
 }
 
 /// `TunnelProxyError`, shared with the client library.
-pub use remoteproxy_slip::TunnelProxyError;
+pub use remoteproxy_wire::TunnelProxyError;
 
 /// `TunnelProxy.DisconnectClient`.
 pub static DISCONNECT_CLIENT: MethodSpec = MethodSpec {

@@ -7,7 +7,7 @@
 //! * [`server`]: a registered server's actor (client table, SLIP, JSON on address 0) and writer.
 //! * [`client`]: a registered client's pipe to its server.
 //!
-//! The SLIP codec itself is the `remoteproxy-slip` crate, shared with the client library.
+//! The SLIP codec itself is in the `remoteproxy-wire` crate, shared with the client library.
 
 pub mod api;
 pub mod client;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use remoteproxy_slip::{self as slip, Frame, FrameError, JSON_RPC_ADDRESS};
+use remoteproxy_wire::{self as slip, Frame, FrameError, JSON_RPC_ADDRESS};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep};

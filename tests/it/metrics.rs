@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use remoteproxy::authenticators::{AuthRequest, AuthenticationError, Authenticator, Verdict};
-use remoteproxy_slip as slip;
+use remoteproxy_wire as slip;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

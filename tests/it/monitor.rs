@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use remoteproxy::config::{Config, ListenerSettings};
 use remoteproxy::transport::ServerListeners;
 use remoteproxy::{Server, monitor};
-use remoteproxy_slip as slip;
+use remoteproxy_wire as slip;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use futures_util::future::join_all;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use remoteproxy_slip as slip;
+use remoteproxy_wire as slip;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep;

@@ -143,7 +143,7 @@ impl AsyncWrite for IncomingStream {
             return Poll::Ready(Err(lost()));
         }
         let n = data.len().min(MAX_WRITE_PAYLOAD);
-        let frame = remoteproxy_slip::encode(this.state.address, &data[..n]);
+        let frame = remoteproxy_wire::encode(this.state.address, &data[..n]);
         let item = Outgoing::for_client(frame, this.state.clone());
         if this.writer.send_item(item).is_err() {
             return Poll::Ready(Err(lost()));

@@ -11,7 +11,7 @@
 //!   (`backoff.rs`), and accept [`IncomingClient`]s (`incoming.rs`).
 //! * `mux.rs`: the demultiplexer, writer and pinger of one server connection; `outgoing.rs`:
 //!   the frames its writer sends and the state a client shares with it.
-//! * `register.rs`: the registration calls; [`TunnelProxyError`] comes from `remoteproxy-slip`.
+//! * `register.rs`: the registration calls; [`TunnelProxyError`] comes from `remoteproxy-wire`.
 
 mod backoff;
 mod client;
@@ -28,5 +28,5 @@ pub use backoff::{Backoff, Delays, jittered};
 pub use client::TunnelClient;
 pub use incoming::{IncomingClient, IncomingStream};
 pub use mux::PING_INTERVAL;
-pub use remoteproxy_slip::TunnelProxyError;
+pub use remoteproxy_wire::TunnelProxyError;
 pub use server::{ServerRegistration, ServerSettings, ServerStatus, TunnelServer};

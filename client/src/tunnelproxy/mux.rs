@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use remoteproxy_slip::{Decoder, Frame, JSON_RPC_ADDRESS};
+use remoteproxy_wire::{Decoder, Frame, JSON_RPC_ADDRESS};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -159,7 +159,7 @@ impl Demux<'_> {
         }
     }
 
-    async fn frame(&mut self, frame: Result<Frame, remoteproxy_slip::FrameError>) -> Result<(), ClientError> {
+    async fn frame(&mut self, frame: Result<Frame, remoteproxy_wire::FrameError>) -> Result<(), ClientError> {
         match frame {
             Err(error) => {
                 warn!(?error, "dropped an invalid SLIP frame from the broker");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use remoteproxy_slip::JSON_RPC_ADDRESS;
+use remoteproxy_wire::JSON_RPC_ADDRESS;
 use serde_json::{Value, json};
 
 /// What the demultiplexer and the stream know about one client.
@@ -60,7 +60,7 @@ impl Outgoing {
 pub(crate) fn request_frame(id: i64, method: &str, params: Value) -> Bytes {
     let mut text = json!({"id": id, "method": method, "params": params}).to_string();
     text.push('\n');
-    remoteproxy_slip::encode(JSON_RPC_ADDRESS, text.as_bytes())
+    remoteproxy_wire::encode(JSON_RPC_ADDRESS, text.as_bytes())
 }
 
 /// `TunnelProxy.DisconnectClient` for `address`.

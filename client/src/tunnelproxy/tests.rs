@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use remoteproxy_slip::{Decoder, Frame};
+use remoteproxy_wire::{Decoder, Frame};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
@@ -44,11 +44,11 @@ impl FakeBroker {
     async fn send_json(&mut self, value: Value) {
         let mut text = value.to_string();
         text.push('\n');
-        self.send_raw(&remoteproxy_slip::encode(0, text.as_bytes())).await;
+        self.send_raw(&remoteproxy_wire::encode(0, text.as_bytes())).await;
     }
 
     async fn send_data(&mut self, address: u16, payload: &[u8]) {
-        self.send_raw(&remoteproxy_slip::encode(address, payload)).await;
+        self.send_raw(&remoteproxy_wire::encode(address, payload)).await;
     }
 
     async fn connect_client(&mut self, address: u16, name: &str) {
@@ -410,7 +410,7 @@ async fn transient_refusals_are_retried_with_backoff_and_clients_accepted() {
     // The ClientConnected frame arrives in the same write as the response.
     let connected = json!({"id": 0, "notification": "TunnelProxy.ClientConnected", "params": {
         "clientName": "c", "clientUuid": "{c-uuid}", "clientPeerAddress": "::1", "socketAddress": 1}});
-    let frame = remoteproxy_slip::encode(0, format!("{connected}\n").as_bytes());
+    let frame = remoteproxy_wire::encode(0, format!("{connected}\n").as_bytes());
     let mut broker =
         next_attempt(&mut attempts).await.register(TunnelProxyError::NoError, &frame).await.unwrap();
     // 0.5 + 1 + 2 s of backoff, shortened by at most a fifth.

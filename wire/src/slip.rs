@@ -9,14 +9,7 @@
 //! the frame it is in (**fix**: the reference dropped the connection's later frames too). It is
 //! pure code over byte slices, which makes it easy to fuzz.
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
 use bytes::{BufMut, Bytes, BytesMut};
-
-pub mod outcome;
-
-pub use outcome::TunnelProxyError;
 
 /// Frame end.
 pub const END: u8 = 0xC0;
