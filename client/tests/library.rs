@@ -167,7 +167,8 @@ async fn server_closing_a_waiting_client_reports_its_reason() {
         let url = url(&broker, Kind::WebSocket);
         async move { open_tunnel(&url, &insecure, &credentials("t", "n", "waiting")).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The broker has the waiting client in its books before it stops.
+    broker.v1_clients_settle_at(1).await;
     broker.signal_stop();
     let err = within("the broker's stop", waiting).await.unwrap().err().unwrap();
     match err {

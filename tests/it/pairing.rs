@@ -167,7 +167,7 @@ async fn third_client_is_refused_and_the_tunnel_is_untouched() {
 
         // The refused client is gone completely now; the tunnel still works both ways.
         drop(third);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        broker.v1_clients_settle_at(2).await;
         exchange(&mut a, &mut b, &format!("{tag} after the refused client left")).await;
         exchange(&mut b, &mut a, &format!("{tag} reversed")).await;
     }
@@ -349,8 +349,8 @@ async fn disconnect_while_waiting_frees_the_key() {
         let mut ghost = broker.connect(kind).await;
         auth_ok(&mut ghost, UUID_A, "ghost", &token, Some("n")).await;
         drop(ghost);
-        // Give the broker a moment to notice the disconnect.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The broker noticed the disconnect.
+        broker.v1_clients_settle_at(0).await;
 
         // The next client with that key waits (it is not joined to the ghost, nor refused)...
         let mut b = broker.connect(Kind::Tcp).await;
@@ -378,7 +378,7 @@ async fn refused_client_does_not_free_the_key() {
     );
     expect_closed_now(&mut third, "Tunnel already exists for this token nonce combination.").await;
     drop(third);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    broker.v1_clients_settle_at(2).await;
     let mut fourth = broker.connect(Kind::WebSocket).await;
     assert_eq!(
         fourth.authenticate("44444444-4444-4444-8444-444444444444", "fourth", "kept-token", Some("n")).await,

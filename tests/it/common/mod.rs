@@ -264,6 +264,30 @@ impl Broker {
         self.connect_to(kind, false).await
     }
 
+    /// Waits (bounded by [`WAIT`]) until the broker's own books, read from its monitor socket,
+    /// count `n` v1 clients: the way to know it noticed a connect or a disconnect, instead of a
+    /// sleep that hopes it did.
+    pub async fn v1_clients_settle_at(&self, n: u64) {
+        use tokio::io::AsyncBufReadExt;
+        let stream = within("connect to the monitor", UnixStream::connect(&self.monitor)).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let mut last = Value::Null;
+        let settled = tokio::time::timeout(WAIT, async {
+            loop {
+                write.write_all(b"{\"method\":\"refresh\"}\n").await.unwrap();
+                let line = lines.next_line().await.unwrap().expect("the monitor closed");
+                last = serde_json::from_str(&line).expect("a snapshot");
+                if last["proxyStatistic"]["clientCount"] == json!(n) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(settled.is_ok(), "the broker never counted {n} v1 clients; last snapshot: {last}");
+    }
+
     /// A connected client on a v2 TunnelProxy listener.
     pub async fn connect_v2(&self, kind: Kind) -> Client {
         self.connect_to(kind, true).await
