@@ -1,7 +1,8 @@
 //! Broker configuration: one struct tree, its built-in defaults, and the INI loader.
 //!
 //! The file format is the nymea-remoteproxy 1.8.4 INI file (Qt `QSettings` IniFormat), read
-//! unchanged, plus keys of our own. [`ini`] turns a file into a [`Config`]; everything else in the
+//! unchanged, plus keys of our own. [`ini`] reads the file's syntax, `schema` knows its sections and
+//! keys, `build` turns it into a [`Config`] (`error` words what goes wrong); everything else in the
 //! broker only ever sees the typed tree, so a key is parsed and validated in exactly one place.
 //!
 //! Defaults are those of PROTOCOL §1 and §4: with no file at all the broker listens on
@@ -11,13 +12,17 @@
 //! per-user directory under the temporary directory), so the defaults start as any user; see
 //! [`runtime_dir`].
 
+mod build;
+mod error;
 pub mod ini;
+mod schema;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use ini::{ConfigError, load_file};
+pub use build::{load_file, parse_str};
+pub use error::ConfigError;
 pub use remoteproxy_authenticators::settings::{
     AuthenticationSettings, AwsLambdaSettings, CertificateSettings, HttpSettings, JwtSettings, KindSettings,
     StaticSettings, SubjectField, ThrottleSettings,

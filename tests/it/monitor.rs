@@ -509,7 +509,7 @@ async fn the_monitor_socket_has_mode_0660_by_default() {
 fn monitor_only_config(dir: &Path, extra: &str) -> Config {
     let path = dir.join("sub/dir/monitor.sock");
     let text = format!("[ProxyServer]\nmonitorSocket={}\n{extra}", path.display());
-    let mut config = remoteproxy::config::ini::parse_str(&text, &dir.join("remoteproxy.conf")).unwrap();
+    let mut config = remoteproxy::config::parse_str(&text, &dir.join("remoteproxy.conf")).unwrap();
     let none = ListenerSettings { websocket: None, tcp: None, unix: None };
     config.listeners = none.clone();
     config.tunnel_proxy_listeners = none;
