@@ -24,6 +24,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod config;
 pub mod mock;
 pub mod settings;
 pub mod throttle;

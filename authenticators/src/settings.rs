@@ -1,5 +1,5 @@
-//! What an operator configures for authentication: plain data, filled in by the broker's config
-//! loader from the `[Authentication]` section and the section of the chosen kind.
+//! What an operator configures for authentication: plain data, read by [`crate::config`] from the
+//! `[Authentication]` section and the section of the chosen kind.
 //!
 //! Keeping these types here (not in the broker) lets each authenticator own the meaning of its
 //! settings while the broker owns the file format.

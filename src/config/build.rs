@@ -5,20 +5,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use remoteproxy_authenticators::Secret;
+use remoteproxy_authenticators::config::{self as authentication_config, BrokerFacts, SettingsSource};
 
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
-use super::{
-    AuthenticationSettings, AwsLambdaSettings, CertificateSettings, Config, HttpSettings, JwtSettings,
-    KindSettings, ListenerSettings, StaticSettings, SubjectField, ThrottleSettings,
-};
-
-/// The reference broker's `[AWS]` defaults, so a 1.8.4 file plus `type=aws-lambda` works unchanged.
-const AWS_DEFAULT_REGION: &str = "eu-west-1";
-const AWS_DEFAULT_FUNCTION: &str = "system-services-authorizer-dev-checkToken";
-const AWS_DEFAULT_CREDENTIALS_URL: &str =
-    "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2-Remote-Connection-Proxy-Role";
+use super::{Config, ListenerSettings};
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -36,6 +27,45 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let doc = Document::parse(text, path)?;
     doc.check_names()?;
     doc.build()
+}
+
+/// The file as the authenticators read their sections (see `remoteproxy_authenticators::config`).
+impl SettingsSource for Document<'_> {
+    type Error = ConfigError;
+
+    fn has_section(&self, section: &str) -> bool {
+        self.sections.iter().any(|name| name == section)
+    }
+
+    fn text(&self, section: &str, key: &str) -> Option<&str> {
+        self.get(section, key)
+    }
+
+    fn boolean(&self, section: &str, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.bool(section, key)
+    }
+
+    fn number(
+        &self,
+        section: &str,
+        key: &str,
+        unit: Option<&str>,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
+        Document::number(self, section, key, unit, max)
+    }
+
+    fn millis(&self, section: &str, key: &str) -> Result<Option<Duration>, ConfigError> {
+        Document::millis(self, section, key)
+    }
+
+    fn bad(&self, section: &str, key: &str, problem: String) -> ConfigError {
+        Document::bad(self, section, key, problem)
+    }
+
+    fn shown(&self, key: &str, value: &str) -> String {
+        shown(key, value)
+    }
 }
 
 impl Document<'_> {
@@ -171,7 +201,11 @@ impl Document<'_> {
         if let Some(port) = self.number(METRICS, "port", None, 65535)? {
             config.metrics.address.set_port(port as u16);
         }
-        config.authentication = self.authentication(&config)?;
+        let facts = BrokerFacts {
+            client_ca_configured: config.tls.enabled && config.tls.client_ca.is_some(),
+            authentication_timeout: config.timeouts.authentication,
+        };
+        config.authentication = authentication_config::read(self, facts)?;
         config.authentication_implied =
             config.authentication.is_some() && self.get("Authentication", "type").is_none_or(str::is_empty);
         Ok(config)
@@ -259,107 +293,6 @@ impl Document<'_> {
             }
         }
         Ok(())
-    }
-
-    /// `[Authentication]` and the section of the chosen kind.
-    fn authentication(&self, config: &Config) -> Result<Option<AuthenticationSettings>, ConfigError> {
-        const AUTH: &str = "Authentication";
-        let kind = match self.get(AUTH, "type").filter(|value| !value.is_empty()) {
-            Some(kind) => kind,
-            // A nymea-remoteproxy 1.8.4 file has [AWS] and no [Authentication]: the reference
-            // then asks AWS Lambda, and so do we (the start log says so).
-            None if self.sections.iter().any(|section| section == "AWS") => "aws-lambda",
-            None => return Ok(None),
-        };
-        let kind = match kind.to_ascii_lowercase().as_str() {
-            "mock" => KindSettings::Mock,
-            "aws-lambda" => {
-                const AWS: &str = "AWS";
-                let text = |key, default: &str| self.non_empty(AWS, key).unwrap_or(default).to_string();
-                KindSettings::AwsLambda(AwsLambdaSettings {
-                    region: text("region", AWS_DEFAULT_REGION),
-                    function: text("authorizerLambdaFunction", AWS_DEFAULT_FUNCTION),
-                    credentials_url: text("awsCredentialsUrl", AWS_DEFAULT_CREDENTIALS_URL),
-                    lambda_endpoint: self.non_empty(AWS, "lambdaEndpoint").map(str::to_string),
-                })
-            }
-            "http" => {
-                const HTTP: &str = "HttpAuthenticator";
-                KindSettings::Http(HttpSettings {
-                    url: self.required(HTTP, "url", "the URL the token is POSTed to")?.to_string(),
-                    authorization: self.non_empty(HTTP, "authorization").map(Secret::new),
-                    ca_file: self.optional_path(HTTP, "caCertificate").flatten(),
-                })
-            }
-            "static" => {
-                const STATIC: &str = "StaticAuthenticator";
-                let file = self.required(STATIC, "file", "the token hash file")?;
-                let reload_interval =
-                    self.millis(STATIC, "reloadInterval")?.unwrap_or(Duration::from_secs(2));
-                if reload_interval.is_zero() {
-                    return Err(self.bad(STATIC, "reloadInterval", "must be greater than 0 milliseconds"));
-                }
-                KindSettings::Static(StaticSettings { file: PathBuf::from(file), reload_interval })
-            }
-            "jwt" => {
-                const JWT: &str = "JwtAuthenticator";
-                let leeway = self.number(JWT, "leeway", Some("seconds"), 3600)?.unwrap_or(60);
-                KindSettings::Jwt(JwtSettings {
-                    jwks_file: PathBuf::from(self.required(JWT, "jwks", "the JWKS file with the keys")?),
-                    issuer: self.non_empty(JWT, "issuer").map(str::to_string),
-                    audience: self.non_empty(JWT, "audience").map(str::to_string),
-                    user_claim: self.non_empty(JWT, "userClaim").unwrap_or("sub").to_string(),
-                    leeway: Duration::from_secs(leeway),
-                })
-            }
-            "certificate" => {
-                const CERT: &str = "CertificateAuthenticator";
-                if !config.tls.enabled || config.tls.client_ca.is_none() {
-                    return Err(self.bad(
-                        AUTH,
-                        "type",
-                        "the certificate authenticator needs [SSL] enabled=true and clientCaCertificate",
-                    ));
-                }
-                let user_name_from = match self.non_empty(CERT, "userName").unwrap_or("CN") {
-                    "CN" => SubjectField::CommonName,
-                    "O" => SubjectField::Organization,
-                    other => {
-                        return Err(self.bad(
-                            CERT,
-                            "userName",
-                            format!("{} is not CN or O", shown("userName", other)),
-                        ));
-                    }
-                };
-                KindSettings::Certificate(CertificateSettings { user_name_from })
-            }
-            _ => {
-                let problem = format!(
-                    "{} is not an authenticator type (available: {})",
-                    shown("type", kind),
-                    KindSettings::NAMES.join(", ")
-                );
-                return Err(self.bad(AUTH, "type", problem));
-            }
-        };
-        let cache_ttl = self.millis(AUTH, "cacheTtl")?.filter(|ttl| !ttl.is_zero());
-        let base = self.millis(AUTH, "throttleBaseDelay")?.unwrap_or(Duration::from_millis(250));
-        let max = self.millis(AUTH, "throttleMaxDelay")?.unwrap_or(Duration::from_millis(4000));
-        if base > max {
-            return Err(self.bad(AUTH, "throttleBaseDelay", "must not be larger than throttleMaxDelay"));
-        }
-        let throttle = self.bool(AUTH, "throttle")?.unwrap_or(true).then_some(ThrottleSettings { base, max });
-        let limit = config.timeouts.authentication;
-        let request_timeout = self.millis(AUTH, "requestTimeout")?.unwrap_or(limit * 3 / 4);
-        if request_timeout.is_zero() || request_timeout >= limit {
-            return Err(self.bad(
-                AUTH,
-                "requestTimeout",
-                "must be greater than 0 and below [ProxyServer] authenticationTimeout",
-            ));
-        }
-        Ok(Some(AuthenticationSettings { kind, cache_ttl, throttle, request_timeout }))
     }
 }
 

@@ -195,15 +195,6 @@ impl<'a> Document<'a> {
     pub(super) fn optional_path(&self, section: &str, key: &str) -> Option<Option<PathBuf>> {
         self.get(section, key).map(|value| (!value.is_empty()).then(|| PathBuf::from(value)))
     }
-
-    /// A value that must be present and non-empty; `what` says what it is for.
-    pub(super) fn required(&self, section: &str, key: &str, what: &str) -> Result<&str, ConfigError> {
-        self.non_empty(section, key).ok_or_else(|| self.bad(section, key, format!("missing: set {what}")))
-    }
-
-    pub(super) fn non_empty(&self, section: &str, key: &str) -> Option<&str> {
-        self.get(section, key).filter(|value| !value.is_empty())
-    }
 }
 
 /// Decodes a trimmed raw value the way Qt does for the subset we accept: a fully double-quoted

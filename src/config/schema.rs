@@ -4,7 +4,8 @@
 use super::error::ConfigError;
 use super::ini::Document;
 
-/// The sections and their keys. The order is the one used in messages.
+/// The broker's own sections and their keys; the authenticators list theirs
+/// (`remoteproxy_authenticators::config::SECTIONS`). The order is the one used in messages.
 const SCHEMA: &[(&str, &[&str])] = &[
     (
         "ProxyServer",
@@ -49,15 +50,6 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ("WebSocketServerTunnelProxy", &["host", "port"]),
     ("TcpServerTunnelProxy", &["host", "port"]),
     ("UnixSocketServerTunnelProxy", &["unixSocketFileName"]),
-    ("AWS", &["region", "authorizerLambdaFunction", "awsCredentialsUrl", "lambdaEndpoint"]),
-    (
-        "Authentication",
-        &["type", "cacheTtl", "throttle", "throttleBaseDelay", "throttleMaxDelay", "requestTimeout"],
-    ),
-    ("HttpAuthenticator", &["url", "authorization", "caCertificate"]),
-    ("StaticAuthenticator", &["file", "reloadInterval"]),
-    ("JwtAuthenticator", &["jwks", "issuer", "audience", "userClaim", "leeway"]),
-    ("CertificateAuthenticator", &["userName"]),
     ("Metrics", &["enabled", "host", "port"]),
 ];
 
@@ -65,11 +57,16 @@ const SCHEMA: &[(&str, &[&str])] = &[
 pub(super) const GENERAL: &str = "General";
 
 pub(super) fn known_sections() -> String {
-    SCHEMA.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    all_sections().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// Every section: the broker's, then the authenticators'.
+fn all_sections() -> impl Iterator<Item = &'static (&'static str, &'static [&'static str])> {
+    SCHEMA.iter().chain(remoteproxy_authenticators::config::SECTIONS)
 }
 
 pub(super) fn keys_of(section: &str) -> Option<&'static [&'static str]> {
-    SCHEMA.iter().find(|(name, _)| *name == section).map(|(_, keys)| *keys)
+    all_sections().find(|(name, _)| *name == section).map(|(_, keys)| *keys)
 }
 
 impl Document<'_> {

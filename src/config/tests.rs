@@ -2,6 +2,11 @@
 
 use super::*;
 use crate::config::schema::{keys_of, known_sections};
+use crate::config::{
+    AwsLambdaSettings, CertificateSettings, JwtSettings, KindSettings, StaticSettings, SubjectField,
+    ThrottleSettings,
+};
+use remoteproxy_authenticators::config::AWS_DEFAULT_CREDENTIALS_URL;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const FILE: &str = "/etc/remoteproxy.conf";
