@@ -2,12 +2,8 @@
 //! every measure runs with tiny sizes, through real sockets, and reports its numbers without
 //! errors. Nothing here is timed; the numbers themselves belong to `scripts/bench.sh`.
 
-#[path = "../../tests/it/common/mod.rs"]
-#[allow(unused_imports)]
-mod common;
-
-use common::Broker;
 use remoteproxy_bench::results::Results;
+use remoteproxy_testkit::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_measure_runs_against_a_real_broker() {

@@ -1,7 +1,6 @@
 //! The `remoteproxy-client` binary against a real broker: two real client processes per tunnel.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 mod support;
 
 use std::time::Duration;

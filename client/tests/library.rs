@@ -1,7 +1,6 @@
 //! The client library against a real broker.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 mod support;
 
 use std::time::Duration;

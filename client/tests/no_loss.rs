@@ -2,8 +2,7 @@
 //! end at different times get every byte both ways and exit 0; a tunnel cut mid-transfer exits
 //! 1 with one line.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 mod support;
 
 use std::time::Duration;

@@ -3,8 +3,7 @@
 //! with `--write-certificate`, is what every other client test gives to `--ca`). Every refusal is
 //! one plain line.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 mod support;
 
 use std::path::{Path, PathBuf};

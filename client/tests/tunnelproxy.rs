@@ -1,7 +1,6 @@
 //! The v2 TunnelProxy client library against a real broker.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 mod support;
 
 use std::net::SocketAddr;

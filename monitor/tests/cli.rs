@@ -2,8 +2,7 @@
 //! harness): `-j`, `-n`, the errors, and the live view in a pseudo-terminal, read through a
 //! terminal emulator.
 
-#[path = "../../tests/it/common/mod.rs"]
-mod common;
+use remoteproxy_testkit as common;
 
 use std::path::Path;
 use std::process::{Output, Stdio};

@@ -3,7 +3,9 @@
 //! `cargo test --test it <module>::` runs one area.
 
 mod binary;
-mod common;
+
+/// The shared harness, under the name every module uses.
+use remoteproxy_testkit as common;
 
 mod api;
 mod auth_aws;

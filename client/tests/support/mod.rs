@@ -1,5 +1,5 @@
 //! Helpers shared by the client crate's tests (the broker harness itself is the workspace's
-//! `tests/it/common`).
+//! `remoteproxy-testkit` crate).
 
 #![allow(dead_code)]
 

@@ -2,8 +2,6 @@
 //!
 //! Every wait is bounded by [`WAIT`] so a broken broker fails a test instead of hanging it.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
