@@ -7,17 +7,19 @@
 //! * [`config`]: the nymea-compatible INI configuration and its defaults.
 //! * [`transport`]: listeners, TLS, WebSocket, and a [`transport::Connection`] in its JSON phase.
 //! * [`protocol`]: the JSON-RPC dialect: stream decoder, requests, responses, errors, introspection.
-//! * [`proxy`]: the v1 API: one session state machine per connection and the tunnel registry.
+//! * `proxy`: the v1 API: one session state machine per connection and pairing.
 //! * [`tunnelproxy`]: the v2 API: registered servers multiplexing their clients over SLIP.
-//! * [`relay`]: the byte and message pump between the two ends of a tunnel.
-//! * [`stats`]: live connections and tunnels, totals, events for metrics and the statistics log.
-//! * [`monitor`], [`metrics`], [`statistics_log`]: the monitor socket, the Prometheus endpoint,
-//!   and the per-tunnel log with totals kept across restarts.
+//! * `relay`: the byte and message pump between the two ends of a tunnel.
+//! * `stats`: live connections and tunnels, totals, events for metrics and the statistics log.
+//! * [`monitor`], `metrics`, `statistics_log`: the monitor socket, the Prometheus endpoint, and
+//!   the per-tunnel log with totals kept across restarts.
 //! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]);
 //!   [`reload`] handles SIGHUP.
 //! * [`limits`], [`logging`]: process set-up for the binary.
 //!
-//! Authenticators live in the `remoteproxy-authenticators` crate.
+//! Authenticators live in the `remoteproxy-authenticators` crate. What a user of the library
+//! needs is public: the configuration, the server, the listeners, the monitor's limits and the
+//! close reasons; the pumps, pairing and bookkeeping are the crate's own.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,16 +28,16 @@ pub mod config;
 pub mod limits;
 pub mod logging;
 mod maps;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod monitor;
 pub mod protocol;
-pub mod proxy;
-pub mod relay;
+pub(crate) mod proxy;
+pub(crate) mod relay;
 pub mod reload;
 pub mod server;
 pub mod shutdown;
-pub mod statistics_log;
-pub mod stats;
+pub(crate) mod statistics_log;
+pub(crate) mod stats;
 pub mod transport;
 pub mod tunnelproxy;
 

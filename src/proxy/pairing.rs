@@ -156,12 +156,14 @@ impl Registry {
         rx
     }
 
-    /// How many keys are waiting or tunnelled (for tests and the monitor).
+    /// How many keys are waiting or tunnelled.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.lock().expect("registry lock poisoned").len()
     }
 
     /// Whether no key is in use.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
