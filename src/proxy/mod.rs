@@ -11,6 +11,9 @@ pub mod pairing;
 pub mod session;
 pub mod tunnel;
 
+#[cfg(test)]
+mod timer_tests;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 

@@ -122,8 +122,7 @@ impl Session {
     /// Until `Authenticate` has succeeded.
     async fn handshake(&mut self) -> Result<Authenticated, Exit> {
         let timeouts = self.ctx.timeouts;
-        let mut deadline =
-            pin!(sleep_until(Instant::from_std(self.conn.accepted_at + timeouts.handshake_deadline)));
+        let mut deadline = pin!(sleep_until(self.conn.accepted_at + timeouts.handshake_deadline));
         let mut inactive = pin!(sleep(timeouts.inactive));
         let mut rpc_deadline = pin!(sleep(timeouts.json_rpc));
         let mut pending: Option<PendingAuth> = None;

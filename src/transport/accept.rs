@@ -13,7 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use remoteproxy_authenticators::{PeerAddress, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -208,7 +208,7 @@ async fn establish(
     carriage: Carriage,
 ) -> Option<Connection> {
     let Accepted { stream, peer, transport, id, permit } = accepted;
-    let accepted_at = Instant::now();
+    let accepted_at = tokio::time::Instant::now();
     let mut client_certificates = None;
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
         None => stream,

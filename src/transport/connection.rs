@@ -8,7 +8,9 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -108,6 +110,7 @@ pub struct Connection {
     /// Listener kind.
     pub transport: Transport,
     /// When the TCP (or unix) connection was accepted; `handshakeDeadline` counts from here.
+    /// tokio's clock, so the session timers can be tested with paused time.
     pub accepted_at: Instant,
     /// Client certificate chain from TLS, when presented.
     pub client_certificates: Option<Vec<Vec<u8>>>,

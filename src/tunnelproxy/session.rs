@@ -80,8 +80,7 @@ struct Session {
 impl Session {
     async fn handshake(&mut self) -> Result<Registered, Exit> {
         let timeouts = self.ctx.timeouts;
-        let mut deadline =
-            pin!(sleep_until(Instant::from_std(self.conn.accepted_at + timeouts.handshake_deadline)));
+        let mut deadline = pin!(sleep_until(self.conn.accepted_at + timeouts.handshake_deadline));
         let mut inactive = pin!(sleep(timeouts.inactive));
         loop {
             loop {
