@@ -4,11 +4,15 @@
 //! Connection ids are printed as braced uuids, the form the reference's tools expect; the
 //! number is the broker's connection id. Addresses are IPs without ports (empty for unix).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use remoteproxy_authenticators::PeerAddress;
-use serde_json::{Value, json};
+use remoteproxy_wire::monitor::{
+    Client, ProxyStatistic, Server, ServerClient, Snapshot, Totals, Tunnel, TunnelProxyStatistic,
+};
+use serde_json::Value;
 
 use super::{Api, ConnStats, Role, Stats};
 use crate::protocol::remote_proxy::API_VERSION;
@@ -29,114 +33,129 @@ fn address(peer: PeerAddress) -> String {
     }
 }
 
-/// The snapshot; `print_all` also lists TunnelProxy servers without clients.
+/// The snapshot; `print_all` also lists TunnelProxy servers without clients. Built with the
+/// wire crate's types (the monitor reads with the same ones) and returned as a `Value`, whose
+/// keys are sorted as the reference writes them.
 pub fn snapshot(stats: &Stats, print_all: bool) -> Value {
     let connections = stats.connections();
     let tunnels = stats.live_tunnels();
     let totals = stats.totals();
     let (throughput, tunnel_proxy_throughput) = stats.throughput();
+    let count = |n: usize| n as u64;
 
     let v1: Vec<&ConnStats> = connections.iter().map(|c| c.as_ref()).filter(|c| c.api == Api::V1).collect();
-    let clients: Vec<Value> = v1
+    let clients: Vec<Client> = v1
         .iter()
         .map(|c| {
             let info = c.info();
-            json!({
-                "address": address(c.peer),
-                "authenticated": info.authenticated,
-                "id": braced_id(c.id),
-                "name": info.name,
-                "rxDataCount": c.rx.load(Ordering::Relaxed),
-                "timestamp": seconds(c.created),
-                "tunnelConnected": info.tunnel_connected,
-                "txDataCount": c.tx.load(Ordering::Relaxed),
-                "userName": info.user_name.unwrap_or_default(),
-                "uuid": info.uuid,
-            })
+            Client {
+                address: address(c.peer),
+                authenticated: info.authenticated,
+                id: braced_id(c.id),
+                name: info.name,
+                rx_data_count: c.rx.load(Ordering::Relaxed),
+                timestamp: seconds(c.created),
+                tunnel_connected: info.tunnel_connected,
+                tx_data_count: c.tx.load(Ordering::Relaxed),
+                user_name: info.user_name.unwrap_or_default(),
+                uuid: info.uuid,
+            }
         })
         .collect();
-    let tunnel_list: Vec<Value> = tunnels
+    let tunnel_list: Vec<Tunnel> = tunnels
         .iter()
-        .map(|t| json!({"clientOne": braced_id(t.one), "clientTwo": braced_id(t.two), "timestamp": seconds(t.created)}))
+        .map(|t| Tunnel {
+            client_one: braced_id(t.one),
+            client_two: braced_id(t.two),
+            timestamp: seconds(t.created),
+        })
         .collect();
 
     let v2: Vec<&ConnStats> = connections.iter().map(|c| c.as_ref()).filter(|c| c.api == Api::V2).collect();
     let roles: Vec<(&ConnStats, super::ConnInfo)> = v2.iter().map(|c| (*c, c.info())).collect();
-    let mut transports = json!({"TCP": 0, "WebSocket": 0, "unix": 0});
+    let mut transports: BTreeMap<String, u64> =
+        ["TCP", "WebSocket", "unix"].into_iter().map(|name| (name.to_string(), 0)).collect();
     for (conn, _) in &roles {
-        let key = conn.transport.as_str();
-        transports[key] = json!(transports[key].as_u64().unwrap_or(0) + 1);
+        *transports.entry(conn.transport.as_str().to_string()).or_default() += 1;
     }
     let servers: Vec<&(&ConnStats, super::ConnInfo)> =
         roles.iter().filter(|(_, i)| i.role == Role::Server).collect();
     let client_count = roles.iter().filter(|(_, i)| matches!(i.role, Role::Client { .. })).count();
-    let tunnel_connections: Vec<Value> = servers
+    let tunnel_connections: Vec<Server> = servers
         .iter()
         .filter_map(|(server, info)| {
-            let clients: Vec<Value> = roles
+            let clients: Vec<ServerClient> = roles
                 .iter()
                 .filter(|(_, i)| i.role == Role::Client { server: server.id })
-                .map(|(c, i)| {
-                    json!({
-                        "address": address(c.peer),
-                        "clientUuid": i.uuid,
-                        "id": braced_id(c.id),
-                        "name": i.name,
-                        "rxDataCount": c.rx.load(Ordering::Relaxed),
-                        "timestamp": seconds(c.created),
-                        "txDataCount": c.tx.load(Ordering::Relaxed),
-                    })
+                .map(|(c, i)| ServerClient {
+                    address: address(c.peer),
+                    client_uuid: i.uuid.clone(),
+                    id: braced_id(c.id),
+                    name: i.name.clone(),
+                    rx_data_count: c.rx.load(Ordering::Relaxed),
+                    timestamp: seconds(c.created),
+                    tx_data_count: c.tx.load(Ordering::Relaxed),
                 })
                 .collect();
-            (print_all || !clients.is_empty()).then(|| {
-                json!({
-                    "address": address(server.peer),
-                    "clientConnections": clients,
-                    "id": braced_id(server.id),
-                    "name": info.name,
-                    "rxDataCount": server.rx.load(Ordering::Relaxed),
-                    "serverUuid": info.uuid,
-                    "timestamp": seconds(server.created),
-                    "txDataCount": server.tx.load(Ordering::Relaxed),
-                })
+            (print_all || !clients.is_empty()).then(|| Server {
+                address: address(server.peer),
+                client_connections: clients,
+                id: braced_id(server.id),
+                name: info.name.clone(),
+                rx_data_count: server.rx.load(Ordering::Relaxed),
+                server_uuid: info.uuid.clone(),
+                timestamp: seconds(server.created),
+                tx_data_count: server.tx.load(Ordering::Relaxed),
             })
         })
         .collect();
 
-    json!({
-        "apiVersion": API_VERSION,
-        "serverName": stats.server_name(),
-        "serverVersion": env!("CARGO_PKG_VERSION"),
-        "uptime": stats.uptime().as_secs(),
-        "proxyStatistic": {
-            "clientCount": v1.len(),
-            "tunnelCount": tunnels.len(),
-            "troughput": throughput,
-            "throughput": throughput,
-            "total": {
-                "totalClientCount": totals.clients,
-                "totalTraffic": totals.traffic,
-                "totalTunnelCount": totals.tunnels,
+    let snapshot = Snapshot {
+        api_version: API_VERSION.to_string(),
+        server_name: stats.server_name().to_string(),
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime: Some(stats.uptime().as_secs()),
+        proxy_statistic: ProxyStatistic {
+            client_count: count(v1.len()),
+            tunnel_count: count(tunnels.len()),
+            troughput: throughput,
+            throughput: Some(throughput),
+            total: Totals {
+                total_client_count: totals.clients,
+                total_traffic: totals.traffic,
+                total_tunnel_count: totals.tunnels,
             },
-            "clients": clients,
-            "tunnels": tunnel_list,
+            clients,
+            tunnels: tunnel_list,
         },
-        "tunnelProxyStatistic": {
-            "clientConnectionsCount": client_count,
-            "serverConnectionsCount": servers.len(),
+        tunnel_proxy_statistic: TunnelProxyStatistic {
+            client_connections_count: count(client_count),
+            server_connections_count: count(servers.len()),
             // The reference counts the v2 connections open now under this name.
-            "totalClientCount": v2.len(),
-            "troughput": tunnel_proxy_throughput,
-            "throughput": tunnel_proxy_throughput,
-            "transports": transports,
-            "tunnelConnections": tunnel_connections,
+            total_client_count: count(v2.len()),
+            troughput: tunnel_proxy_throughput,
+            throughput: Some(tunnel_proxy_throughput),
+            transports,
+            tunnel_connections,
         },
-    })
+    };
+    serde_json::to_value(snapshot).expect("the snapshot types serialize")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_sorted_as_the_reference_writes_them() {
+        let stats = Stats::new("n", Vec::new());
+        let text = serde_json::to_string(&snapshot(&stats, true)).unwrap();
+        let keys =
+            ["apiVersion", "proxyStatistic", "serverName", "serverVersion", "tunnelProxyStatistic", "uptime"];
+        let at: Vec<usize> = keys.iter().map(|k| text.find(&format!("\"{k}\"")).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
     use remoteproxy_authenticators::Transport;
     use std::net::SocketAddr;
 

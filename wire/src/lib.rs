@@ -3,7 +3,8 @@
 //! * [`slip`]: the TunnelProxy (v2) framing, SLIP with socket addresses (its items are also at
 //!   the crate root);
 //! * [`TunnelProxyError`] (`outcome.rs`): the v2 registration results;
-//! * [`AuthenticationError`] (`authentication.rs`): the v1 `Authenticate` outcomes.
+//! * [`AuthenticationError`] (`authentication.rs`): the v1 `Authenticate` outcomes;
+//! * [`monitor`]: the snapshot the broker's monitor socket sends.
 //!
 //! Small and dependency-light on purpose: the client library, the broker and the authenticators
 //! all build on it.
@@ -12,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod authentication;
+pub mod monitor;
 pub mod outcome;
 pub mod slip;
 
