@@ -385,10 +385,19 @@ async fn built_in_defaults_start_as_a_normal_user() {
         eprintln!("not root: cannot switch to a normal user here; skipped");
         return;
     }
+    // The user runs a copy in a directory everyone can enter: the checkout itself may sit below
+    // a directory only root can (a CI clone under /root, say).
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("remoteproxy");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let stderr_path = dir.path().join("stderr");
     let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", BIN, "-m"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env"])
+        .arg(&bin)
+        .arg("-m")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
