@@ -71,9 +71,8 @@ impl Server {
     /// The certificate chain the TLS listeners serve, as PEM (`None` with TLS off), so that the
     /// certificate a broker generated can be handed to clients (`remoteproxy-client --ca`).
     pub fn certificate_pem(&self) -> Option<String> {
-        let material = self.tls.as_ref()?;
-        let blocks: Vec<pem::Pem> = material
-            .certificate_chain
+        let blocks: Vec<pem::Pem> = self
+            .certificate_chain()?
             .iter()
             .map(|cert| pem::Pem::new("CERTIFICATE", cert.to_vec()))
             .collect();

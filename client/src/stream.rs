@@ -120,7 +120,7 @@ impl AsyncRead for TunnelStream {
             return Poll::Ready(Ok(()));
         }
         match &mut this.carrier {
-            Carrier::Stream(stream) => Pin::new(stream).poll_read(cx, buf),
+            Carrier::Stream(stream) => Pin::new(stream).poll_read(cx, buf).map_err(read_error),
             Carrier::WebSocket { ws, payload, close, half_close, partner_done, .. } => loop {
                 if *partner_done {
                     return Poll::Ready(Ok(()));
@@ -148,7 +148,7 @@ impl AsyncRead for TunnelStream {
                     }
                     None if *half_close => return Poll::Ready(Err(cut(None))),
                     None => return Poll::Ready(Ok(())),
-                    Some(Err(e)) => return Poll::Ready(Err(ws_io_error(e))),
+                    Some(Err(e)) => return Poll::Ready(Err(read_error(ws_io_error(e)))),
                 }
             },
         }
@@ -204,6 +204,21 @@ fn cut(reason: Option<&str>) -> io::Error {
         _ => "cut before the partner finished sending".to_string(),
     };
     io::Error::new(io::ErrorKind::ConnectionAborted, text)
+}
+
+/// A read that failed ended the tunnel before the partner finished: say so in one plain line
+/// (rustls's own text for a missing close_notify carries a link into its docs).
+fn read_error(error: io::Error) -> io::Error {
+    match error.kind() {
+        io::ErrorKind::UnexpectedEof => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "cut before the partner finished sending (the connection ended without TLS close_notify)",
+        ),
+        io::ErrorKind::ConnectionReset => {
+            io::Error::new(io::ErrorKind::ConnectionReset, format!("cut: {error}"))
+        }
+        _ => error,
+    }
 }
 
 /// tungstenite errors as io errors with a plain message.

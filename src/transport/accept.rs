@@ -133,7 +133,7 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
-        let accepted = Accepted { stream: Box::new(stream), peer, transport, id, permit };
+        let accepted = Accepted { stream, peer, transport, id, permit };
         ctx.tracker.spawn(async move {
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
@@ -147,9 +147,10 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
     }
 }
 
-/// A connection just accepted, before TLS and the upgrade.
-struct Accepted {
-    stream: BoxStream,
+/// A connection just accepted, before TLS and the upgrade. The stream keeps its own type until
+/// then, so TLS wraps it directly and the connection is boxed once.
+struct Accepted<S> {
+    stream: S,
     peer: PeerAddress,
     transport: Transport,
     id: u64,
@@ -201,9 +202,9 @@ async fn bounded<T, E: std::fmt::Display>(
 /// TLS handshake (when `tls` and configured) and WebSocket upgrade, each bounded. `None` when
 /// the client failed or was too slow (logged at debug: scanners and plain-text clients on TLS
 /// ports are routine).
-async fn establish(
+async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     ctx: &AcceptContext,
-    accepted: Accepted,
+    accepted: Accepted<S>,
     tls: bool,
     carriage: Carriage,
 ) -> Option<Connection> {
@@ -211,7 +212,7 @@ async fn establish(
     let accepted_at = tokio::time::Instant::now();
     let mut client_certificates = None;
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
-        None => stream,
+        None => Box::new(stream),
         Some(acceptor) => {
             let handshake = acceptor.accept(stream);
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);

@@ -28,7 +28,7 @@ pub enum Ending {
 pub async fn print(mut stream: TunnelStream, name: &str, pingpong: bool) -> Ending {
     let ping = format!("Ping from {name}!");
     if pingpong && let Err(e) = write_flush(&mut stream, ping.as_bytes()).await {
-        return Ending::Early(describe(&e));
+        return Ending::Early(e.to_string());
     }
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; CHUNK];
@@ -36,7 +36,7 @@ pub async fn print(mut stream: TunnelStream, name: &str, pingpong: bool) -> Endi
         let n = match stream.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return Ending::Early(describe(&e)),
+            Err(e) => return Ending::Early(e.to_string()),
         };
         debug!(bytes = n, "<-- data");
         if stdout.write_all(&buf[..n]).await.is_err() || stdout.flush().await.is_err() {
@@ -45,14 +45,11 @@ pub async fn print(mut stream: TunnelStream, name: &str, pingpong: bool) -> Endi
         if pingpong {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Err(e) = write_flush(&mut stream, ping.as_bytes()).await {
-                return Ending::Early(describe(&e));
+                return Ending::Early(e.to_string());
             }
         }
     }
-    let ending = ending(&stream);
-    // A clean end (close_notify, a closing handshake) tells the partner nothing was cut.
-    stream.close().await;
-    ending
+    finish(stream).await
 }
 
 /// Pipes stdin to the tunnel and the tunnel to stdout. Where the tunnel cannot half-close, the
@@ -181,12 +178,8 @@ where
     let closing = if api == Api::V1 && stream.supports_half_close() { Closing::HalfClose } else { otherwise };
     let ended = pipe(&mut stream, closing, local_in, local_out).await;
     match ended {
-        Ok(()) => {
-            let ending = ending(&stream);
-            stream.close().await;
-            ending
-        }
-        Err(e) => Ending::Early(describe(&e)),
+        Ok(()) => finish(stream).await,
+        Err(e) => Ending::Early(e.to_string()),
     }
 }
 
@@ -270,22 +263,17 @@ where
     })
 }
 
-/// One plain line for an error that ended a tunnel.
-fn describe(error: &io::Error) -> String {
-    match error.kind() {
-        // rustls's text for this carries a link into its docs.
-        io::ErrorKind::UnexpectedEof => {
-            "cut before the partner finished sending (the connection ended without TLS close_notify)"
-                .to_string()
-        }
-        io::ErrorKind::ConnectionReset => format!("cut: {error}"),
-        _ => error.to_string(),
-    }
-}
-
 async fn write_flush<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8]) -> std::io::Result<()> {
     writer.write_all(data).await?;
     writer.flush().await
+}
+
+/// How a tunnel that ended without a cut ended, after closing it cleanly (close_notify, the
+/// closing handshake), which tells the partner nothing was cut.
+async fn finish(mut stream: TunnelStream) -> Ending {
+    let ending = ending(&stream);
+    stream.close().await;
+    ending
 }
 
 /// A tunnel that ends with the broker's `Stop server` ended early; any other close is normal.
