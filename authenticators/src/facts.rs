@@ -3,33 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-/// The listener kind a connection arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// A TCP connection (with or without TLS) speaking the byte-stream framing.
-    Tcp,
-    /// A WebSocket connection (with or without TLS).
-    WebSocket,
-    /// A local unix-domain socket.
-    Unix,
-}
-
-impl Transport {
-    /// The name used in logs, the monitor and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "TCP",
-            Transport::WebSocket => "WebSocket",
-            Transport::Unix => "unix",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use remoteproxy_wire::Transport;
 
 /// Where a connection came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use remoteproxy_authenticators::PeerAddress;
+use remoteproxy_wire::Transport;
 use remoteproxy_wire::monitor::{
     Client, ProxyStatistic, Server, ServerClient, Snapshot, Totals, Tunnel, TunnelProxyStatistic,
 };
@@ -74,7 +75,7 @@ pub fn snapshot(stats: &Stats, print_all: bool) -> Value {
     let v2: Vec<&ConnStats> = connections.iter().map(|c| c.as_ref()).filter(|c| c.api == Api::V2).collect();
     let roles: Vec<(&ConnStats, super::ConnInfo)> = v2.iter().map(|c| (*c, c.info())).collect();
     let mut transports: BTreeMap<String, u64> =
-        ["TCP", "WebSocket", "unix"].into_iter().map(|name| (name.to_string(), 0)).collect();
+        Transport::ALL.into_iter().map(|kind| (kind.as_str().to_string(), 0)).collect();
     for (conn, _) in &roles {
         *transports.entry(conn.transport.as_str().to_string()).or_default() += 1;
     }

@@ -4,7 +4,8 @@
 //!   the crate root);
 //! * [`TunnelProxyError`] (`outcome.rs`): the v2 registration results;
 //! * [`AuthenticationError`] (`authentication.rs`): the v1 `Authenticate` outcomes;
-//! * [`monitor`]: the snapshot the broker's monitor socket sends.
+//! * [`monitor`]: the snapshot the broker's monitor socket sends;
+//! * [`Transport`] (`transport.rs`): the listener kinds and their names.
 //!
 //! Small and dependency-light on purpose: the client library, the broker and the authenticators
 //! all build on it.
@@ -16,7 +17,9 @@ pub mod authentication;
 pub mod monitor;
 pub mod outcome;
 pub mod slip;
+mod transport;
 
 pub use authentication::AuthenticationError;
 pub use outcome::TunnelProxyError;
 pub use slip::*;
+pub use transport::Transport;
