@@ -40,6 +40,10 @@ struct Cli {
     /// Check the configuration (including certificates) and exit.
     #[arg(long = "check-config")]
     check_config: bool,
+    /// Print every configuration key with its default and what it does, as a commented
+    /// configuration file, and exit.
+    #[arg(long = "print-config")]
+    print_config: bool,
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     version: Option<bool>,
@@ -50,6 +54,10 @@ const STARTUP_ERROR: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", config::commented_file());
+        return ExitCode::SUCCESS;
+    }
     let config = match &cli.configuration {
         Some(path) => match config::load_file(path) {
             Ok(config) => config,

@@ -9,7 +9,7 @@ use remoteproxy_authenticators::config::{self as authentication_config, BrokerFa
 
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
-use super::{Config, ListenerSettings};
+use super::{Config, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings};
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -69,169 +69,134 @@ impl SettingsSource for Document<'_> {
 }
 
 impl Document<'_> {
-    /// Interprets the entries on top of the defaults.
+    /// Interprets the entries, and the declared defaults of the keys the file does not give.
     fn build(&self) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
-
         const PS: &str = "ProxyServer";
-        let server = &mut config.server;
-        if let Some(name) = self.get(PS, "name") {
-            server.name = name.to_string();
-        }
-        if let Some(value) = self.bool(PS, "writeLogs")? {
-            server.write_logs = value;
-        }
-        if let Some(value) = self.get(PS, "logFile") {
-            if value.is_empty() {
-                return Err(self.bad(PS, "logFile", "must not be empty (give a file path)"));
+        let millis = |key| -> Result<Duration, ConfigError> { self.given(PS, key, self.millis(PS, key)?) };
+        let timeout = |key| -> Result<Duration, ConfigError> {
+            let value = millis(key)?;
+            if value.is_zero() {
+                return Err(self.bad(PS, key, "must be greater than 0 milliseconds"));
             }
-            server.log_file = PathBuf::from(value);
-        }
-        if let Some(value) = self.bool(PS, "logEngineEnabled")? {
-            server.log_engine_enabled = value;
-        }
-        if let Some(value) = self.optional_path(PS, "monitorSocket") {
-            server.monitor_socket = value;
-        }
-        if let Some(value) = self.get(PS, "monitorSocketMode") {
-            server.monitor_socket_mode =
-                u32::from_str_radix(value, 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
-                    self.bad(
-                        PS,
-                        "monitorSocketMode",
-                        format!("{} is not an octal mode like 0660", shown("monitorSocketMode", value)),
-                    )
-                })?;
-        }
-        for (key, slot) in [
-            ("statisticsLogFile", &mut server.statistics_log_file),
-            ("statisticsStateFile", &mut server.statistics_state_file),
-        ] {
-            if let Some(value) = self.get(PS, key) {
-                if value.is_empty() {
-                    return Err(self.bad(PS, key, "must not be empty (give a file path)"));
-                }
-                *slot = PathBuf::from(value);
+            Ok(value)
+        };
+        let count = |key, unit, min: u64, max| -> Result<usize, ConfigError> {
+            let value = self.given(PS, key, self.number(PS, key, unit, max)?)?;
+            if value < min {
+                let unit = unit.map(|unit| format!(" {unit}")).unwrap_or_default();
+                return Err(self.bad(PS, key, format!("must be at least {min}{unit}")));
             }
-        }
-        if let Some(value) = self.number(PS, "maxMessageSize", Some("bytes"), u64::MAX)? {
-            if value < 256 {
-                return Err(self.bad(PS, "maxMessageSize", "must be at least 256 bytes"));
-            }
-            server.max_message_size = to_usize(value);
-        }
-        if let Some(value) = self.number(PS, "maxConnections", None, u64::MAX)? {
-            if value == 0 {
-                return Err(self.bad(PS, "maxConnections", "must be at least 1"));
-            }
-            server.max_connections = to_usize(value);
-        }
-        if let Some(value) = self.millis(PS, "shutdownGracePeriod")? {
-            server.shutdown_grace_period = value;
-        }
-        if let Some(value) = self.number(PS, "maxClientsPerServer", None, 0xFFFE)? {
-            if value == 0 {
-                return Err(self.bad(PS, "maxClientsPerServer", "must be at least 1"));
-            }
-            server.max_clients_per_server = to_usize(value);
-        }
-
-        let timeouts = &mut config.timeouts;
-        for (key, slot) in [
-            ("jsonRpcTimeout", &mut timeouts.json_rpc),
-            ("authenticationTimeout", &mut timeouts.authentication),
-            ("inactiveTimeout", &mut timeouts.inactive),
-            ("aloneTimeout", &mut timeouts.alone),
-            ("handshakeDeadline", &mut timeouts.handshake_deadline),
-            ("tlsHandshakeTimeout", &mut timeouts.tls_handshake),
-            ("tunnelProxyServerTimeout", &mut timeouts.tunnel_proxy_server),
-        ] {
-            if let Some(value) = self.millis(PS, key)? {
-                if value.is_zero() {
-                    return Err(self.bad(PS, key, "must be greater than 0 milliseconds"));
-                }
-                *slot = value;
-            }
-        }
-        if let Some(value) = self.millis(PS, "tunnelIdleTimeout")? {
-            timeouts.tunnel_idle = (!value.is_zero()).then_some(value);
-        }
+            Ok(usize::try_from(value).unwrap_or(usize::MAX))
+        };
+        let server = ServerSettings {
+            name: self.given(PS, "name", self.get(PS, "name"))?.to_string(),
+            write_logs: self.flag(PS, "writeLogs")?,
+            log_file: self.file(PS, "logFile")?,
+            log_engine_enabled: self.flag(PS, "logEngineEnabled")?,
+            monitor_socket: self.optional_path(PS, "monitorSocket").flatten(),
+            monitor_socket_mode: self.mode(PS, "monitorSocketMode")?,
+            statistics_log_file: self.file(PS, "statisticsLogFile")?,
+            statistics_state_file: self.file(PS, "statisticsStateFile")?,
+            max_message_size: count("maxMessageSize", Some("bytes"), 256, u64::MAX)?,
+            max_connections: count("maxConnections", None, 1, u64::MAX)?,
+            shutdown_grace_period: millis("shutdownGracePeriod")?,
+            max_clients_per_server: count("maxClientsPerServer", None, 1, 0xFFFE)?,
+        };
+        let timeouts = Timeouts {
+            json_rpc: timeout("jsonRpcTimeout")?,
+            authentication: timeout("authenticationTimeout")?,
+            inactive: timeout("inactiveTimeout")?,
+            alone: timeout("aloneTimeout")?,
+            tunnel_idle: Some(millis("tunnelIdleTimeout")?).filter(|value| !value.is_zero()),
+            handshake_deadline: timeout("handshakeDeadline")?,
+            tls_handshake: timeout("tlsHandshakeTimeout")?,
+            tunnel_proxy_server: timeout("tunnelProxyServerTimeout")?,
+        };
 
         const SSL: &str = "SSL";
-        if let Some(value) = self.bool(SSL, "enabled")? {
-            config.tls.enabled = value;
-        }
-        if let Some(value) = self.optional_path(SSL, "certificate") {
-            config.tls.certificate = value;
-        }
-        if let Some(value) = self.optional_path(SSL, "certificateKey") {
-            config.tls.certificate_key = value;
-        }
-        if let Some(value) = self.optional_path(SSL, "certificateChain") {
-            config.tls.certificate_chain = value;
-        }
-        if let Some(value) = self.optional_path(SSL, "clientCaCertificate") {
-            config.tls.client_ca = value;
-        }
-        if let Some(value) = self.bool(SSL, "clientCertificateRequired")? {
-            config.tls.client_certificate_required = value;
-        }
+        let tls = TlsSettings {
+            enabled: self.flag(SSL, "enabled")?,
+            certificate: self.optional_path(SSL, "certificate").flatten(),
+            certificate_key: self.optional_path(SSL, "certificateKey").flatten(),
+            certificate_chain: self.optional_path(SSL, "certificateChain").flatten(),
+            client_ca: self.optional_path(SSL, "clientCaCertificate").flatten(),
+            client_certificate_required: self.flag(SSL, "clientCertificateRequired")?,
+        };
 
-        self.listeners(&mut config.listeners, ["WebSocketServer", "TcpServer", "UnixSocketServer"])?;
-        self.listeners(
-            &mut config.tunnel_proxy_listeners,
-            ["WebSocketServerTunnelProxy", "TcpServerTunnelProxy", "UnixSocketServerTunnelProxy"],
-        )?;
+        let mut listeners = self.listeners(["WebSocketServer", "TcpServer", "UnixSocketServer"])?;
+        let tunnel_proxy_listeners = self.listeners([
+            "WebSocketServerTunnelProxy",
+            "TcpServerTunnelProxy",
+            "UnixSocketServerTunnelProxy",
+        ])?;
         // Applied after the listener sections were read, so that their mistakes are still reported.
-        if self.bool(PS, "proxyEnabled")? == Some(false) {
-            config.listeners = ListenerSettings { websocket: None, tcp: None, unix: None };
+        if !self.flag(PS, "proxyEnabled")? {
+            listeners = ListenerSettings { websocket: None, tcp: None, unix: None };
         }
-        self.check_distinct_addresses(&config)?;
 
         const METRICS: &str = "Metrics";
-        if let Some(value) = self.bool(METRICS, "enabled")? {
-            config.metrics.enabled = value;
-        }
-        if let Some(host) = self.get(METRICS, "host") {
-            let ip = parse_ip(host).ok_or_else(|| {
-                self.bad(METRICS, "host", format!("{} is not an IP address literal", shown("host", host)))
-            })?;
-            config.metrics.address.set_ip(ip);
-        }
-        if let Some(port) = self.number(METRICS, "port", None, 65535)? {
-            config.metrics.address.set_port(port as u16);
-        }
-        let facts = BrokerFacts {
-            client_ca_configured: config.tls.enabled && config.tls.client_ca.is_some(),
-            authentication_timeout: config.timeouts.authentication,
+        let host = self.given(METRICS, "host", self.get(METRICS, "host"))?;
+        let ip = parse_ip(host).ok_or_else(|| {
+            self.bad(METRICS, "host", format!("{} is not an IP address literal", shown("host", host)))
+        })?;
+        let port = self.given(METRICS, "port", self.number(METRICS, "port", None, 65535)?)?;
+        let metrics = MetricsSettings {
+            enabled: self.flag(METRICS, "enabled")?,
+            address: SocketAddr::new(ip, port as u16),
         };
-        config.authentication = authentication_config::read(self, facts)?;
-        config.authentication_implied =
-            config.authentication.is_some() && self.get("Authentication", "type").is_none_or(str::is_empty);
+
+        let facts = BrokerFacts {
+            client_ca_configured: tls.enabled && tls.client_ca.is_some(),
+            authentication_timeout: timeouts.authentication,
+        };
+        let authentication = authentication_config::read(self, facts)?;
+        let authentication_implied =
+            authentication.is_some() && self.get("Authentication", "type").is_none_or(str::is_empty);
+        let config = Config {
+            source: None,
+            server,
+            timeouts,
+            tls,
+            listeners,
+            tunnel_proxy_listeners,
+            metrics,
+            authentication,
+            authentication_implied,
+        };
+        self.check_distinct_addresses(&config)?;
         Ok(config)
     }
 
-    /// Applies the `[WebSocket...]`, `[Tcp...]` and `[UnixSocket...]` sections named in `names`.
-    fn listeners(
-        &self,
-        listeners: &mut ListenerSettings,
-        [websocket, tcp, unix]: [&str; 3],
-    ) -> Result<(), ConfigError> {
-        listeners.websocket = self.socket_address(websocket, listeners.websocket)?;
-        listeners.tcp = self.socket_address(tcp, listeners.tcp)?;
-        if let Some(value) = self.optional_path(unix, "unixSocketFileName") {
-            listeners.unix = value;
-        }
-        Ok(())
+    fn flag(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+        self.given(section, key, self.bool(section, key)?)
     }
 
-    /// `host` and `port` of one section on top of `default`. An empty host disables the
-    /// listener; a key not given keeps the default's part.
-    fn socket_address(
-        &self,
-        section: &str,
-        default: Option<SocketAddr>,
-    ) -> Result<Option<SocketAddr>, ConfigError> {
+    /// A path that must not be empty.
+    fn file(&self, section: &str, key: &str) -> Result<PathBuf, ConfigError> {
+        match self.given(section, key, self.get(section, key))? {
+            "" => Err(self.bad(section, key, "must not be empty (give a file path)")),
+            value => Ok(PathBuf::from(value)),
+        }
+    }
+
+    fn mode(&self, section: &str, key: &str) -> Result<u32, ConfigError> {
+        let value = self.given(section, key, self.get(section, key))?;
+        u32::from_str_radix(value, 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
+            self.bad(section, key, format!("{} is not an octal mode like 0660", shown(key, value)))
+        })
+    }
+
+    /// The `[WebSocket...]`, `[Tcp...]` and `[UnixSocket...]` sections named.
+    fn listeners(&self, [websocket, tcp, unix]: [&str; 3]) -> Result<ListenerSettings, ConfigError> {
+        Ok(ListenerSettings {
+            websocket: self.socket_address(websocket)?,
+            tcp: self.socket_address(tcp)?,
+            unix: self.optional_path(unix, "unixSocketFileName").flatten(),
+        })
+    }
+
+    /// `host` and `port` of one section. An empty host disables the listener.
+    fn socket_address(&self, section: &str) -> Result<Option<SocketAddr>, ConfigError> {
         let port = match self.get(section, "port") {
             None => None,
             Some(value) => {
@@ -265,14 +230,12 @@ impl Document<'_> {
                 }
             },
         };
-        match (host, port, default) {
-            (None, None, default) => Ok(default),
-            (Some(ip), Some(port), _) => Ok(Some(SocketAddr::new(ip, port))),
-            (Some(ip), None, Some(default)) => Ok(Some(SocketAddr::new(ip, default.port()))),
-            (None, Some(port), Some(default)) => Ok(Some(SocketAddr::new(default.ip(), port))),
-            // No built-in default for this listener: both keys are needed.
-            (Some(_), None, None) => Err(self.bad(section, "port", "missing (give host and port)")),
-            (None, Some(_), None) => Err(self.bad(section, "host", "missing (give host and port)")),
+        match (host, port) {
+            (Some(ip), Some(port)) => Ok(Some(SocketAddr::new(ip, port))),
+            (None, None) => Ok(None),
+            // A listener declared without a default needs both keys.
+            (Some(_), None) => Err(self.bad(section, "port", "missing (give host and port)")),
+            (None, Some(_)) => Err(self.bad(section, "host", "missing (give host and port)")),
         }
     }
 
@@ -294,10 +257,6 @@ impl Document<'_> {
         }
         Ok(())
     }
-}
-
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// An IPv4 or IPv6 literal; IPv6 bare (`::1`) or bracketed (`[::1]`). Host names are not

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, shown};
-use super::schema::GENERAL;
+use super::schema::{GENERAL, SYSTEM_RUNTIME_DIR, declared, sections};
 
 /// Longest timeout accepted (365 days), so that `Instant::now() + timeout` anywhere in the broker
 /// can never overflow and panic.
@@ -73,6 +73,9 @@ pub(super) struct Document<'a> {
     pub(super) sections: Vec<String>,
     /// Entries in file order; lookups take the last one, so the last duplicate wins.
     pub(super) entries: Vec<Entry>,
+    /// The declared defaults in the system runtime directory, moved to this user's (see
+    /// [`runtime_dir`](super::runtime_dir)).
+    runtime_defaults: Vec<Entry>,
 }
 
 impl<'a> Document<'a> {
@@ -82,7 +85,8 @@ impl<'a> Document<'a> {
             line,
             problem: problem.to_string(),
         };
-        let mut doc = Document { path, sections: Vec::new(), entries: Vec::new() };
+        let mut doc =
+            Document { path, sections: Vec::new(), entries: Vec::new(), runtime_defaults: Vec::new() };
         let mut section = GENERAL.to_string();
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -119,16 +123,23 @@ impl<'a> Document<'a> {
             let value = unquote(value.trim()).map_err(|problem| syntax(number, problem))?;
             doc.entries.push(Entry { section: section.clone(), key: key.to_string(), value });
         }
+        doc.runtime_defaults = runtime_defaults();
         Ok(doc)
     }
 
-    /// The value of the last `key=` line in `section`, if any.
+    /// The value of the last `key=` line in `section` or, when the file has none, the key's
+    /// declared default.
     pub(super) fn get(&self, section: &str, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|entry| entry.section == section && entry.key == key)
-            .map(|entry| entry.value.as_str())
+        let declaration = declared(section, key);
+        debug_assert!(declaration.is_some(), "[{section}] {key} is read but not declared in the schema");
+        last_of(&self.entries, section, key)
+            .or_else(|| last_of(&self.runtime_defaults, section, key))
+            .or_else(|| declaration.and_then(|key| key.default))
+    }
+
+    /// A value the schema gives a default, so it is always there.
+    pub(super) fn given<T>(&self, section: &str, key: &str, value: Option<T>) -> Result<T, ConfigError> {
+        value.ok_or_else(|| self.bad(section, key, "missing"))
     }
 
     pub(super) fn bad(&self, section: &str, key: &str, problem: impl Into<String>) -> ConfigError {
@@ -195,6 +206,38 @@ impl<'a> Document<'a> {
     pub(super) fn optional_path(&self, section: &str, key: &str) -> Option<Option<PathBuf>> {
         self.get(section, key).map(|value| (!value.is_empty()).then(|| PathBuf::from(value)))
     }
+}
+
+fn last_of<'e>(entries: &'e [Entry], section: &str, key: &str) -> Option<&'e str> {
+    entries
+        .iter()
+        .rev()
+        .find(|entry| entry.section == section && entry.key == key)
+        .map(|entry| entry.value.as_str())
+}
+
+/// The defaults declared in [`SYSTEM_RUNTIME_DIR`], where this user keeps its sockets instead.
+fn runtime_defaults() -> Vec<Entry> {
+    let runtime = super::runtime_dir();
+    if runtime == Path::new(SYSTEM_RUNTIME_DIR) {
+        return Vec::new();
+    }
+    let mut moved = Vec::new();
+    for section in sections() {
+        for key in section.keys {
+            let Some(file) =
+                key.default.and_then(|value| Path::new(value).strip_prefix(SYSTEM_RUNTIME_DIR).ok())
+            else {
+                continue;
+            };
+            moved.push(Entry {
+                section: section.name.to_string(),
+                key: key.name.to_string(),
+                value: runtime.join(file).display().to_string(),
+            });
+        }
+    }
+    moved
 }
 
 /// Decodes a trimmed raw value the way Qt does for the subset we accept: a fully double-quoted

@@ -5,7 +5,8 @@
 //! keys, `build` turns it into a [`Config`] (`error` words what goes wrong); everything else in the
 //! broker only ever sees the typed tree, so a key is parsed and validated in exactly one place.
 //!
-//! Defaults are those of PROTOCOL §1 and §4: with no file at all the broker listens on
+//! Every key is declared once, with its default and doc, in `schema`. Defaults are those of
+//! PROTOCOL §1 and §4: with no file at all the broker listens on
 //! 127.0.0.1:1212 (WebSocket) and 127.0.0.1:1213 (TCP) with TLS on, and on the unix socket
 //! `/run/remoteproxy/proxy.socket`. A user who cannot write `/run/remoteproxy` (anybody but root
 //! or the service's own user) gets the sockets in `$XDG_RUNTIME_DIR/remoteproxy` instead (or a
@@ -17,7 +18,7 @@ mod error;
 pub mod ini;
 mod schema;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub use remoteproxy_authenticators::settings::{
     AuthenticationSettings, AwsLambdaSettings, CertificateSettings, HttpSettings, JwtSettings, KindSettings,
     StaticSettings, SubjectField, ThrottleSettings,
 };
+pub use schema::commented_file;
 
 /// The whole broker configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +157,7 @@ pub struct ListenerSettings {
 /// `remoteproxy-<uid>` in the temporary directory when there is no XDG runtime directory.
 pub fn runtime_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    const SYSTEM: &str = "/run/remoteproxy";
+    const SYSTEM: &str = schema::SYSTEM_RUNTIME_DIR;
     // The owner of /proc/self is the process's effective user.
     let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
     let usable = match std::fs::metadata(SYSTEM) {
@@ -172,55 +174,10 @@ pub fn runtime_dir() -> PathBuf {
 }
 
 impl Default for Config {
+    /// The build of an empty file: every key at its default as declared in `schema.rs`.
     fn default() -> Self {
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Config {
-            source: None,
-            server: ServerSettings {
-                name: "remoteproxy".to_string(),
-                write_logs: false,
-                log_file: PathBuf::from("/var/log/remoteproxy.log"),
-                log_engine_enabled: false,
-                monitor_socket: Some(runtime_dir().join("monitor.sock")),
-                monitor_socket_mode: 0o660,
-                statistics_log_file: PathBuf::from("/var/log/remoteproxy/statistics.log"),
-                statistics_state_file: PathBuf::from("/var/lib/remoteproxy/statistics.json"),
-                max_message_size: 10240,
-                max_connections: 65536,
-                shutdown_grace_period: Duration::from_secs(30),
-                max_clients_per_server: 1024,
-            },
-            timeouts: Timeouts {
-                json_rpc: Duration::from_millis(10000),
-                authentication: Duration::from_millis(8000),
-                inactive: Duration::from_millis(8000),
-                alone: Duration::from_millis(8000),
-                tunnel_idle: None,
-                handshake_deadline: Duration::from_millis(30000),
-                tls_handshake: Duration::from_millis(5000),
-                tunnel_proxy_server: Duration::from_millis(60000),
-            },
-            tls: TlsSettings {
-                enabled: true,
-                certificate: None,
-                certificate_key: None,
-                certificate_chain: None,
-                client_ca: None,
-                client_certificate_required: false,
-            },
-            listeners: ListenerSettings {
-                websocket: Some(SocketAddr::new(loopback, 1212)),
-                tcp: Some(SocketAddr::new(loopback, 1213)),
-                unix: Some(runtime_dir().join("proxy.socket")),
-            },
-            tunnel_proxy_listeners: ListenerSettings {
-                websocket: Some(SocketAddr::new(loopback, 2212)),
-                tcp: Some(SocketAddr::new(loopback, 2213)),
-                unix: None,
-            },
-            metrics: MetricsSettings { enabled: false, address: SocketAddr::new(loopback, 9164) },
-            authentication: None,
-            authentication_implied: false,
-        }
+        // The declared defaults are tested to build (`config::tests::defaults_build`).
+        parse_str("", std::path::Path::new("built-in defaults"))
+            .unwrap_or_else(|error| unreachable!("the declared defaults do not build: {error}"))
     }
 }

@@ -1,92 +1,247 @@
-//! The sections and keys a file may have: the one list the unknown-name checks and their messages
-//! read.
+//! Every section and key a file may have, each declared once: section, name, type, default and
+//! doc. The parser takes the defaults from here (so [`Config::default`](super::Config) is the
+//! build of an empty file), the unknown-name checks and their messages list these names, and
+//! `--print-config` writes this table as a commented file. The authenticators declare their
+//! sections next to their code (`remoteproxy_authenticators::config::SECTIONS`).
+
+use remoteproxy_authenticators::config::{Key, Kind, SECTIONS as AUTHENTICATION, Section, key, optional};
 
 use super::error::ConfigError;
 use super::ini::Document;
 
-/// The broker's own sections and their keys; the authenticators list theirs
-/// (`remoteproxy_authenticators::config::SECTIONS`). The order is the one used in messages.
-const SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "ProxyServer",
-        &[
-            "name",
-            "writeLogs",
-            "logFile",
-            "logEngineEnabled",
-            "monitorSocket",
-            "jsonRpcTimeout",
-            "authenticationTimeout",
-            "inactiveTimeout",
-            "aloneTimeout",
-            "proxyEnabled",
-            "maxMessageSize",
-            "tunnelIdleTimeout",
-            "maxConnections",
-            "shutdownGracePeriod",
-            "handshakeDeadline",
-            "tlsHandshakeTimeout",
-            "maxClientsPerServer",
-            "tunnelProxyServerTimeout",
-            "monitorSocketMode",
-            "statisticsLogFile",
-            "statisticsStateFile",
+/// Where the packaged service keeps its sockets. Defaults below written with this directory move
+/// to [`runtime_dir`](super::runtime_dir) for a user who cannot use it.
+pub(super) const SYSTEM_RUNTIME_DIR: &str = "/run/remoteproxy";
+
+/// The keys of a TCP or WebSocket listener's section.
+const fn listener(host: &'static str, port: &'static str) -> [Key; 2] {
+    [
+        key(
+            "host",
+            Kind::Host,
+            host,
+            "Address to listen on (0.0.0.0 or [::] for all); empty turns this listener off.",
+        ),
+        key("port", Kind::Port, port, "Port to listen on; 0 picks a free one."),
+    ]
+}
+
+const V1_WEBSOCKET: [Key; 2] = listener("127.0.0.1", "1212");
+const V1_TCP: [Key; 2] = listener("127.0.0.1", "1213");
+const V2_WEBSOCKET: [Key; 2] = listener("127.0.0.1", "2212");
+const V2_TCP: [Key; 2] = listener("127.0.0.1", "2213");
+
+/// The broker's own sections, in the order messages and the commented file use.
+const BROKER: &[Section] = &[
+    Section {
+        name: "ProxyServer",
+        doc: "The broker itself: its name, logs, monitor, limits and timers.",
+        keys: &[
+            key("name", Kind::Text, "remoteproxy", "The server name RemoteProxy.Hello returns."),
+            key("writeLogs", Kind::Flag, "false", "Also write the log to logFile."),
+            key("logFile", Kind::Path, "/var/log/remoteproxy.log", "The log file, with writeLogs."),
+            key(
+                "logEngineEnabled",
+                Kind::Flag,
+                "false",
+                "Write one JSON line per finished tunnel to statisticsLogFile and keep totals in statisticsStateFile.",
+            ),
+            key(
+                "monitorSocket",
+                Kind::Path,
+                "/run/remoteproxy/monitor.sock",
+                "The monitor socket (remoteproxy-monitor reads it); empty turns it off.",
+            ),
+            key(
+                "jsonRpcTimeout",
+                Kind::Millis,
+                "10000",
+                "A call not answered within this closes the connection.",
+            ),
+            key("authenticationTimeout", Kind::Millis, "8000", "How long the authenticator may take."),
+            key(
+                "inactiveTimeout",
+                Kind::Millis,
+                "8000",
+                "Silence allowed before authentication; restarted by every chunk received.",
+            ),
+            key(
+                "aloneTimeout",
+                Kind::Millis,
+                "8000",
+                "How long an authenticated client waits for its partner.",
+            ),
+            key(
+                "proxyEnabled",
+                Kind::Flag,
+                "true",
+                "Serve the v1 proxy API; false turns off its three listeners.",
+            ),
+            key(
+                "maxMessageSize",
+                Kind::Bytes,
+                "10240",
+                "An incoming JSON message still incomplete after this many bytes closes the connection; at least 256.",
+            ),
+            key(
+                "tunnelIdleTimeout",
+                Kind::Millis,
+                "0",
+                "An established tunnel with no byte in either direction for this long is closed; 0 means never.",
+            ),
+            key("maxConnections", Kind::Count, "65536", "Connections over this count are closed at accept."),
+            key(
+                "shutdownGracePeriod",
+                Kind::Millis,
+                "30000",
+                "How long established tunnels may go on after a stop signal.",
+            ),
+            key(
+                "handshakeDeadline",
+                Kind::Millis,
+                "30000",
+                "From accept until Authenticate was received; not restarted by traffic.",
+            ),
+            key(
+                "tlsHandshakeTimeout",
+                Kind::Millis,
+                "5000",
+                "A TLS handshake not finished within this is dropped.",
+            ),
+            key(
+                "maxClientsPerServer",
+                Kind::Count,
+                "1024",
+                "Clients one registered TunnelProxy server may have at once; at most 65534.",
+            ),
+            key(
+                "tunnelProxyServerTimeout",
+                Kind::Millis,
+                "60000",
+                "A registered TunnelProxy server that sends nothing for this long is closed.",
+            ),
+            key("monitorSocketMode", Kind::Mode, "0660", "Permissions of the monitor socket."),
+            key(
+                "statisticsLogFile",
+                Kind::Path,
+                "/var/log/remoteproxy/statistics.log",
+                "With logEngineEnabled: one JSON line per finished tunnel.",
+            ),
+            key(
+                "statisticsStateFile",
+                Kind::Path,
+                "/var/lib/remoteproxy/statistics.json",
+                "With logEngineEnabled: the totals kept across restarts.",
+            ),
         ],
-    ),
-    (
-        "SSL",
-        &[
-            "enabled",
-            "certificate",
-            "certificateKey",
-            "certificateChain",
-            "clientCaCertificate",
-            "clientCertificateRequired",
+    },
+    Section {
+        name: "SSL",
+        doc: "TLS on the TCP and WebSocket listeners.",
+        keys: &[
+            key("enabled", Kind::Flag, "true", "TLS on the TCP and WebSocket listeners."),
+            optional(
+                "certificate",
+                Kind::Path,
+                "PEM certificate, leaf first; without it a self-signed one is made at every start.",
+            ),
+            optional("certificateKey", Kind::Path, "PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)."),
+            optional("certificateChain", Kind::Path, "PEM intermediate certificates served after the leaf."),
+            optional(
+                "clientCaCertificate",
+                Kind::Path,
+                "Verify client certificates against these CAs (the certificate authenticator needs it).",
+            ),
+            key(
+                "clientCertificateRequired",
+                Kind::Flag,
+                "false",
+                "Refuse TLS handshakes without a client certificate.",
+            ),
         ],
-    ),
-    ("WebSocketServer", &["host", "port"]),
-    ("TcpServer", &["host", "port"]),
-    ("UnixSocketServer", &["unixSocketFileName"]),
-    ("WebSocketServerTunnelProxy", &["host", "port"]),
-    ("TcpServerTunnelProxy", &["host", "port"]),
-    ("UnixSocketServerTunnelProxy", &["unixSocketFileName"]),
-    ("Metrics", &["enabled", "host", "port"]),
+    },
+    Section { name: "WebSocketServer", doc: "The v1 proxy API over WebSocket.", keys: &V1_WEBSOCKET },
+    Section { name: "TcpServer", doc: "The v1 proxy API over TCP.", keys: &V1_TCP },
+    Section {
+        name: "UnixSocketServer",
+        doc: "The v1 proxy API on a local unix socket.",
+        keys: &[key(
+            "unixSocketFileName",
+            Kind::Path,
+            "/run/remoteproxy/proxy.socket",
+            "The socket's path; empty turns this listener off.",
+        )],
+    },
+    Section {
+        name: "WebSocketServerTunnelProxy",
+        doc: "The v2 TunnelProxy API over WebSocket.",
+        keys: &V2_WEBSOCKET,
+    },
+    Section { name: "TcpServerTunnelProxy", doc: "The v2 TunnelProxy API over TCP.", keys: &V2_TCP },
+    Section {
+        name: "UnixSocketServerTunnelProxy",
+        doc: "The v2 TunnelProxy API on a local unix socket.",
+        keys: &[optional("unixSocketFileName", Kind::Path, "The socket's path; off when not given.")],
+    },
+    Section {
+        name: "Metrics",
+        doc: "The Prometheus endpoint (/metrics and /healthz).",
+        keys: &[
+            key("enabled", Kind::Flag, "false", "Serve /metrics and /healthz."),
+            key(
+                "host",
+                Kind::Host,
+                "127.0.0.1",
+                "Address to listen on (loopback: metrics are for the operator).",
+            ),
+            key("port", Kind::Port, "9164", "Port to listen on."),
+        ],
+    },
 ];
 
 /// Qt's name for the keys before the first section header. It has no keys of ours.
 pub(super) const GENERAL: &str = "General";
 
-pub(super) fn known_sections() -> String {
-    all_sections().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
-}
-
 /// Every section: the broker's, then the authenticators'.
-fn all_sections() -> impl Iterator<Item = &'static (&'static str, &'static [&'static str])> {
-    SCHEMA.iter().chain(remoteproxy_authenticators::config::SECTIONS)
+pub(crate) fn sections() -> impl Iterator<Item = &'static Section> {
+    BROKER.iter().chain(AUTHENTICATION)
 }
 
-pub(super) fn keys_of(section: &str) -> Option<&'static [&'static str]> {
-    all_sections().find(|(name, _)| *name == section).map(|(_, keys)| *keys)
+pub(super) fn known_sections() -> String {
+    sections().map(|section| section.name).collect::<Vec<_>>().join(", ")
+}
+
+pub(super) fn section(name: &str) -> Option<&'static Section> {
+    sections().find(|section| section.name == name)
+}
+
+/// The names of a section's keys, in declaration order.
+pub(super) fn keys_of(name: &str) -> Option<Vec<&'static str>> {
+    section(name).map(|section| section.keys.iter().map(|key| key.name).collect())
+}
+
+/// The declaration of `key` in `section`.
+pub(super) fn declared(section_name: &str, key: &str) -> Option<&'static Key> {
+    section(section_name).and_then(|section| section.key(key))
 }
 
 impl Document<'_> {
     /// Rejects unknown sections, then unknown keys, each in file order.
     pub(super) fn check_names(&self) -> Result<(), ConfigError> {
-        for section in &self.sections {
-            if section != GENERAL && keys_of(section).is_none() {
+        for name in &self.sections {
+            if name != GENERAL && section(name).is_none() {
                 return Err(ConfigError::UnknownSection {
                     path: self.path.to_path_buf(),
-                    section: section.clone(),
+                    section: name.clone(),
                 });
             }
         }
         for entry in &self.entries {
-            let known = keys_of(&entry.section).unwrap_or(&[]);
-            if !known.contains(&entry.key.as_str()) {
+            if declared(&entry.section, &entry.key).is_none() {
                 let hint = if entry.section == GENERAL {
                     format!("keys must be inside a section; known sections: {}", known_sections())
                 } else {
-                    format!("known keys: {}", known.join(", "))
+                    format!("known keys: {}", keys_of(&entry.section).unwrap_or_default().join(", "))
                 };
                 return Err(ConfigError::UnknownKey {
                     path: self.path.to_path_buf(),
@@ -98,4 +253,23 @@ impl Document<'_> {
         }
         Ok(())
     }
+}
+
+/// Every section and key as a commented configuration file: each key at its default, commented
+/// out, under what it does. The authentication sections' headers are commented out too, because
+/// an `[AWS]` header alone would choose the AWS authenticator.
+pub fn commented_file() -> String {
+    let mut out = String::from(
+        "# remoteproxy configuration (the nymea-remoteproxy INI format, with keys of our own).\n\
+         # Every key is shown at its default and commented out: remove the '#' to change one.\n",
+    );
+    for section in sections() {
+        let header = if BROKER.iter().any(|own| own.name == section.name) { "" } else { "#" };
+        out.push_str(&format!("\n# {}\n{header}[{}]\n", section.doc, section.name));
+        for key in section.keys {
+            out.push_str(&format!("# {} ({})\n", key.doc, key.kind.describe()));
+            out.push_str(&format!("#{}={}\n", key.name, key.default.unwrap_or("")));
+        }
+    }
+    out
 }

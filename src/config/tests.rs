@@ -520,3 +520,136 @@ fn bad_value_without_a_file() {
         "/a.conf: [SSL] certificate: x"
     );
 }
+
+/// The declared defaults build, and are PROTOCOL §1 and §4's.
+#[test]
+fn defaults_build() {
+    let config = Config::default();
+    let loopback = |port| Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    let runtime = crate::config::runtime_dir();
+    assert_eq!(
+        config.server,
+        ServerSettings {
+            name: "remoteproxy".to_string(),
+            write_logs: false,
+            log_file: PathBuf::from("/var/log/remoteproxy.log"),
+            log_engine_enabled: false,
+            monitor_socket: Some(runtime.join("monitor.sock")),
+            monitor_socket_mode: 0o660,
+            statistics_log_file: PathBuf::from("/var/log/remoteproxy/statistics.log"),
+            statistics_state_file: PathBuf::from("/var/lib/remoteproxy/statistics.json"),
+            max_message_size: 10240,
+            max_connections: 65536,
+            shutdown_grace_period: Duration::from_secs(30),
+            max_clients_per_server: 1024,
+        }
+    );
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            json_rpc: Duration::from_millis(10000),
+            authentication: Duration::from_millis(8000),
+            inactive: Duration::from_millis(8000),
+            alone: Duration::from_millis(8000),
+            tunnel_idle: None,
+            handshake_deadline: Duration::from_millis(30000),
+            tls_handshake: Duration::from_millis(5000),
+            tunnel_proxy_server: Duration::from_millis(60000),
+        }
+    );
+    assert_eq!(
+        config.tls,
+        TlsSettings {
+            enabled: true,
+            certificate: None,
+            certificate_key: None,
+            certificate_chain: None,
+            client_ca: None,
+            client_certificate_required: false,
+        }
+    );
+    assert_eq!(
+        config.listeners,
+        ListenerSettings {
+            websocket: loopback(1212),
+            tcp: loopback(1213),
+            unix: Some(runtime.join("proxy.socket"))
+        }
+    );
+    assert_eq!(
+        config.tunnel_proxy_listeners,
+        ListenerSettings { websocket: loopback(2212), tcp: loopback(2213), unix: None }
+    );
+    assert_eq!(config.metrics, MetricsSettings { enabled: false, address: loopback(9164).unwrap() });
+    assert_eq!((config.authentication, config.authentication_implied, config.source), (None, false, None));
+}
+
+/// Every key with a default holds a value its own type accepts: a section of nothing but the
+/// defaults, written out, builds to the defaults.
+#[test]
+fn written_defaults_read_back_as_the_defaults() {
+    let mut text = String::new();
+    for section in
+        crate::config::schema::sections().filter(|s| !s.name.contains("Authenticat") && s.name != "AWS")
+    {
+        text.push_str(&format!("[{}]\n", section.name));
+        for key in section.keys {
+            if let Some(value) = key.default {
+                let value = match value.strip_prefix("/run/remoteproxy/") {
+                    Some(file) => crate::config::runtime_dir().join(file).display().to_string(),
+                    None => value.to_string(),
+                };
+                text.push_str(&format!("{}={value}\n", key.name));
+            }
+        }
+    }
+    assert_eq!(parse(&text).unwrap(), Config::default());
+}
+
+#[test]
+fn the_commented_file_lists_every_key_and_reads_as_the_defaults() {
+    let text = crate::config::commented_file();
+    assert_eq!(parse(&text).unwrap(), Config::default());
+    for section in crate::config::schema::sections() {
+        assert!(text.contains(&format!("[{}]\n", section.name)), "[{}]", section.name);
+        for key in section.keys {
+            let line = format!("#{}={}\n", key.name, key.default.unwrap_or(""));
+            assert!(text.contains(&line), "[{}] {line}", section.name);
+        }
+    }
+}
+
+/// The README's configuration table names every declared key, so it cannot fall behind.
+#[test]
+fn the_readme_names_every_key() {
+    let readme = include_str!("../../README.md");
+    for section in crate::config::schema::sections() {
+        assert!(readme.contains(&format!("`[{}]`", section.name)), "README lacks [{}]", section.name);
+        for key in section.keys {
+            assert!(
+                readme.contains(&format!("`{}`", key.name)),
+                "README lacks [{}] {}",
+                section.name,
+                key.name
+            );
+        }
+    }
+}
+
+/// No section is declared twice, by the broker and the authenticators together, and no key twice
+/// within its section.
+#[test]
+fn declared_names_are_unique() {
+    let all: Vec<_> = crate::config::schema::sections().collect();
+    for (index, section) in all.iter().enumerate() {
+        assert!(all[..index].iter().all(|other| other.name != section.name), "[{}]", section.name);
+        for (at, key) in section.keys.iter().enumerate() {
+            assert!(
+                section.keys[..at].iter().all(|other| other.name != key.name),
+                "[{}] {}",
+                section.name,
+                key.name
+            );
+        }
+    }
+}

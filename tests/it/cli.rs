@@ -118,10 +118,27 @@ fn help_lists_every_flag() {
         "--verbose",
         "-v, --version",
         "--check-config",
+        "--print-config",
         "-h, --help",
     ] {
         assert!(run.stdout.contains(flag), "--help lists {flag}:\n{}", run.stdout);
     }
+}
+
+/// The commented file `--print-config` writes is a configuration that checks, with every key
+/// at its default; the one a user edits with an authenticator chosen is accepted too.
+#[test]
+fn print_config_writes_a_file_that_checks() {
+    let run = exec(&["--print-config"]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout.contains("#maxConnections=65536\n"), "{}", run.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remoteproxy.conf");
+    let edited = run.stdout.replace("#[Authentication]\n", "[Authentication]\ntype=mock\n");
+    std::fs::write(&path, edited).unwrap();
+    let check = exec(&["-c", path.to_str().unwrap(), "--check-config"]);
+    assert_eq!(check.code, Some(0), "stderr: {}", check.stderr);
+    assert!(check.stdout.contains("configuration OK"), "{}", check.stdout);
 }
 
 #[test]

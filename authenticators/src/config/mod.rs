@@ -1,7 +1,8 @@
 //! Each kind reads its own section of the broker's configuration file: `[Authentication]` says
 //! which kind (and the cache, throttle and request timeout every kind shares), the kind's section
 //! says the rest. The broker owns the file format and its one-line errors ([`SettingsSource`]);
-//! what a key means, its default and its checks live here, next to the authenticator that uses it.
+//! what a key means, its default (declared once in `keys.rs`) and its checks live here, next to
+//! the authenticator that uses it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,30 +13,10 @@ use crate::settings::{
 };
 use crate::token::Secret;
 
-const AUTH: &str = "Authentication";
-const AWS: &str = "AWS";
-const HTTP: &str = "HttpAuthenticator";
-const STATIC: &str = "StaticAuthenticator";
-const JWT: &str = "JwtAuthenticator";
-const CERT: &str = "CertificateAuthenticator";
+mod keys;
 
-/// The sections of authentication and their keys, for the broker's unknown-name checks.
-pub const SECTIONS: &[(&str, &[&str])] = &[
-    (AWS, &["region", "authorizerLambdaFunction", "awsCredentialsUrl", "lambdaEndpoint"]),
-    (AUTH, &["type", "cacheTtl", "throttle", "throttleBaseDelay", "throttleMaxDelay", "requestTimeout"]),
-    (HTTP, &["url", "authorization", "caCertificate"]),
-    (STATIC, &["file", "reloadInterval"]),
-    (JWT, &["jwks", "issuer", "audience", "userClaim", "leeway"]),
-    (CERT, &["userName"]),
-];
-
-/// The reference broker's `[AWS]` defaults, so a 1.8.4 file works unchanged.
-pub const AWS_DEFAULT_REGION: &str = "eu-west-1";
-/// See [`AWS_DEFAULT_REGION`].
-pub const AWS_DEFAULT_FUNCTION: &str = "system-services-authorizer-dev-checkToken";
-/// See [`AWS_DEFAULT_REGION`].
-pub const AWS_DEFAULT_CREDENTIALS_URL: &str =
-    "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2-Remote-Connection-Proxy-Role";
+use keys::{AUTH, AWS, CERT, HTTP, JWT, STATIC, default_of};
+pub use keys::{AWS_DEFAULT_CREDENTIALS_URL, Key, Kind, SECTIONS, Section, key, optional};
 
 /// The broker's configuration file as the authenticators read it: values by section and key,
 /// typed the file's way, and errors in the file's words (naming file, section and key; never a
@@ -45,7 +26,8 @@ pub trait SettingsSource {
     type Error;
     /// Whether the file has this section at all.
     fn has_section(&self, section: &str) -> bool;
-    /// The value of `key` in `section`, as written.
+    /// The value of `key` in `section` as written or, when the file does not give it, the key's
+    /// declared default.
     fn text(&self, section: &str, key: &str) -> Option<&str>;
     /// A boolean.
     fn boolean(&self, section: &str, key: &str) -> Result<Option<bool>, Self::Error>;
@@ -117,12 +99,13 @@ pub fn read<S: SettingsSource>(
         }
     };
     let cache_ttl = src.millis(AUTH, "cacheTtl")?.filter(|ttl| !ttl.is_zero());
-    let base = src.millis(AUTH, "throttleBaseDelay")?.unwrap_or(Duration::from_millis(250));
-    let max = src.millis(AUTH, "throttleMaxDelay")?.unwrap_or(Duration::from_millis(4000));
+    let base = given(src, AUTH, "throttleBaseDelay", src.millis(AUTH, "throttleBaseDelay")?)?;
+    let max = given(src, AUTH, "throttleMaxDelay", src.millis(AUTH, "throttleMaxDelay")?)?;
     if base > max {
         return Err(src.bad(AUTH, "throttleBaseDelay", "must not be larger than throttleMaxDelay".into()));
     }
-    let throttle = src.boolean(AUTH, "throttle")?.unwrap_or(true).then_some(ThrottleSettings { base, max });
+    let throttle = given(src, AUTH, "throttle", src.boolean(AUTH, "throttle")?)?
+        .then_some(ThrottleSettings { base, max });
     let limit = facts.authentication_timeout;
     let request_timeout = src.millis(AUTH, "requestTimeout")?.unwrap_or(limit * 3 / 4);
     if request_timeout.is_zero() || request_timeout >= limit {
@@ -135,19 +118,31 @@ pub fn read<S: SettingsSource>(
     Ok(Some(AuthenticationSettings { kind, cache_ttl, throttle, request_timeout }))
 }
 
+/// A value that has a declared default, so the source always gives it; a key declared without one
+/// would show up here as "missing" rather than as a silent zero.
+fn given<S: SettingsSource, T>(src: &S, section: &str, key: &str, value: Option<T>) -> Result<T, S::Error> {
+    value.ok_or_else(|| src.bad(section, key, "missing".into()))
+}
+
+/// A text key where an empty value, like an absent one, means the declared default (as the
+/// reference reads its `[AWS]` keys).
+fn text_or_default<S: SettingsSource>(src: &S, section: &str, key: &str) -> String {
+    src.non_empty(section, key).unwrap_or(default_of(section, key)).to_string()
+}
+
 fn aws_lambda<S: SettingsSource>(src: &S) -> AwsLambdaSettings {
-    let text = |key, default: &str| src.non_empty(AWS, key).unwrap_or(default).to_string();
+    let text = |key| text_or_default(src, AWS, key);
     AwsLambdaSettings {
-        region: text("region", AWS_DEFAULT_REGION),
-        function: text("authorizerLambdaFunction", AWS_DEFAULT_FUNCTION),
-        credentials_url: text("awsCredentialsUrl", AWS_DEFAULT_CREDENTIALS_URL),
+        region: text("region"),
+        function: text("authorizerLambdaFunction"),
+        credentials_url: text("awsCredentialsUrl"),
         lambda_endpoint: src.non_empty(AWS, "lambdaEndpoint").map(str::to_string),
     }
 }
 
 fn static_tokens<S: SettingsSource>(src: &S) -> Result<StaticSettings, S::Error> {
     let file = src.required(STATIC, "file", "the token hash file")?;
-    let reload_interval = src.millis(STATIC, "reloadInterval")?.unwrap_or(Duration::from_secs(2));
+    let reload_interval = given(src, STATIC, "reloadInterval", src.millis(STATIC, "reloadInterval")?)?;
     if reload_interval.is_zero() {
         return Err(src.bad(STATIC, "reloadInterval", "must be greater than 0 milliseconds".into()));
     }
@@ -155,12 +150,12 @@ fn static_tokens<S: SettingsSource>(src: &S) -> Result<StaticSettings, S::Error>
 }
 
 fn jwt<S: SettingsSource>(src: &S) -> Result<JwtSettings, S::Error> {
-    let leeway = src.number(JWT, "leeway", Some("seconds"), 3600)?.unwrap_or(60);
+    let leeway = given(src, JWT, "leeway", src.number(JWT, "leeway", Some("seconds"), 3600)?)?;
     Ok(JwtSettings {
         jwks_file: PathBuf::from(src.required(JWT, "jwks", "the JWKS file with the keys")?),
         issuer: src.non_empty(JWT, "issuer").map(str::to_string),
         audience: src.non_empty(JWT, "audience").map(str::to_string),
-        user_claim: src.non_empty(JWT, "userClaim").unwrap_or("sub").to_string(),
+        user_claim: text_or_default(src, JWT, "userClaim"),
         leeway: Duration::from_secs(leeway),
     })
 }
@@ -173,7 +168,7 @@ fn certificate<S: SettingsSource>(src: &S, facts: BrokerFacts) -> Result<Certifi
             "the certificate authenticator needs [SSL] enabled=true and clientCaCertificate".into(),
         ));
     }
-    let user_name_from = match src.non_empty(CERT, "userName").unwrap_or("CN") {
+    let user_name_from = match text_or_default(src, CERT, "userName").as_str() {
         "CN" => SubjectField::CommonName,
         "O" => SubjectField::Organization,
         other => {
