@@ -5,8 +5,8 @@
 //! shared documents; this crate is laid out along the path of one connection:
 //!
 //! * [`config`]: the nymea-compatible INI configuration and its defaults.
-//! * [`transport`]: listeners, TLS, WebSocket, and a [`transport::Connection`] in its JSON phase.
-//! * [`protocol`]: the JSON-RPC dialect: stream decoder, requests, responses, errors, introspection.
+//! * [`transport`]: listeners, TLS, WebSocket, and a connection in its JSON phase.
+//! * [`protocol`]: the JSON dialect: stream decoder, requests, responses, errors, introspection.
 //! * `proxy`: the v1 API: one session state machine per connection and pairing.
 //! * [`tunnelproxy`]: the v2 API: registered servers multiplexing their clients over SLIP.
 //! * `relay`: the byte and message pump between the two ends of a tunnel.
@@ -19,7 +19,8 @@
 //!
 //! Authenticators live in the `remoteproxy-authenticators` crate. What a user of the library
 //! needs is public: the configuration, the server, the listeners, the monitor's limits and the
-//! close reasons; the pumps, pairing and bookkeeping are the crate's own.
+//! close reasons (`protocol::reasons`); the decoder, the sessions, the pumps, pairing and
+//! bookkeeping are the crate's own, and so documented only where a comment says why.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -2,7 +2,7 @@
 //! broker and `remoteproxy-monitor`.
 //!
 //! Each client chooses its mode by what it sends:
-//! * **push**: a client that sends nothing gets [`snapshot`] as one compact JSON line right away
+//! * **push**: a client that sends nothing gets a snapshot as one compact JSON line right away
 //!   (after a short [`REQUEST_GRACE`] in which a request would win) and then once a second. A
 //!   client that only half-closes its side keeps getting them.
 //! * **request**: a client that sends `{"method":"refresh"}` or

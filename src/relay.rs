@@ -82,13 +82,11 @@ pub struct Report {
     pub a_to_b: u64,
     /// Payload bytes delivered from the second end to the first.
     pub b_to_a: u64,
-    /// Why it ended.
     pub reason: EndReason,
 }
 
 /// One end of a tunnel: its carrier and the bytes that came from it before the switch.
 pub struct TunnelEnd {
-    /// The carrier.
     pub wire: Wire,
     /// What this end sent that the broker already read during the handshake; it goes out first.
     pub early_data: EarlyData,

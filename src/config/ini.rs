@@ -1,4 +1,4 @@
-//! The INI loader: nymea-remoteproxy's Qt `QSettings` file, read unchanged, into a [`Config`].
+//! The INI loader: nymea-remoteproxy's Qt `QSettings` file, read unchanged, into a `Config`.
 //!
 //! A small hand parser rather than `rust-ini`: rust-ini silently joins a line that has no `=` with
 //! the next line into one key (so a typo would surface as a baffling multi-line "unknown key"),

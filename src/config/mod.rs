@@ -1,7 +1,7 @@
 //! Broker configuration: one struct tree, its built-in defaults, and the INI loader.
 //!
 //! The file format is the nymea-remoteproxy 1.8.4 INI file (Qt `QSettings` IniFormat), read
-//! unchanged, plus keys of our own. [`ini`] reads the file's syntax, `schema` knows its sections and
+//! unchanged, plus keys of our own. `ini` reads the file's syntax, `schema` knows its sections and
 //! keys, `build` turns it into a [`Config`] (`error` words what goes wrong); everything else in the
 //! broker only ever sees the typed tree, so a key is parsed and validated in exactly one place.
 //!
@@ -15,7 +15,7 @@
 
 mod build;
 mod error;
-pub mod ini;
+mod ini;
 mod schema;
 
 use std::net::SocketAddr;

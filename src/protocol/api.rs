@@ -17,16 +17,8 @@ pub enum ParamType {
     String,
     /// `Uuid`: must be a JSON string; its content is checked by the method itself.
     Uuid,
-    /// `Int`.
-    Int,
-    /// `UInt`.
     UInt,
-    /// `Double`.
-    Double,
-    /// `Bool`.
     Bool,
-    /// `Variant`: anything.
-    Variant,
     /// `Object`: anything (the reference does not check it).
     Object,
     /// `$ref:<Enum>`: one of the values of a named enum.
@@ -38,11 +30,8 @@ impl ParamType {
         match self {
             ParamType::String => "String".into(),
             ParamType::Uuid => "Uuid".into(),
-            ParamType::Int => "Int".into(),
             ParamType::UInt => "UInt".into(),
-            ParamType::Double => "Double".into(),
             ParamType::Bool => "Bool".into(),
-            ParamType::Variant => "Variant".into(),
             ParamType::Object => "Object".into(),
             ParamType::Ref(spec) => format!("$ref:{}", spec.name),
         }
@@ -52,9 +41,7 @@ impl ParamType {
 /// One key of a params or returns template.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
-    /// The key.
     pub key: &'static str,
-    /// Its type.
     pub ty: ParamType,
     /// Optional keys appear as `o:<key>` in introspection.
     pub optional: bool,
@@ -88,37 +75,27 @@ pub struct EnumSpec {
 /// A method.
 #[derive(Debug)]
 pub struct MethodSpec {
-    /// Namespace, e.g. `RemoteProxy`.
     pub namespace: &'static str,
-    /// Method name, e.g. `Hello`.
     pub name: &'static str,
     /// Human description (introspection).
     pub description: &'static str,
-    /// Params template.
     pub params: &'static [Param],
-    /// Returns template.
     pub returns: &'static [Param],
 }
 
 /// A notification the server may send.
 #[derive(Debug)]
 pub struct NotificationSpec {
-    /// Namespace.
     pub namespace: &'static str,
-    /// Name.
     pub name: &'static str,
-    /// Human description.
     pub description: &'static str,
-    /// Params template.
     pub params: &'static [Param],
 }
 
 /// A whole API.
 #[derive(Debug)]
 pub struct ApiSpec {
-    /// Every method.
     pub methods: &'static [&'static MethodSpec],
-    /// Every notification.
     pub notifications: &'static [NotificationSpec],
     /// Every enum listed under `types`.
     pub types: &'static [&'static EnumSpec],
@@ -211,9 +188,8 @@ fn check_type(param: &Param, value: &Value) -> Result<(), String> {
         ParamType::String => (scalar, "a string"),
         ParamType::Uuid => (value.is_string(), "a uuid"),
         ParamType::Bool => (scalar, "a bool"),
-        ParamType::Int | ParamType::UInt => (scalar, "a int"),
-        ParamType::Double => (scalar, "a double"),
-        ParamType::Variant | ParamType::Object => (true, ""),
+        ParamType::UInt => (scalar, "a int"),
+        ParamType::Object => (true, ""),
         ParamType::Ref(spec) => {
             let ok = value.as_str().is_some_and(|v| spec.values.contains(&v));
             if !ok {

@@ -16,33 +16,22 @@ pub enum RpcError {
     MissingId,
     /// `method` is not of the form `Namespace.Method`.
     InvalidMethod {
-        /// The request id.
         id: i64,
         /// The method text as received.
         got: String,
     },
     /// The namespace does not exist on this API.
-    NoSuchNamespace {
-        /// The request id.
-        id: i64,
-    },
+    NoSuchNamespace { id: i64 },
     /// The namespace exists but has no such method.
-    NoSuchMethod {
-        /// The request id.
-        id: i64,
-    },
+    NoSuchMethod { id: i64 },
     /// The params do not match the method's template.
     InvalidParams {
-        /// The request id.
         id: i64,
         /// What is wrong, in the reference's words.
         detail: String,
     },
     /// An asynchronous call was not answered within `jsonRpcTimeout`.
-    Timeout {
-        /// The request id.
-        id: i64,
-    },
+    Timeout { id: i64 },
     /// An incomplete message grew past `maxMessageSize`. Not answered, only closed.
     BufferOverflow,
 }

@@ -28,11 +28,9 @@ pub use pairing::Registry;
 pub struct ProxyContext {
     /// `[ProxyServer] name`, returned by `Hello`.
     pub server_name: String,
-    /// Timers.
     pub timeouts: Timeouts,
     /// Decides who may open tunnels.
     pub authenticator: Arc<dyn Authenticator>,
-    /// Waiting and active tunnels.
     pub registry: Arc<Registry>,
     /// Notification ids, one counter for the API.
     pub notification_ids: AtomicU64,

@@ -26,7 +26,6 @@ use crate::transport::Connection;
 pub struct Identity {
     /// `uuid` without braces.
     pub uuid: String,
-    /// `name`.
     pub name: String,
     /// From the authenticator, for logs.
     pub user_name: Option<String>,
@@ -36,7 +35,6 @@ pub struct Identity {
 pub struct Parked {
     /// The connection, still in its JSON phase.
     pub conn: Connection,
-    /// Who it is.
     pub identity: Identity,
 }
 

@@ -164,7 +164,7 @@ impl Session {
                 chunk = self.conn.read_chunk(), if !holding => match chunk {
                     Ok(Chunk::Data) => inactive.as_mut().reset(Instant::now() + timeouts.inactive),
                     Ok(Chunk::Control) => {}
-                    Ok(Chunk::Closed) | Err(ReadError::Io(_)) => return Err(Exit::Done),
+                    Ok(Chunk::Closed) | Err(ReadError::Io) => return Err(Exit::Done),
                     Err(ReadError::Oversized) => return Err(self.refuse(RpcError::BufferOverflow).await),
                 },
             }

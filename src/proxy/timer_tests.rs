@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{ProxyContext, Registry, session};
 use crate::config::Config;
 use crate::stats::Stats;
-use crate::transport::{Connection, Wire};
+use crate::transport::Connection;
+use crate::transport::connection::Wire;
 
 /// A session on one end of an in-memory pipe, with the default timers; the other end.
 fn session() -> DuplexStream {

@@ -18,7 +18,6 @@ use crate::stats::{SessionOutcome, TunnelHandle, TunnelRecord, TunnelSide};
 
 /// An established tunnel, ready to relay.
 pub struct Tunnel {
-    /// The broker's v1 context.
     pub ctx: Arc<ProxyContext>,
     /// The end that waited (parked) for its partner.
     pub a: TunnelEnd,

@@ -88,7 +88,6 @@ impl SessionOutcome {
 /// One side of a finished v1 tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSide {
-    /// How it was connected.
     pub transport: Transport,
     /// The user name the authenticator gave, if any.
     pub user_name: Option<String>,
@@ -101,7 +100,6 @@ pub struct TunnelSide {
 pub struct TunnelRecord {
     /// When the tunnel was established.
     pub start: SystemTime,
-    /// When it ended.
     pub end: SystemTime,
     /// The client that waited.
     pub first: TunnelSide,

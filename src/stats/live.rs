@@ -20,7 +20,6 @@ pub enum Role {
     /// Not registered (or a v1 connection).
     #[default]
     None,
-    /// A registered server.
     Server,
     /// A registered client of the server connection with this id.
     Client {
@@ -42,7 +41,6 @@ pub struct ConnInfo {
     pub authenticated: bool,
     /// Part of a tunnel (v1) or a joined client (v2).
     pub tunnel_connected: bool,
-    /// The v2 role.
     pub role: Role,
 }
 
@@ -51,13 +49,9 @@ pub struct ConnInfo {
 pub struct ConnStats {
     /// Process-unique connection id.
     pub id: u64,
-    /// The API it speaks.
     pub api: Api,
-    /// Where it came from.
     pub peer: PeerAddress,
-    /// How.
     pub transport: Transport,
-    /// When it was accepted.
     pub created: SystemTime,
     /// Payload bytes it sent through its tunnel.
     pub rx: AtomicU64,
@@ -143,7 +137,6 @@ pub struct TunnelInfo {
     pub one: u64,
     /// The joining client's connection id.
     pub two: u64,
-    /// When it was established.
     pub created: SystemTime,
 }
 

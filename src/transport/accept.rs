@@ -33,15 +33,12 @@ use crate::stats::{Refusal, Stats};
 pub struct AcceptContext {
     /// TLS for TCP and WebSocket listeners; `None` when `[SSL] enabled=false`.
     pub tls: Option<TlsAcceptor>,
-    /// `tlsHandshakeTimeout`.
     pub tls_handshake_timeout: Duration,
     /// Bound for the WebSocket upgrade (`inactiveTimeout`).
     pub upgrade_timeout: Duration,
-    /// `maxMessageSize`.
     pub max_message_size: usize,
     /// One permit per open connection (`maxConnections`).
     pub limiter: Arc<Semaphore>,
-    /// Connection ids.
     pub ids: AtomicU64,
     /// Cancelled when the broker stops accepting.
     pub stop_accepting: CancellationToken,
@@ -64,7 +61,6 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub enum Carriage {
     /// A byte stream (TCP, TLS or unix).
     Stream,
-    /// WebSocket.
     WebSocket {
         /// Grant half-close to clients that ask (v1 only: the v2 API has no half-close towards
         /// its clients).

@@ -55,7 +55,6 @@ impl Wire {
 /// Tunnel data the broker read during the handshake, in the shape it arrived.
 #[derive(Debug)]
 pub enum EarlyData {
-    /// From a byte stream.
     Bytes(Bytes),
     /// From a WebSocket: whole frames with their types.
     Frames(Vec<Message>),
@@ -75,8 +74,8 @@ pub enum Chunk {
 /// Why a read failed.
 #[derive(Debug)]
 pub enum ReadError {
-    /// The socket failed.
-    Io(io::Error),
+    /// The socket failed (the reason is not kept: the connection just ends).
+    Io,
     /// The peer sent more than the pre-tunnel budget without completing a message.
     Oversized,
 }
@@ -105,9 +104,7 @@ impl Exit {
 pub struct Connection {
     /// Process-unique id, for logs.
     pub id: u64,
-    /// Remote address.
     pub peer: PeerAddress,
-    /// Listener kind.
     pub transport: Transport,
     /// When the TCP (or unix) connection was accepted; `handshakeDeadline` counts from here.
     /// tokio's clock, so the session timers can be tested with paused time.
@@ -170,7 +167,7 @@ impl Connection {
                     Ok(0) => Ok(Chunk::Closed),
                     Ok(_) => Ok(Chunk::Data),
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Chunk::Closed),
-                    Err(e) => Err(ReadError::Io(e)),
+                    Err(_) => Err(ReadError::Io),
                 }
             }
             Wire::WebSocket(ws) => match ws.next().await {
@@ -186,8 +183,7 @@ impl Connection {
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Chunk::Control),
                 Some(Err(WsError::Io(e))) if ReadBudget::<()>::is_overrun(&e) => Err(ReadError::Oversized),
                 Some(Err(WsError::Capacity(_))) => Err(ReadError::Oversized),
-                Some(Err(WsError::Io(e))) => Err(ReadError::Io(e)),
-                Some(Err(e)) => Err(ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e))),
+                Some(Err(_)) => Err(ReadError::Io),
             },
         }
     }

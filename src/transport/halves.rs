@@ -25,7 +25,6 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// The reading side.
 pub enum ReadHalf {
-    /// A byte stream.
     Stream(tokio::io::ReadHalf<BoxStream>),
     /// A WebSocket: data frames' payloads are the byte stream.
     WebSocket(SplitStream<WsStream>),
@@ -33,9 +32,7 @@ pub enum ReadHalf {
 
 /// The writing side.
 pub enum WriteHalf {
-    /// A byte stream.
     Stream(tokio::io::WriteHalf<BoxStream>),
-    /// A WebSocket.
     WebSocket {
         /// The sending side of the WebSocket.
         sink: SplitSink<WsStream, Message>,

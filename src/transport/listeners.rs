@@ -2,7 +2,7 @@
 //!
 //! Binding is separate from serving so that a port that cannot be bound fails startup with a
 //! message naming the address (not a log line while the broker limps on), and so tests can bind
-//! `127.0.0.1:0` themselves and hand the listeners to [`crate::run`].
+//! `127.0.0.1:0` themselves and hand the listeners to [`Server::run`](crate::Server::run).
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,26 +1,26 @@
 //! Listeners and connections: everything below the JSON-RPC dialect.
 //!
-//! * [`listeners`]: binding TCP and unix sockets (startup errors name the address).
-//! * [`accept`]: accept loops, connection limit, TLS handshake and WebSocket upgrade.
-//! * [`tls`]: certificates and keys, or a generated self-signed certificate.
-//! * [`websocket`]: codec configuration and closing with a code and reason.
-//! * [`budget`]: bounds what a WebSocket client can make the broker buffer before its tunnel.
-//! * [`frames`]: remembers WebSocket frame types of bytes still buffered at the switch.
-//! * [`halves`]: a carrier split into read and write halves (TunnelProxy multiplexing).
-//! * [`connection`]: one connection in its JSON phase, and its hand-over to the relay.
+//! * `listeners`: binding TCP and unix sockets (startup errors name the address).
+//! * `accept`: accept loops, connection limit, TLS handshake and WebSocket upgrade.
+//! * `tls`: certificates and keys, or a generated self-signed certificate.
+//! * `websocket`: codec configuration and closing with a code and reason.
+//! * `budget`: bounds what a WebSocket client can make the broker buffer before its tunnel.
+//! * `frames`: remembers WebSocket frame types of bytes still buffered at the switch.
+//! * `halves`: a carrier split into read and write halves (TunnelProxy multiplexing).
+//! * `connection`: one connection in its JSON phase, and its hand-over to the relay.
 
-pub mod accept;
-pub mod budget;
-pub mod connection;
-pub mod frames;
-pub mod halves;
+pub(crate) mod accept;
+pub(crate) mod budget;
+pub(crate) mod connection;
+pub(crate) mod frames;
+pub(crate) mod halves;
 pub mod listeners;
-pub mod tls;
-pub mod websocket;
+pub(crate) mod tls;
+pub(crate) mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use connection::{Chunk, Connection, EarlyData, Exit, ReadError, Wire};
+pub(crate) use connection::{Chunk, Connection, EarlyData, Exit, ReadError};
 pub use listeners::{BindError, Listeners, ServerListeners, UnixSocketListener};
 
 /// Any byte stream a connection can run on: TCP, TLS over TCP, unix.

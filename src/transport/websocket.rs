@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -103,11 +103,6 @@ pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
         let _ = ws.get_mut().shutdown().await;
     }))
     .await;
-}
-
-/// Flushes whatever tungstenite still buffers (used before handing a stream to the relay).
-pub async fn flush(ws: &mut WsStream) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    ws.flush().await
 }
 
 /// Turns bytes from a stream into one WebSocket message: text when they are valid UTF-8 (holding

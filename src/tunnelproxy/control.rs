@@ -22,9 +22,7 @@ pub const CLIENT_IN_FLIGHT: usize = 256 << 10;
 pub enum Control {
     /// A client registered for this server.
     Join {
-        /// Its uuid.
         uuid: Uuid,
-        /// Its name.
         name: String,
         /// Its IP address as text (empty for unix clients).
         peer: String,
@@ -33,7 +31,6 @@ pub enum Control {
     },
     /// A client's connection ended.
     Leave {
-        /// Its socket address.
         address: u16,
         /// Its join id (socket addresses are reused).
         id: u64,
@@ -62,7 +59,6 @@ pub struct Joined {
     pub server_stats: Arc<ConnStats>,
     /// Its socket address on the server connection.
     pub address: u16,
-    /// Its join id.
     pub id: u64,
     /// Data the server sends it, in order.
     pub data: mpsc::UnboundedReceiver<Bytes>,

@@ -1,20 +1,20 @@
 //! The v2 TunnelProxy API (PROTOCOL §5): a device registers once as a server; any number of
 //! clients join it, each multiplexed over the server's one connection with SLIP frames.
 //!
-//! * [`api`]: the method table and the `TunnelProxyError` enum.
-//! * [`session`]: a connection before registration (requests, registration rules, timers).
-//! * [`registry`]: which uuids are registered, as server or client.
-//! * [`server`]: a registered server's actor (client table, SLIP, JSON on address 0) and writer.
-//! * [`client`]: a registered client's pipe to its server.
+//! * `api`: the method table and the `TunnelProxyError` enum.
+//! * `session`: a connection before registration (requests, registration rules, timers).
+//! * `registry`: which uuids are registered, as server or client.
+//! * `server`: a registered server's actor (client table, SLIP, JSON on address 0) and writer.
+//! * `client`: a registered client's pipe to its server.
 //!
 //! The SLIP codec itself is in the `remoteproxy-wire` crate, shared with the client library.
 
-pub mod api;
-pub mod client;
-pub mod control;
-pub mod registry;
-pub mod server;
-pub mod session;
+pub(crate) mod api;
+pub(crate) mod client;
+pub(crate) mod control;
+pub(crate) mod registry;
+pub(crate) mod server;
+pub(crate) mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -38,7 +38,8 @@ pub struct Carrier {
     pub stats: ConnHandle,
 }
 
-pub use registry::Registry;
+pub(crate) use registry::Registry;
+pub use server::CLIENT_QUEUE_LIMIT;
 
 /// What every v2 connection shares.
 pub struct TunnelProxyContext {

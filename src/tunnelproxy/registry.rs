@@ -16,7 +16,6 @@ use super::control::Control;
 /// How to reach a registered server's actor.
 #[derive(Clone)]
 pub struct ServerHandle {
-    /// The actor's inbox.
     pub control: mpsc::Sender<Control>,
 }
 

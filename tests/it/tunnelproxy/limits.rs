@@ -46,7 +46,7 @@ async fn max_clients_per_server_refuses_the_next_client_and_keeps_the_others() {
 #[tokio::test]
 async fn slow_client_is_disconnected_while_another_client_keeps_receiving() {
     use remoteproxy::protocol::reasons::TOO_SLOW;
-    use remoteproxy::tunnelproxy::server::CLIENT_QUEUE_LIMIT;
+    use remoteproxy::tunnelproxy::CLIENT_QUEUE_LIMIT;
     const SLOW_FRAME: usize = 64 << 10;
     const FAST_PIECE: usize = 16 << 10;
     const SLOW_MAX: usize = 96 << 20;
