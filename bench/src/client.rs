@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use remoteproxy_client::tls::AcceptAnything;
+use remoteproxy_client::tls::accept_anything;
 use rustls::ClientConfig;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
@@ -611,7 +611,7 @@ fn tls_config() -> Arc<ClientConfig> {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_custom_certificate_verifier(accept_anything(provider))
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Arc::new(config)

@@ -11,36 +11,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 
-/// The handshake signature checks every verifier here makes alike, with the crypto provider in
-/// field `$provider`: whatever the certificate policy, the peer must prove it holds the key.
-macro_rules! signature_checks {
-    ($provider:tt) => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.$provider.signature_verification_algorithms;
-            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.$provider.signature_verification_algorithms;
-            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.$provider.signature_verification_algorithms.supported_schemes()
-        }
-    };
-}
-
 /// Builds the TLS configuration: trusted roots (a CA file, or the public web PKI), an optional
 /// client certificate, or no verification at all when explicitly asked.
 pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, ClientError> {
@@ -49,7 +19,7 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Clien
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let builder = if options.insecure_skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        builder.dangerous().with_custom_certificate_verifier(accept_anything(provider))
     } else {
         let (roots, mut pins) = roots(options)?;
         pins.extend(options.pinned_sha256.iter().copied());
@@ -62,11 +32,8 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<ClientConfig>, Clien
                     .map_err(|e| ClientError::Tls(e.to_string()))?,
             ),
         };
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(PinsThenRoots {
-            pins,
-            roots,
-            provider,
-        }))
+        let trust = Trust::PinsThenRoots { pins, roots };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(Verifier { trust, provider }))
     };
     let config = match (&options.client_certificate, &options.client_key) {
         (Some(cert), Some(key)) => {
@@ -118,41 +85,6 @@ fn sha256(cert: &CertificateDer<'_>) -> [u8; 32] {
     sha2::Sha256::digest(cert.as_ref()).into()
 }
 
-/// Certificates pinned by fingerprint first (the `--ca` file's own certificates and `--pin`),
-/// then the usual web PKI verification against the roots. A pinned certificate is trusted as
-/// it is, like an SSH host key: it is exactly the one the user named, so neither a CA chain nor
-/// the name in it matters (a self-signed certificate made with `openssl req -x509` is marked as
-/// a CA, which the web PKI rules refuse as a server certificate; curl and openssl accept it).
-#[derive(Debug)]
-struct PinsThenRoots {
-    pins: Vec<[u8; 32]>,
-    roots: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinsThenRoots {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.pins.contains(&sha256(end_entity)) {
-            return Ok(ServerCertVerified::assertion());
-        }
-        match &self.roots {
-            Some(roots) => {
-                roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
-        }
-    }
-
-    signature_checks!(provider);
-}
-
 fn read_certificates(
     path: &std::path::Path,
     what: &'static str,
@@ -171,20 +103,75 @@ fn read_certificates(
 /// The verifier behind `insecure_skip_verify`: signatures are still checked (so the handshake is
 /// real TLS), but the certificate itself is not. Public for tools that must talk to brokers with
 /// self-signed certificates (the benchmark).
-#[derive(Debug)]
-pub struct AcceptAnything(pub Arc<rustls::crypto::CryptoProvider>);
+pub fn accept_anything(provider: Arc<rustls::crypto::CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(Verifier { trust: Trust::Anything, provider })
+}
 
-impl ServerCertVerifier for AcceptAnything {
+/// Which server certificates are trusted.
+#[derive(Debug)]
+enum Trust {
+    /// Any (`insecure_skip_verify`).
+    Anything,
+    /// Certificates pinned by fingerprint first (the `--ca` file's own certificates and `--pin`),
+    /// then the usual web PKI verification against the roots. A pinned certificate is trusted as
+    /// it is, like an SSH host key: it is exactly the one the user named, so neither a CA chain nor
+    /// the name in it matters (a self-signed certificate made with `openssl req -x509` is marked as
+    /// a CA, which the web PKI rules refuse as a server certificate; curl and openssl accept it).
+    PinsThenRoots { pins: Vec<[u8; 32]>, roots: Option<Arc<WebPkiServerVerifier>> },
+}
+
+/// Whatever the certificate policy, the handshake signature is checked: the peer must prove it
+/// holds the key.
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Trust::PinsThenRoots { pins, roots } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if pins.contains(&sha256(end_entity)) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match roots {
+            Some(roots) => {
+                roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
+        }
     }
 
-    signature_checks!(0);
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -9,6 +9,7 @@ use remoteproxy_authenticators::config::{self as authentication_config, BrokerFa
 
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
+use super::schema::declared;
 use super::{Config, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings};
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
@@ -29,45 +30,6 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     doc.build()
 }
 
-/// The file as the authenticators read their sections (see `remoteproxy_authenticators::config`).
-impl SettingsSource for Document<'_> {
-    type Error = ConfigError;
-
-    fn has_section(&self, section: &str) -> bool {
-        self.sections.iter().any(|name| name == section)
-    }
-
-    fn text(&self, section: &str, key: &str) -> Option<&str> {
-        self.get(section, key)
-    }
-
-    fn boolean(&self, section: &str, key: &str) -> Result<Option<bool>, ConfigError> {
-        self.bool(section, key)
-    }
-
-    fn number(
-        &self,
-        section: &str,
-        key: &str,
-        unit: Option<&str>,
-        max: u64,
-    ) -> Result<Option<u64>, ConfigError> {
-        Document::number(self, section, key, unit, max)
-    }
-
-    fn millis(&self, section: &str, key: &str) -> Result<Option<Duration>, ConfigError> {
-        Document::millis(self, section, key)
-    }
-
-    fn bad(&self, section: &str, key: &str, problem: String) -> ConfigError {
-        Document::bad(self, section, key, problem)
-    }
-
-    fn shown(&self, key: &str, value: &str) -> String {
-        shown(key, value)
-    }
-}
-
 impl Document<'_> {
     /// Interprets the entries, and the declared defaults of the keys the file does not give.
     fn build(&self) -> Result<Config, ConfigError> {
@@ -80,9 +42,10 @@ impl Document<'_> {
             }
             Ok(value)
         };
-        let count = |key, unit, min: u64, max| -> Result<usize, ConfigError> {
-            let value = self.given(PS, key, self.number(PS, key, unit, max)?)?;
+        let count = |key, min: u64, max| -> Result<usize, ConfigError> {
+            let value = self.given(PS, key, self.number(PS, key, max)?)?;
             if value < min {
+                let unit = declared(PS, key).and_then(|key| key.kind.unit());
                 let unit = unit.map(|unit| format!(" {unit}")).unwrap_or_default();
                 return Err(self.bad(PS, key, format!("must be at least {min}{unit}")));
             }
@@ -97,10 +60,10 @@ impl Document<'_> {
             monitor_socket_mode: self.mode(PS, "monitorSocketMode")?,
             statistics_log_file: self.file(PS, "statisticsLogFile")?,
             statistics_state_file: self.file(PS, "statisticsStateFile")?,
-            max_message_size: count("maxMessageSize", Some("bytes"), 256, u64::MAX)?,
-            max_connections: count("maxConnections", None, 1, u64::MAX)?,
+            max_message_size: count("maxMessageSize", 256, u64::MAX)?,
+            max_connections: count("maxConnections", 1, u64::MAX)?,
             shutdown_grace_period: millis("shutdownGracePeriod")?,
-            max_clients_per_server: count("maxClientsPerServer", None, 1, 0xFFFE)?,
+            max_clients_per_server: count("maxClientsPerServer", 1, 0xFFFE)?,
         };
         let timeouts = Timeouts {
             json_rpc: timeout("jsonRpcTimeout")?,
@@ -139,7 +102,7 @@ impl Document<'_> {
         let ip = parse_ip(host).ok_or_else(|| {
             self.bad(METRICS, "host", format!("{} is not an IP address literal", shown("host", host)))
         })?;
-        let port = self.given(METRICS, "port", self.number(METRICS, "port", None, 65535)?)?;
+        let port = self.given(METRICS, "port", self.number(METRICS, "port", 65535)?)?;
         let metrics = MetricsSettings {
             enabled: self.flag(METRICS, "enabled")?,
             address: SocketAddr::new(ip, port as u16),
@@ -168,7 +131,7 @@ impl Document<'_> {
     }
 
     fn flag(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
-        self.given(section, key, self.bool(section, key)?)
+        self.given(section, key, self.boolean(section, key)?)
     }
 
     /// A path that must not be empty.

@@ -26,15 +26,10 @@
 //! escaped (so they stay on one line) and shortened, and never for a key that may hold a secret
 //! (see `shown`).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use super::error::{ConfigError, shown};
+use super::error::ConfigError;
 use super::schema::{GENERAL, SYSTEM_RUNTIME_DIR, declared, sections};
-
-/// Longest timeout accepted (365 days), so that `Instant::now() + timeout` anywhere in the broker
-/// can never overflow and panic.
-pub(super) const MAX_MILLIS: u64 = 365 * 24 * 60 * 60 * 1000;
 
 /// The file's bytes as text: UTF-8 (what Qt writes), with an optional byte order mark.
 pub(super) fn decode(bytes: Vec<u8>, path: &Path) -> Result<String, ConfigError> {
@@ -135,76 +130,6 @@ impl<'a> Document<'a> {
         last_of(&self.entries, section, key)
             .or_else(|| last_of(&self.runtime_defaults, section, key))
             .or_else(|| declaration.and_then(|key| key.default))
-    }
-
-    /// A value the schema gives a default, so it is always there.
-    pub(super) fn given<T>(&self, section: &str, key: &str, value: Option<T>) -> Result<T, ConfigError> {
-        value.ok_or_else(|| self.bad(section, key, "missing"))
-    }
-
-    pub(super) fn bad(&self, section: &str, key: &str, problem: impl Into<String>) -> ConfigError {
-        ConfigError::bad_value(Some(self.path), section, key, problem)
-    }
-
-    pub(super) fn bool(&self, section: &str, key: &str) -> Result<Option<bool>, ConfigError> {
-        let Some(value) = self.get(section, key) else {
-            return Ok(None);
-        };
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(Some(true)),
-            "false" | "0" | "no" | "off" => Ok(Some(false)),
-            _ => Err(self.bad(
-                section,
-                key,
-                format!("{} is not a boolean (use true or false)", shown(key, value)),
-            )),
-        }
-    }
-
-    /// A plain decimal number, no sign, at most `max`. `unit` completes "is not a whole number of
-    /// ...".
-    pub(super) fn number(
-        &self,
-        section: &str,
-        key: &str,
-        unit: Option<&str>,
-        max: u64,
-    ) -> Result<Option<u64>, ConfigError> {
-        let Some(value) = self.get(section, key) else {
-            return Ok(None);
-        };
-        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-            let of_unit = unit.map(|unit| format!(" of {unit}")).unwrap_or_default();
-            return Err(self.bad(
-                section,
-                key,
-                format!("{} is not a whole number{of_unit}", shown(key, value)),
-            ));
-        }
-        match value.parse::<u64>() {
-            Ok(number) if number <= max => Ok(Some(number)),
-            _ if max == u64::MAX => {
-                Err(self.bad(section, key, format!("{} is too large", shown(key, value))))
-            }
-            _ => {
-                let unit = unit.map(|unit| format!(" {unit}")).unwrap_or_default();
-                Err(self.bad(
-                    section,
-                    key,
-                    format!("{} is too large (at most {max}{unit})", shown(key, value)),
-                ))
-            }
-        }
-    }
-
-    /// A duration in whole milliseconds, 0 included (callers decide whether 0 is allowed).
-    pub(super) fn millis(&self, section: &str, key: &str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.number(section, key, Some("milliseconds"), MAX_MILLIS)?.map(Duration::from_millis))
-    }
-
-    /// A path; an empty value is `Some(None)`, i.e. "explicitly not set".
-    pub(super) fn optional_path(&self, section: &str, key: &str) -> Option<Option<PathBuf>> {
-        self.get(section, key).map(|value| (!value.is_empty()).then(|| PathBuf::from(value)))
     }
 }
 

@@ -17,6 +17,7 @@ mod build;
 mod error;
 mod ini;
 mod schema;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

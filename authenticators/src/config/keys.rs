@@ -36,6 +36,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The unit a number of this type counts, for messages.
+    pub fn unit(self) -> Option<&'static str> {
+        match self {
+            Kind::Millis => Some("milliseconds"),
+            Kind::Seconds => Some("seconds"),
+            Kind::Bytes => Some("bytes"),
+            _ => None,
+        }
+    }
+
     /// How the type reads in a comment.
     pub fn describe(self) -> String {
         match self {

@@ -31,14 +31,8 @@ pub trait SettingsSource {
     fn text(&self, section: &str, key: &str) -> Option<&str>;
     /// A boolean.
     fn boolean(&self, section: &str, key: &str) -> Result<Option<bool>, Self::Error>;
-    /// A whole number of `unit`, at most `max`.
-    fn number(
-        &self,
-        section: &str,
-        key: &str,
-        unit: Option<&str>,
-        max: u64,
-    ) -> Result<Option<u64>, Self::Error>;
+    /// A whole number, at most `max`.
+    fn number(&self, section: &str, key: &str, max: u64) -> Result<Option<u64>, Self::Error>;
     /// A duration in whole milliseconds.
     fn millis(&self, section: &str, key: &str) -> Result<Option<Duration>, Self::Error>;
     /// An unusable value: `problem` must not contain a secret; build it with [`Self::shown`].
@@ -150,7 +144,7 @@ fn static_tokens<S: SettingsSource>(src: &S) -> Result<StaticSettings, S::Error>
 }
 
 fn jwt<S: SettingsSource>(src: &S) -> Result<JwtSettings, S::Error> {
-    let leeway = given(src, JWT, "leeway", src.number(JWT, "leeway", Some("seconds"), 3600)?)?;
+    let leeway = given(src, JWT, "leeway", src.number(JWT, "leeway", 3600)?)?;
     Ok(JwtSettings {
         jwks_file: PathBuf::from(src.required(JWT, "jwks", "the JWKS file with the keys")?),
         issuer: src.non_empty(JWT, "issuer").map(str::to_string),
