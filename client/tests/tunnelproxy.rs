@@ -44,6 +44,26 @@ fn client(server: &str, name: &str) -> TunnelClient {
     TunnelClient { name: name.into(), ..TunnelClient::new(server) }
 }
 
+/// A broker with one TunnelProxy server registered on it over `kind`, and the options that trust
+/// the broker's certificate.
+struct Registered {
+    broker: Broker,
+    _dir: tempfile::TempDir,
+    options: ClientOptions,
+    uuid: String,
+    server: TunnelServer,
+}
+
+async fn registered(kind: Kind) -> Registered {
+    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = trusting(&broker, &dir);
+    let uuid = new_uuid();
+    let mut server = TunnelServer::spawn(url(&broker, kind), options.clone(), registration(&uuid));
+    within("registration", server.registered()).await.unwrap();
+    Registered { broker, _dir: dir, options, uuid, server }
+}
+
 /// Payloads that are mostly SLIP's special bytes, with random bytes between them.
 fn slip_heavy(n: usize) -> Vec<u8> {
     let random = random_bytes(n);
@@ -63,12 +83,7 @@ fn slip_heavy(n: usize) -> Vec<u8> {
 /// SLIP-heavy payload both ways, byte-exact.
 async fn three_clients_at_once(server_kind: Kind) {
     const SIZE: usize = 300_000;
-    let broker = Broker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = trusting(&broker, &dir);
-    let uuid = new_uuid();
-    let mut server = TunnelServer::spawn(url(&broker, server_kind), options.clone(), registration(&uuid));
-    within("registration", server.registered()).await.unwrap();
+    let Registered { broker, options, uuid, mut server, _dir } = registered(server_kind).await;
 
     let kinds = [Kind::Tcp, Kind::WebSocket, Kind::Unix];
     let up: Vec<Vec<u8>> = kinds.iter().map(|_| slip_heavy(SIZE)).collect();
@@ -144,12 +159,7 @@ async fn three_clients_at_once_with_the_server_on_unix() {
 
 #[tokio::test]
 async fn incoming_clients_say_who_they_are() {
-    let broker = Broker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = trusting(&broker, &dir);
-    let uuid = new_uuid();
-    let mut server = TunnelServer::spawn(url(&broker, Kind::Tcp), options.clone(), registration(&uuid));
-    within("registration", server.registered()).await.unwrap();
+    let Registered { broker, options, uuid, mut server, _dir } = registered(Kind::Tcp).await;
     let me = client(&uuid, "the app");
     let mut stream = me.connect(&url(&broker, Kind::Tcp), &options).await.unwrap();
     // Bytes written right behind the registration reach the server.
@@ -168,12 +178,7 @@ async fn incoming_clients_say_who_they_are() {
 /// the client sees the end of its stream, and the server's stream ends too.
 #[tokio::test]
 async fn shutdown_disconnects_the_client_after_its_data() {
-    let broker = Broker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = trusting(&broker, &dir);
-    let uuid = new_uuid();
-    let mut server = TunnelServer::spawn(url(&broker, Kind::Tcp), options.clone(), registration(&uuid));
-    within("registration", server.registered()).await.unwrap();
+    let Registered { broker, options, uuid, mut server, _dir } = registered(Kind::Tcp).await;
     for kind in [Kind::Tcp, Kind::WebSocket] {
         let mut stream = client(&uuid, "c").connect(&url(&broker, kind), &options).await.unwrap();
         let mut incoming = within("accept", server.accept()).await.unwrap();
@@ -198,12 +203,7 @@ async fn shutdown_disconnects_the_client_after_its_data() {
 /// A client that goes away ends its stream on the server's side; the other clients go on.
 #[tokio::test]
 async fn a_departing_client_ends_only_its_own_stream() {
-    let broker = Broker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = trusting(&broker, &dir);
-    let uuid = new_uuid();
-    let mut server = TunnelServer::spawn(url(&broker, Kind::Tcp), options.clone(), registration(&uuid));
-    within("registration", server.registered()).await.unwrap();
+    let Registered { broker, options, uuid, mut server, _dir } = registered(Kind::Tcp).await;
     let leaving = client(&uuid, "leaving").connect(&url(&broker, Kind::Tcp), &options).await.unwrap();
     let mut gone = within("accept", server.accept()).await.unwrap();
     let mut staying = client(&uuid, "staying").connect(&url(&broker, Kind::Unix), &options).await.unwrap();
@@ -439,12 +439,7 @@ async fn without_pings_the_broker_closes_an_idle_server() {
 /// answered, as on the v1 API. The server's stream for it ends.
 #[tokio::test]
 async fn a_client_that_ends_its_side_is_closed_cleanly() {
-    let broker = Broker::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = trusting(&broker, &dir);
-    let uuid = new_uuid();
-    let mut server = TunnelServer::spawn(url(&broker, Kind::Tcp), options.clone(), registration(&uuid));
-    within("registration", server.registered()).await.unwrap();
+    let Registered { broker, options, uuid, mut server, _dir } = registered(Kind::Tcp).await;
     for kind in [Kind::Tcp, Kind::WebSocket, Kind::Unix] {
         let mut stream = client(&uuid, "c").connect(&url(&broker, kind), &options).await.unwrap();
         let mut incoming = within("accept", server.accept()).await.unwrap();
