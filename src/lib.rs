@@ -14,7 +14,7 @@
 //! * [`monitor`], `metrics`, `statistics_log`: the monitor socket, the Prometheus endpoint, and
 //!   the per-tunnel log with totals kept across restarts.
 //! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]);
-//!   [`reload`] handles SIGHUP.
+//!   [`reload`] handles SIGHUP; `systemd` tells the service manager.
 //! * [`limits`], [`logging`]: process set-up for the binary.
 //!
 //! Authenticators live in the `remoteproxy-authenticators` crate. What a user of the library
@@ -39,6 +39,7 @@ pub mod server;
 pub mod shutdown;
 pub(crate) mod statistics_log;
 pub(crate) mod stats;
+pub(crate) mod systemd;
 pub mod transport;
 pub mod tunnelproxy;
 

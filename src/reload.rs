@@ -12,9 +12,11 @@ pub async fn on_hangup(authenticator: Arc<dyn Authenticator>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
     while hangups.recv().await.is_some() {
+        crate::systemd::reloading();
         match authenticator.reload() {
             Ok(()) => info!("SIGHUP: authenticator reloaded"),
             Err(error) => warn!(%error, "SIGHUP: authenticator reload failed; keeping the previous state"),
         }
+        crate::systemd::reloaded();
     }
 }

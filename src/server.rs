@@ -24,7 +24,7 @@ use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Carriage, Handler};
 use crate::transport::{Connection, Listeners, ServerListeners, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
-use crate::{monitor, shutdown};
+use crate::{monitor, shutdown, systemd};
 
 /// A configured broker, ready to serve.
 pub struct Server {
@@ -165,8 +165,11 @@ impl Server {
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
         serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);
         info!(name = %config.server.name, version = env!("CARGO_PKG_VERSION"), "remoteproxy running");
+        systemd::ready();
+        services.spawn(systemd::watchdog(ended.clone()));
 
         shutdown.await;
+        systemd::stopping();
         info!("stopping: no new connections; closing connections that are not tunnels");
         stop.cancel();
         while loops.join_next().await.is_some() {}

@@ -81,6 +81,16 @@ impl Proc {
     /// listener on port 0 (read from the log by `ready`) and the unix socket at
     /// `dir/proxy.socket`.
     pub fn launch_file(dir: tempfile::TempDir, config: &Path, args: &[&str]) -> Proc {
+        Self::launch_file_env(dir, config, args, &[])
+    }
+
+    /// [`launch_file`](Self::launch_file) with these environment variables set.
+    pub fn launch_file_env(
+        dir: tempfile::TempDir,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let unix = dir.path().join("proxy.socket");
         let stderr = dir.path().join("stderr.txt");
         let child = Command::new(BIN)
@@ -88,6 +98,9 @@ impl Proc {
             .arg(config)
             .args(args)
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -141,6 +154,10 @@ impl Proc {
     }
 
     /// Sends a signal (`HUP`, `TERM`) with `kill`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, name: &str) {
         let status =
             Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();

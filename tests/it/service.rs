@@ -1,0 +1,72 @@
+//! The broker as a systemd service sees it, through the real binary: the `sd_notify` messages
+//! on a datagram socket of the test's own (as systemd's `NOTIFY_SOCKET`).
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use crate::binary::{Proc, write_config};
+use crate::common::WAIT;
+
+/// Reads notification datagrams until one contains `wanted`, collecting all of them.
+fn wait_for(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|message| message.lines().any(|line| line == wanted)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no {wanted} within {WAIT:?}; got {seen:?}");
+        socket.set_read_timeout(Some(left)).unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(error) => panic!("no {wanted} within {WAIT:?} ({error}); got {seen:?}"),
+        }
+    }
+}
+
+/// READY=1 comes once the listeners accept, watchdog pings follow at half the interval, and
+/// SIGTERM brings STOPPING=1 before the process ends.
+#[tokio::test]
+async fn the_service_manager_hears_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    let unix = dir.path().join("proxy.socket");
+    let config = write_config(dir.path(), 0, 0, &unix, "shutdownGracePeriod=1000", "");
+    let notify_path = notify.to_str().unwrap().to_string();
+    let mut broker = Proc::launch_file_env(
+        dir,
+        &config,
+        &["-m"],
+        &[("NOTIFY_SOCKET", &notify_path), ("WATCHDOG_USEC", "400000")],
+    );
+    let socket = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        wait_for(&socket, "READY=1", &mut seen);
+        (socket, seen)
+    });
+    let (socket, mut seen) = socket.await.unwrap();
+    // READY=1 means the listeners are bound: a client gets an answer at once.
+    broker.ready().await;
+    let (socket, mut seen) = tokio::task::spawn_blocking(move || {
+        let pings_before = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+        while seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() < pings_before + 2 {
+            let mut more = Vec::new();
+            wait_for(&socket, "WATCHDOG=1", &mut more);
+            seen.extend(more);
+        }
+        (socket, seen)
+    })
+    .await
+    .unwrap();
+    broker.signal("TERM");
+    let (_, seen) = tokio::task::spawn_blocking(move || {
+        wait_for(&socket, "STOPPING=1", &mut seen);
+        ((), seen)
+    })
+    .await
+    .unwrap();
+    let status = broker.exit_status(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    let ready = seen.iter().position(|m| m.contains("READY=1")).unwrap();
+    let stopping = seen.iter().position(|m| m.contains("STOPPING=1")).unwrap();
+    assert!(ready < stopping, "{seen:?}");
+}
