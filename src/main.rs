@@ -69,6 +69,17 @@ fn main() -> ExitCode {
         Ok(authenticator) => authenticator,
         Err(message) => return fail(USAGE_ERROR, &message),
     };
+    if cli.check_config {
+        // Nothing is created or changed: the statistics files are opened only by a real start.
+        if let Err(error) = Server::check(&config) {
+            return fail(USAGE_ERROR, &error);
+        }
+        match &config.source {
+            Some(path) => println!("configuration OK: {}", path.display()),
+            None => println!("configuration OK: built-in defaults"),
+        }
+        return ExitCode::SUCCESS;
+    }
     let reloadable = authenticator.clone();
     let max_connections = config.server.max_connections;
     let listener_config = config.clone();
@@ -79,13 +90,6 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(error) => return fail(USAGE_ERROR, &error),
     };
-    if cli.check_config {
-        match source {
-            Some(path) => println!("configuration OK: {}", path.display()),
-            None => println!("configuration OK: built-in defaults"),
-        }
-        return ExitCode::SUCCESS;
-    }
     if let Some(path) = &cli.write_certificate {
         let Some(pem) = server.certificate_pem() else {
             return fail(

@@ -35,11 +35,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Checks what the configuration names beyond the file itself (certificates and keys) and
-    /// prepares TLS, generating a self-signed certificate when none is configured.
+    /// Checks what the configuration names beyond the file itself (certificates and keys) without
+    /// creating or changing any file: what `--check-config` runs.
+    pub fn check(config: &Config) -> Result<(), ConfigError> {
+        Self::load_tls(config).map(drop)
+    }
+
+    fn load_tls(config: &Config) -> Result<Option<tls::TlsMaterial>, ConfigError> {
+        match config.tls.enabled {
+            true => tls::load(&config.tls, config.source.as_deref()).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Checks what the configuration names beyond the file itself (certificates and keys),
+    /// prepares TLS (generating a self-signed certificate when none is configured) and opens the
+    /// statistics files (creating their directories).
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
-        let tls =
-            if config.tls.enabled { Some(tls::load(&config.tls, config.source.as_deref())?) } else { None };
+        let tls = Self::load_tls(&config)?;
         let statistics_log = match config.server.log_engine_enabled {
             true => Some(
                 StatisticsLog::open(&config.server.statistics_log_file, &config.server.statistics_state_file)

@@ -486,3 +486,25 @@ async fn write_certificate_writes_the_served_certificate() {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("TLS is off"), "{}", run.stderr);
 }
+
+/// `--check-config` creates nothing: the statistics directories and files named by the file
+/// stay absent (a real start creates them).
+#[test]
+fn check_config_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats");
+    let (path, _) = runnable_config(
+        dir.path(),
+        &format!(
+            "[ProxyServer]\nlogEngineEnabled=true\nstatisticsLogFile={0}/log/statistics.log\n\
+             statisticsStateFile={0}/state/statistics.json\n",
+            stats.display()
+        ),
+    );
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let run = exec(&["-c", path.to_str().unwrap(), "-m", "--check-config"]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+    assert!(!stats.exists());
+}
