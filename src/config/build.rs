@@ -58,6 +58,7 @@ impl Document<'_> {
             log_engine_enabled: self.flag(PS, "logEngineEnabled")?,
             monitor_socket: self.optional_path(PS, "monitorSocket").flatten(),
             monitor_socket_mode: self.mode(PS, "monitorSocketMode")?,
+            monitor_socket_group: self.non_empty(PS, "monitorSocketGroup").map(str::to_string),
             statistics_log_file: self.file(PS, "statisticsLogFile")?,
             statistics_state_file: self.file(PS, "statisticsStateFile")?,
             max_message_size: count("maxMessageSize", 256, u64::MAX)?,
@@ -94,7 +95,7 @@ impl Document<'_> {
         ])?;
         // Applied after the listener sections were read, so that their mistakes are still reported.
         if !self.flag(PS, "proxyEnabled")? {
-            listeners = ListenerSettings { websocket: None, tcp: None, unix: None };
+            listeners = ListenerSettings::none();
         }
 
         const METRICS: &str = "Metrics";
@@ -155,6 +156,8 @@ impl Document<'_> {
             websocket: self.socket_address(websocket)?,
             tcp: self.socket_address(tcp)?,
             unix: self.optional_path(unix, "unixSocketFileName").flatten(),
+            unix_mode: self.mode(unix, "unixSocketMode")?,
+            unix_group: self.non_empty(unix, "unixSocketGroup").map(str::to_string),
         })
     }
 

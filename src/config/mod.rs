@@ -73,6 +73,9 @@ pub struct ServerSettings {
     /// `monitorSocketMode` (ours, octal): permissions of the monitor socket, so only the broker's
     /// group can read the statistics.
     pub monitor_socket_mode: u32,
+    /// `monitorSocketGroup` (ours): the group that owns the monitor socket; `None` leaves the
+    /// broker's own.
+    pub monitor_socket_group: Option<String>,
     /// `statisticsLogFile` (ours): with `logEngineEnabled`, one JSON line per finished tunnel.
     pub statistics_log_file: PathBuf,
     /// `statisticsStateFile` (ours): with `logEngineEnabled`, the totals kept across restarts.
@@ -151,6 +154,18 @@ pub struct ListenerSettings {
     pub tcp: Option<SocketAddr>,
     /// `[...UnixSocketServer...] unixSocketFileName`.
     pub unix: Option<PathBuf>,
+    /// `unixSocketMode` (ours): the unix socket's permissions.
+    pub unix_mode: u32,
+    /// `unixSocketGroup` (ours): the group that owns the unix socket; `None` leaves the broker's
+    /// own.
+    pub unix_group: Option<String>,
+}
+
+impl ListenerSettings {
+    /// No listener at all.
+    pub fn none() -> ListenerSettings {
+        ListenerSettings { websocket: None, tcp: None, unix: None, unix_mode: 0o660, unix_group: None }
+    }
 }
 
 /// Where the default unix sockets live: `/run/remoteproxy` for root and for the user that owns

@@ -31,6 +31,14 @@ const V1_TCP: [Key; 2] = listener("127.0.0.1", "1213");
 const V2_WEBSOCKET: [Key; 2] = listener("127.0.0.1", "2212");
 const V2_TCP: [Key; 2] = listener("127.0.0.1", "2213");
 
+const UNIX_MODE: Key =
+    key("unixSocketMode", Kind::Mode, "0660", "Permissions of the socket: who may connect.");
+const UNIX_GROUP: Key = optional(
+    "unixSocketGroup",
+    Kind::Text,
+    "Group of the socket (its members may connect with mode 0660); the broker's own group when not given.",
+);
+
 /// The broker's own sections, in the order messages and the commented file use.
 const BROKER: &[Section] = &[
     Section {
@@ -121,6 +129,11 @@ const BROKER: &[Section] = &[
                 "A registered TunnelProxy server that sends nothing for this long is closed.",
             ),
             key("monitorSocketMode", Kind::Mode, "0660", "Permissions of the monitor socket."),
+            optional(
+                "monitorSocketGroup",
+                Kind::Text,
+                "Group of the monitor socket (its members may read the statistics); the broker's own group when not given.",
+            ),
             key(
                 "statisticsLogFile",
                 Kind::Path,
@@ -165,12 +178,16 @@ const BROKER: &[Section] = &[
     Section {
         name: "UnixSocketServer",
         doc: "The v1 proxy API on a local unix socket.",
-        keys: &[key(
-            "unixSocketFileName",
-            Kind::Path,
-            "/run/remoteproxy/proxy.socket",
-            "The socket's path; empty turns this listener off.",
-        )],
+        keys: &[
+            key(
+                "unixSocketFileName",
+                Kind::Path,
+                "/run/remoteproxy/proxy.socket",
+                "The socket's path; empty turns this listener off.",
+            ),
+            UNIX_MODE,
+            UNIX_GROUP,
+        ],
     },
     Section {
         name: "WebSocketServerTunnelProxy",
@@ -181,7 +198,11 @@ const BROKER: &[Section] = &[
     Section {
         name: "UnixSocketServerTunnelProxy",
         doc: "The v2 TunnelProxy API on a local unix socket.",
-        keys: &[optional("unixSocketFileName", Kind::Path, "The socket's path; off when not given.")],
+        keys: &[
+            optional("unixSocketFileName", Kind::Path, "The socket's path; off when not given."),
+            UNIX_MODE,
+            UNIX_GROUP,
+        ],
     },
     Section {
         name: "Metrics",

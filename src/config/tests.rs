@@ -536,6 +536,7 @@ fn defaults_build() {
             log_engine_enabled: false,
             monitor_socket: Some(runtime.join("monitor.sock")),
             monitor_socket_mode: 0o660,
+            monitor_socket_group: None,
             statistics_log_file: PathBuf::from("/var/log/remoteproxy/statistics.log"),
             statistics_state_file: PathBuf::from("/var/lib/remoteproxy/statistics.json"),
             max_message_size: 10240,
@@ -573,12 +574,20 @@ fn defaults_build() {
         ListenerSettings {
             websocket: loopback(1212),
             tcp: loopback(1213),
-            unix: Some(runtime.join("proxy.socket"))
+            unix: Some(runtime.join("proxy.socket")),
+            unix_mode: 0o660,
+            unix_group: None,
         }
     );
     assert_eq!(
         config.tunnel_proxy_listeners,
-        ListenerSettings { websocket: loopback(2212), tcp: loopback(2213), unix: None }
+        ListenerSettings {
+            websocket: loopback(2212),
+            tcp: loopback(2213),
+            unix: None,
+            unix_mode: 0o660,
+            unix_group: None
+        }
     );
     assert_eq!(config.metrics, MetricsSettings { enabled: false, address: loopback(9164).unwrap() });
     assert_eq!((config.authentication, config.authentication_implied, config.source), (None, false, None));

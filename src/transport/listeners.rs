@@ -32,7 +32,14 @@ impl ServerListeners {
     /// Binds every listener the configuration enables, v1 first.
     pub async fn bind(config: &crate::config::Config) -> Result<ServerListeners, BindError> {
         let monitor = match &config.server.monitor_socket {
-            Some(path) => Some(bind_monitor(path, config.server.monitor_socket_mode).await?),
+            Some(path) => Some(
+                bind_monitor(
+                    path,
+                    config.server.monitor_socket_mode,
+                    config.server.monitor_socket_group.as_deref(),
+                )
+                .await?,
+            ),
             None => None,
         };
         let metrics = match config.metrics.enabled {
@@ -51,13 +58,44 @@ impl ServerListeners {
     }
 }
 
-/// Binds the monitor socket with `mode`, so only whom the operator chose can read statistics.
-pub async fn bind_monitor(path: &Path, mode: u32) -> Result<UnixSocketListener, BindError> {
+/// Binds the monitor socket with `mode` and `group`, so only whom the operator chose can read
+/// statistics.
+pub async fn bind_monitor(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+) -> Result<UnixSocketListener, BindError> {
+    bind_unix(path, mode, group, "monitor socket").await
+}
+
+/// Binds a unix socket, then gives it `group` (when named) and `mode`: connecting needs write
+/// permission, so with the usual 0660 exactly the broker's user and that group may connect.
+/// Until the mode is set the socket has the umask's, which never grants others write access
+/// under the service's `UMask=0027` (nor the common 0022).
+async fn bind_unix(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+    what: &'static str,
+) -> Result<UnixSocketListener, BindError> {
     use std::os::unix::fs::PermissionsExt;
-    let error = |source| BindError { address: path.display().to_string(), what: "monitor socket", source };
+    let error = |source| BindError { address: path.display().to_string(), what, source };
     let listener = UnixSocketListener::bind(path).await.map_err(error)?;
+    if let Some(group) = group {
+        std::os::unix::fs::chown(path, None, Some(group_id(group, what)?)).map_err(error)?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(error)?;
     Ok(listener)
+}
+
+/// The id of the group named `name` (through NSS, as `chgrp` does).
+fn group_id(name: &str, what: &'static str) -> Result<u32, BindError> {
+    let problem = match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => return Ok(group.gid.as_raw()),
+        Ok(None) => io::Error::new(io::ErrorKind::NotFound, format!("there is no group {name:?}")),
+        Err(errno) => io::Error::from(errno),
+    };
+    Err(BindError { address: format!("group {name:?}"), what, source: problem })
 }
 
 /// A listener that could not be opened.
@@ -78,11 +116,15 @@ fn where_to_change(what: &str) -> &'static str {
     match what {
         "v1 WebSocket" => "change [WebSocketServer] host and port (empty host turns it off)",
         "v1 TCP" => "change [TcpServer] host and port (empty host turns it off)",
-        "v1 unix socket" => "change [UnixSocketServer] unixSocketFileName (empty turns it off)",
+        "v1 unix socket" => {
+            "change [UnixSocketServer] unixSocketFileName (empty turns it off) or unixSocketGroup"
+        }
         "v2 WebSocket" => "change [WebSocketServerTunnelProxy] host and port (empty host turns it off)",
         "v2 TCP" => "change [TcpServerTunnelProxy] host and port (empty host turns it off)",
-        "v2 unix socket" => "change [UnixSocketServerTunnelProxy] unixSocketFileName (empty turns it off)",
-        "monitor socket" => "change [ProxyServer] monitorSocket (empty turns it off)",
+        "v2 unix socket" => {
+            "change [UnixSocketServerTunnelProxy] unixSocketFileName (empty turns it off) or unixSocketGroup"
+        }
+        "monitor socket" => "change [ProxyServer] monitorSocket (empty turns it off) or monitorSocketGroup",
         "metrics endpoint" => "change [Metrics] host and port",
         _ => "change its address in the configuration file",
     }
@@ -115,11 +157,9 @@ impl Listeners {
             None => None,
         };
         let unix = match &settings.unix {
-            Some(path) => Some(UnixSocketListener::bind(path).await.map_err(|source| BindError {
-                address: path.display().to_string(),
-                what: unix_name,
-                source,
-            })?),
+            Some(path) => {
+                Some(bind_unix(path, settings.unix_mode, settings.unix_group.as_deref(), unix_name).await?)
+            }
             None => None,
         };
         Ok(Listeners { websocket, tcp, unix })

@@ -149,7 +149,7 @@ impl BrokerBuilder {
         let listeners = ServerListeners {
             proxy: bind(unix.clone()).await,
             tunnel_proxy: bind(unix2.clone()).await,
-            monitor: Some(bind_monitor(&monitor, 0o660).await.unwrap()),
+            monitor: Some(bind_monitor(&monitor, 0o660, None).await.unwrap()),
             metrics: metrics_enabled.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
         };
         let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());

@@ -87,3 +87,39 @@ async fn max_connections_is_enforced_at_accept_and_frees_up() {
     assert_eq!(third.hello().await["status"], "success");
     assert_eq!(second.hello().await["status"], "success");
 }
+
+/// The v1 and v2 unix sockets take the configured mode (0660 by default, not the umask's) and
+/// group, so that exactly the broker's user and that group may connect; a group that does not
+/// exist stops the start with a message naming it.
+#[tokio::test]
+async fn unix_sockets_take_the_configured_mode_and_group() {
+    use remoteproxy::ServerListeners;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (dir.path().join("v1.sock"), dir.path().join("v2.sock"));
+    // As root any group will do, so pick one the process is not in; otherwise our own.
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let group = if root { "nogroup" } else { "" };
+    let text = format!(
+        "[WebSocketServer]\nhost=\n[TcpServer]\nhost=\n[UnixSocketServer]\nunixSocketFileName={}\n\
+         [WebSocketServerTunnelProxy]\nhost=\n[TcpServerTunnelProxy]\nhost=\n\
+         [UnixSocketServerTunnelProxy]\nunixSocketFileName={}\nunixSocketMode=0600\nunixSocketGroup={group}\n\
+         [ProxyServer]\nmonitorSocket=\n",
+        v1.display(),
+        v2.display()
+    );
+    let config = remoteproxy::config::parse_str(&text, &dir.path().join("r.conf")).unwrap();
+    let listeners = ServerListeners::bind(&config).await.unwrap();
+    let mode = |path: &PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&v1), 0o660);
+    assert_eq!(mode(&v2), 0o600);
+    if root {
+        assert_eq!(std::fs::metadata(&v2).unwrap().gid(), 65534, "nogroup");
+    }
+    drop(listeners);
+
+    let text = text.replace(&format!("unixSocketGroup={group}"), "unixSocketGroup=no-such-group-here");
+    let config = remoteproxy::config::parse_str(&text, &dir.path().join("r.conf")).unwrap();
+    let error = ServerListeners::bind(&config).await.unwrap_err().to_string();
+    assert!(error.contains("\"no-such-group-here\"") && error.contains("unixSocketGroup"), "{error}");
+}
