@@ -1,7 +1,8 @@
 //! Log output: human-readable lines on stderr, optionally also appended to a file.
 //!
 //! `--verbose` shows debug lines of the broker's own modules; `RUST_LOG` overrides everything
-//! with a full filter. Tokens never reach a log line: the session logs uuid, name and user name,
+//! with a full filter. Under systemd (stderr is the journal's stream, `JOURNAL_STREAM`) lines carry
+//! no timestamp of their own, since the journal stamps each line. Tokens never reach a log line: the session logs uuid, name and user name,
 //! and the token type masks itself in `Debug`.
 
 use std::fs::OpenOptions;
@@ -18,7 +19,12 @@ pub fn init(verbose: bool, file: Option<&Path>) -> std::io::Result<()> {
     let default = if verbose { "info,remoteproxy=debug,remoteproxy_authenticators=debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let colors = std::io::stderr().is_terminal();
-    let stderr = tracing_subscriber::fmt::layer().with_ansi(colors).with_writer(std::io::stderr);
+    let journal = stderr_is_the_journal();
+    let stderr =
+        (!journal).then(|| tracing_subscriber::fmt::layer().with_ansi(colors).with_writer(std::io::stderr));
+    let stderr_in_journal = journal.then(|| {
+        tracing_subscriber::fmt::layer().with_ansi(false).without_time().with_writer(std::io::stderr)
+    });
     let file_layer = match file {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -26,6 +32,23 @@ pub fn init(verbose: bool, file: Option<&Path>) -> std::io::Result<()> {
         }
         None => None,
     };
-    tracing_subscriber::registry().with(filter).with(stderr).with(file_layer).init();
+    tracing_subscriber::registry().with(filter).with(stderr).with(stderr_in_journal).with(file_layer).init();
     Ok(())
+}
+
+/// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` names its
+/// device and inode (see systemd.exec(5)), so a child whose stderr was redirected elsewhere does
+/// not take the variable it inherited for itself.
+fn stderr_is_the_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    let Some((device, inode)) = value.split_once(':') else {
+        return false;
+    };
+    let (Ok(device), Ok(inode)) = (device.parse::<u64>(), inode.parse::<u64>()) else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|meta| meta.dev() == device && meta.ino() == inode)
 }

@@ -70,3 +70,48 @@ async fn the_service_manager_hears_ready_watchdog_and_stopping() {
     let stopping = seen.iter().position(|m| m.contains("STOPPING=1")).unwrap();
     assert!(ready < stopping, "{seen:?}");
 }
+
+/// Started with its stderr as the journal stream (`JOURNAL_STREAM` naming that very file), the
+/// broker writes lines without a timestamp of its own; with the variable naming another stream
+/// (inherited, stale), it keeps its timestamps.
+#[tokio::test]
+async fn under_the_journal_lines_carry_no_timestamp_of_their_own() {
+    use std::os::unix::fs::MetadataExt;
+    for journal in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = dir.path().join("proxy.socket");
+        let config = write_config(dir.path(), 0, 0, &unix, "", "");
+        let stderr_path = dir.path().join("stderr.txt");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let meta = stderr.metadata().unwrap();
+        let stream = match journal {
+            true => format!("{}:{}", meta.dev(), meta.ino()),
+            false => format!("{}:{}", meta.dev(), meta.ino() + 1),
+        };
+        let mut child = std::process::Command::new(crate::binary::BIN)
+            .args(["-m", "-c", config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env("JOURNAL_STREAM", &stream)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let log = loop {
+            let log = std::fs::read_to_string(&stderr_path).unwrap();
+            if log.contains("remoteproxy running") {
+                break log;
+            }
+            assert!(Instant::now() < deadline, "no start line: {log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let line = log.lines().find(|line| line.contains("remoteproxy running")).unwrap();
+        let stamped = line.split_whitespace().next().is_some_and(|first| first.starts_with("20"));
+        assert_eq!(stamped, !journal, "journal={journal}: {line}");
+        assert!(line.contains("INFO"), "{line}");
+    }
+}
