@@ -15,7 +15,7 @@
 //!   the per-tunnel log with totals kept across restarts.
 //! * [`server`]: wires it together ([`Server::run`]) and drains on shutdown ([`shutdown`]);
 //!   [`reload`] handles SIGHUP; `systemd` tells the service manager.
-//! * [`limits`], [`logging`]: process set-up for the binary.
+//! * [`cli`], [`limits`], [`logging`]: the binary's flags and process set-up.
 //!
 //! Authenticators live in the `remoteproxy-authenticators` crate. What a user of the library
 //! needs is public: the configuration, the server, the listeners, the monitor's limits and the
@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod limits;
 pub mod logging;

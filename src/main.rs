@@ -4,50 +4,16 @@
 //! authenticator and unreadable certificates), 1 when the broker cannot start (a port that cannot
 //! be bound).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
 use remoteproxy::authenticators::Authenticator;
 use remoteproxy::authenticators::mock::MockAuthenticator;
+use remoteproxy::cli::Cli;
 use remoteproxy::config::{self, Config, ConfigError, KindSettings};
 use remoteproxy::{Server, ServerListeners};
 use tracing::{info, warn};
-
-/// The remoteproxy tunnel broker: devices and apps behind NAT meet here and are joined into a
-/// tunnel. Compatible with nymea-remoteproxy clients.
-#[derive(Debug, Parser)]
-#[command(name = "remoteproxy", version, disable_version_flag = true)]
-struct Cli {
-    /// The configuration file (nymea-remoteproxy INI format). Without it the built-in defaults
-    /// are used.
-    #[arg(short = 'c', long = "configuration", value_name = "FILE")]
-    configuration: Option<PathBuf>,
-    /// Accept every token. For local trials and tests only, never on a public broker.
-    #[arg(short = 'm', long = "mock-authenticator")]
-    mock_authenticator: bool,
-    /// Also write the log to this file.
-    #[arg(short = 'l', long = "logging", value_name = "FILE")]
-    logging: Option<PathBuf>,
-    /// Write the certificate the broker serves (the generated one when none is configured) to
-    /// this file as PEM, for clients to trust with `remoteproxy-client --ca FILE`.
-    #[arg(long = "write-certificate", value_name = "FILE")]
-    write_certificate: Option<PathBuf>,
-    /// Print debug output.
-    #[arg(long)]
-    verbose: bool,
-    /// Check the configuration (including certificates) and exit.
-    #[arg(long = "check-config")]
-    check_config: bool,
-    /// Print every configuration key with its default and what it does, as a commented
-    /// configuration file, and exit.
-    #[arg(long = "print-config")]
-    print_config: bool,
-    /// Print the version and exit.
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    version: Option<bool>,
-}
 
 const USAGE_ERROR: u8 = 2;
 const STARTUP_ERROR: u8 = 1;

@@ -31,6 +31,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The command line's definition, in the library so that the package's man page and shell
+/// completions are generated from the very flags the binary parses.
+pub mod args;
 pub mod connect;
 pub mod connection;
 pub mod error;

@@ -8,7 +8,6 @@
 //! * `summary`: the text of `-n`.
 
 mod app;
-mod args;
 mod connection;
 mod format;
 mod snapshot;
@@ -23,8 +22,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::app::App;
-use crate::args::Args;
 use crate::connection::Connection;
+use remoteproxy_monitor::args::{self, Args};
 
 /// Why the monitor stopped with exit code 1; each is one line.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<u8, Failure> {
-    let socket = args.socket.clone().unwrap_or_else(crate::args::default_socket);
+    let socket = args.socket.clone().unwrap_or_else(args::default_socket);
     let mut connection = Connection::connect(&socket).await?;
     let reply = connection.refresh(args.all).await?;
     if args.json {

@@ -10,7 +10,7 @@ use crate::cli::modes::{self, Ending};
 /// Registers and runs the chosen mode. A refused registration is
 /// [`ClientError::TunnelProxyRefused`] (exit code 3).
 pub async fn run(args: TunnelClientArgs) -> Result<Ending, ClientError> {
-    let (url, options) = args.broker.resolve(Api::V2)?;
+    let (url, options) = crate::cli::broker::resolve(&args.broker, Api::V2)?;
     let client = TunnelClient {
         server_uuid: args.server_uuid.clone(),
         uuid: args.uuid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

@@ -15,7 +15,7 @@ use crate::cli::modes::{self, Ending};
 /// Serves until interrupted (exit 0) or until the server stops for good: an invalid uuid (exit
 /// 3), a configuration error (2), a broker that does not speak the TunnelProxy API (1).
 pub async fn run(args: TunnelServerArgs) -> Result<Ending, ClientError> {
-    let (url, options) = args.broker.resolve(Api::V2)?;
+    let (url, options) = crate::cli::broker::resolve(&args.broker, Api::V2)?;
     let target = url.to_string();
     let registration = ServerRegistration { uuid: args.uuid.clone(), name: args.name.clone() };
     let mut server = TunnelServer::spawn(url, options, registration);

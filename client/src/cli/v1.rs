@@ -12,7 +12,7 @@ use crate::cli::modes::{self, Ending};
 
 /// Opens the tunnel and runs the chosen mode.
 pub async fn run(cli: Cli) -> Result<Ending, ClientError> {
-    let (url, options) = cli.broker.resolve(Api::V1)?;
+    let (url, options) = crate::cli::broker::resolve(&cli.broker, Api::V1)?;
     let credentials = Credentials {
         // clap requires the token unless a subcommand is given.
         token: cli.token.clone().unwrap_or_default(),

@@ -3,6 +3,10 @@
 //! Without a subcommand the client speaks the v1 token-paired API (the reference client's
 //! flags); `tunnel-server` and `tunnel-client` speak the v2 TunnelProxy API.
 
+// A flag's doc comment is its `--help` text; the flattened groups and the values behind them
+// have none of their own to give.
+#![allow(missing_docs)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
