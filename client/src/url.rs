@@ -82,7 +82,13 @@ impl ProxyUrl {
                 return Err(bad(&format!("unknown scheme '{other}' (use tcp, ssl, ws, wss or unix)")));
             }
         };
-        let port = parsed.port().unwrap_or(default_port);
+        // `url` forgets a port that is its scheme's own (wss://host:443): an explicit one is kept,
+        // only a missing one becomes the API's default.
+        let port = match parsed.port() {
+            Some(port) => port,
+            None if has_explicit_port(text) => parsed.port_or_known_default().unwrap_or(default_port),
+            None => default_port,
+        };
         Ok(match scheme {
             "tcp" | "ssl" | "tls" => ProxyUrl::Tcp { host, port, tls: scheme != "tcp" },
             _ => ProxyUrl::WebSocket { url: parsed.to_string(), host, port, tls: scheme == "wss" },
@@ -123,6 +129,16 @@ impl fmt::Display for ProxyUrl {
     }
 }
 
+/// Whether the URL's authority names a port (`host:443`, `[::1]:443`), even one the `url` crate
+/// drops as its scheme's default.
+fn has_explicit_port(text: &str) -> bool {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let after_host = host_port.rsplit_once(']').map_or(host_port, |(_, after)| after);
+    after_host.rsplit_once(':').is_some_and(|(_, port)| !port.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +173,15 @@ mod tests {
             let err = ProxyUrl::parse(url).unwrap_err().to_string();
             assert!(err.contains(why), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn a_port_that_is_the_schemes_own_is_kept() {
+        assert!(matches!(ProxyUrl::parse("wss://proxy:443").unwrap(), ProxyUrl::WebSocket { port: 443, .. }));
+        assert!(matches!(ProxyUrl::parse("ws://[::1]:80/").unwrap(), ProxyUrl::WebSocket { port: 80, .. }));
+        assert!(matches!(ProxyUrl::parse("wss://proxy").unwrap(), ProxyUrl::WebSocket { port: 1212, .. }));
+        assert!(matches!(ProxyUrl::parse("wss://[::1]/x").unwrap(), ProxyUrl::WebSocket { port: 1212, .. }));
+        assert!(matches!(ProxyUrl::parse("ssl://proxy:443").unwrap(), ProxyUrl::Tcp { port: 443, .. }));
     }
 
     #[test]
