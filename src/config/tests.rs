@@ -662,3 +662,22 @@ fn declared_names_are_unique() {
         }
     }
 }
+
+/// The package's configuration file names every key (set, or commented at its default) and reads
+/// as the package means it.
+#[test]
+fn the_packaged_configuration_is_complete_and_reads() {
+    let text = include_str!("../../packaging/remoteproxy.conf");
+    for section in crate::config::schema::sections() {
+        for key in section.keys {
+            let commented = format!("#{}={}\n", key.name, key.default.unwrap_or(""));
+            let set = format!("\n{}=", key.name);
+            assert!(text.contains(&commented) || text.contains(&set), "[{}] {}", section.name, key.name);
+        }
+    }
+    let config = parse(text).unwrap();
+    assert_eq!(config.listeners.websocket, v4(0, 0, 0, 0, 443));
+    assert_eq!(config.listeners.tcp, v4(0, 0, 0, 0, 80));
+    assert_eq!(config.tls.certificate, Some(PathBuf::from("/etc/remoteproxy/tls/certificate.pem")));
+    assert_eq!(config.authentication.unwrap().kind.name(), "static");
+}
