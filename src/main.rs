@@ -46,7 +46,6 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let reloadable = authenticator.clone();
     let max_connections = config.server.max_connections;
     let listener_config = config.clone();
     let source = config.source.clone();
@@ -56,6 +55,7 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(error) => return fail(USAGE_ERROR, &error),
     };
+    let reloader = server.reloader();
     if let Some(path) = &cli.write_certificate {
         let Some(pem) = server.certificate_pem() else {
             return fail(
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             Ok(listeners) => listeners,
             Err(error) => return fail(STARTUP_ERROR, &error),
         };
-        tokio::spawn(remoteproxy::reload::on_hangup(reloadable));
+        tokio::spawn(remoteproxy::reload::on_hangup(reloader));
         server.run(listeners, remoteproxy::shutdown::signal()).await;
         ExitCode::SUCCESS
     })

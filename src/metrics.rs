@@ -114,8 +114,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A registry with every metric, all at zero.
-    pub fn new() -> Arc<Metrics> {
+    /// A registry with every metric, all at zero, and the served certificate's expiry when TLS
+    /// is on (a gauge the certificate reload keeps current).
+    pub fn new(certificate_expiry: Option<Gauge>) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("remoteproxy");
 
         registry.register(
@@ -168,6 +169,14 @@ impl Metrics {
 
         let tunnels = Counter::default();
         registry.register("tunnels", "v1 tunnels established", tunnels.clone());
+
+        if let Some(expiry) = certificate_expiry {
+            registry.register(
+                "tls_certificate_expiry_seconds",
+                "When the served TLS certificate expires, as Unix time",
+                expiry,
+            );
+        }
 
         let tunnels_active = Gauge::default();
         registry.register("tunnels_active", "v1 tunnels open now", tunnels_active.clone());
@@ -361,7 +370,7 @@ mod tests {
 
     #[test]
     fn every_fixed_label_value_is_exported_at_zero() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(None);
         let stats = Stats::new("test", vec![]);
         let text = metrics.render(&stats);
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -394,7 +403,7 @@ mod tests {
 
     #[test]
     fn events_move_the_right_series() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(None);
         let stats = Stats::new("test", vec![]);
         metrics.connection_opened(Api::V1, Transport::WebSocket);
         metrics.connection_opened(Api::V1, Transport::WebSocket);

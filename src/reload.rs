@@ -1,22 +1,79 @@
-//! Reloading without a restart: SIGHUP, next to the stop signals of [`crate::shutdown`]. What
-//! can be reloaded gets its step here (today the authenticator's files; the certificate next).
+//! Reloading without a restart, next to the stop signals of [`crate::shutdown`]. SIGHUP rereads
+//! what the authenticator loaded from disk (a token file, keys) and the TLS certificate and key;
+//! the certificate files are also watched, so a renewal (certbot's symlink swap included) needs
+//! nothing from the operator. New handshakes get the new certificate; running tunnels are not
+//! touched. A reload that fails keeps the previous state and says why in one line.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use remoteproxy_authenticators::Authenticator;
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
-/// SIGHUP re-reads what the authenticator loaded from disk (a token file, keys); connections
-/// are not touched.
-pub async fn on_hangup(authenticator: Arc<dyn Authenticator>) {
+use crate::transport::certificate::{CertificateFiles, seconds_until};
+
+/// What a reload rereads.
+#[derive(Clone)]
+pub struct Reloader {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) certificate: Option<Arc<CertificateFiles>>,
+}
+
+impl Reloader {
+    /// Rereads everything; what fails keeps its previous state. `why` starts the log lines.
+    pub fn reload_all(&self, why: &str) {
+        match self.authenticator.reload() {
+            Ok(()) => info!("{why}: authenticator reloaded"),
+            Err(error) => warn!(%error, "{why}: authenticator reload failed; keeping the previous state"),
+        }
+        if let Some(files) = &self.certificate {
+            reload_certificate(files, why);
+        }
+    }
+}
+
+fn reload_certificate(files: &CertificateFiles, why: &str) {
+    match files.reload() {
+        Ok(fingerprint) => {
+            let days = files.expiry().map(|at| seconds_until(at) / 86_400).unwrap_or_default();
+            info!(%fingerprint, expires_in_days = days, "{why}: TLS certificate reloaded; new handshakes use it");
+        }
+        Err(problem) => {
+            error!("{why}: the TLS certificate was not reloaded, the previous one is still served: {problem}")
+        }
+    }
+}
+
+/// Reloads on every SIGHUP, telling the service manager (RELOADING=1 … READY=1).
+pub async fn on_hangup(reloader: Reloader) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
     while hangups.recv().await.is_some() {
         crate::systemd::reloading();
-        match authenticator.reload() {
-            Ok(()) => info!("SIGHUP: authenticator reloaded"),
-            Err(error) => warn!(%error, "SIGHUP: authenticator reload failed; keeping the previous state"),
-        }
+        reloader.reload_all("SIGHUP");
         crate::systemd::reloaded();
+    }
+}
+
+/// Checks the certificate files every `interval` and reloads them when one changed, until `stop`.
+/// A failed reload is reported once per change, not at every check.
+pub(crate) async fn watch_certificate(
+    files: Arc<CertificateFiles>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                if files.changed() {
+                    reload_certificate(&files, "certificate files changed");
+                }
+            }
+        }
     }
 }

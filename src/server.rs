@@ -70,6 +70,15 @@ impl Server {
         Ok(Server { config, authenticator, tls, statistics_log })
     }
 
+    /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files and the
+    /// certificate.
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        crate::reload::Reloader {
+            authenticator: self.authenticator.clone(),
+            certificate: self.tls.as_ref().and_then(|tls| tls.files.clone()),
+        }
+    }
+
     /// The SHA-256 fingerprint of the served certificate, when TLS is on.
     pub fn certificate_fingerprint(&self) -> Option<&str> {
         self.tls.as_ref().map(|t| t.fingerprint_sha256.as_str())
@@ -107,7 +116,8 @@ impl Server {
         // The monitor, metrics and statistics keep running through the drain and end last.
         let ended = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let metrics = listeners.metrics.is_some().then(Metrics::new);
+        let certificate_expiry = tls.as_ref().map(|tls| tls.served.expiry_gauge());
+        let metrics = listeners.metrics.is_some().then(|| Metrics::new(certificate_expiry));
         let mut sinks: Vec<Arc<dyn StatsSink>> = Vec::new();
         if let Some(metrics) = &metrics {
             sinks.push(metrics.clone());
@@ -117,6 +127,11 @@ impl Server {
         }
         let stats = Stats::new(&config.server.name, sinks);
         let mut services = JoinSet::new();
+        if let (Some(files), Some(interval)) =
+            (tls.as_ref().and_then(|tls| tls.files.clone()), config.tls.certificate_check_interval)
+        {
+            services.spawn(crate::reload::watch_certificate(files, interval, ended.clone()));
+        }
         if let Some(log) = statistics_log {
             stats.restore_totals(log.saved_totals());
             services.spawn(log.persist(stats.clone(), ended.clone()));

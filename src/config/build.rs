@@ -83,6 +83,12 @@ impl Document<'_> {
             certificate: self.optional_path(SSL, "certificate").flatten(),
             certificate_key: self.optional_path(SSL, "certificateKey").flatten(),
             certificate_chain: self.optional_path(SSL, "certificateChain").flatten(),
+            certificate_check_interval: Some(self.given(
+                SSL,
+                "certificateCheckInterval",
+                self.millis(SSL, "certificateCheckInterval")?,
+            )?)
+            .filter(|interval| !interval.is_zero()),
             client_ca: self.optional_path(SSL, "clientCaCertificate").flatten(),
             client_certificate_required: self.flag(SSL, "clientCertificateRequired")?,
         };

@@ -137,6 +137,9 @@ pub struct TlsSettings {
     pub certificate_key: Option<PathBuf>,
     /// `certificateChain`: PEM intermediate certificates served after the leaf.
     pub certificate_chain: Option<PathBuf>,
+    /// `certificateCheckInterval` (ours): how often the files are checked for a change and
+    /// reloaded; `None` (0 in the file) leaves reloading to SIGHUP.
+    pub certificate_check_interval: Option<Duration>,
     /// `clientCaCertificate` (ours): verify client certificates against these CAs (the
     /// certificate authenticator needs it). `None`: no client certificates are asked for.
     pub client_ca: Option<PathBuf>,

@@ -166,6 +166,12 @@ const BROKER: &[Section] = &[
                 "Verify client certificates against these CAs (the certificate authenticator needs it).",
             ),
             key(
+                "certificateCheckInterval",
+                Kind::Millis,
+                "10000",
+                "How often the certificate files are checked for a change, so a renewal is served without a restart; 0 turns the check off (SIGHUP still reloads).",
+            ),
+            key(
                 "clientCertificateRequired",
                 Kind::Flag,
                 "false",

@@ -565,6 +565,7 @@ fn defaults_build() {
             certificate: None,
             certificate_key: None,
             certificate_chain: None,
+            certificate_check_interval: Some(Duration::from_secs(10)),
             client_ca: None,
             client_certificate_required: false,
         }

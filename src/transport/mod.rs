@@ -11,6 +11,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod budget;
+pub(crate) mod certificate;
 pub(crate) mod connection;
 pub(crate) mod frames;
 pub(crate) mod halves;

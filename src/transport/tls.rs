@@ -14,7 +14,9 @@ use std::sync::Arc;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::sign::CertifiedKey;
+
+use super::certificate::{CertificateFiles, ServedCertificate};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
@@ -33,6 +35,10 @@ pub struct TlsMaterial {
     pub fingerprint_sha256: String,
     /// True when no certificate was configured and one was generated at start.
     pub self_signed: bool,
+    /// What new handshakes are served: swapped by a reload.
+    pub served: Arc<ServedCertificate>,
+    /// The configured files behind it, to reload; `None` for a generated certificate.
+    pub files: Option<Arc<CertificateFiles>>,
 }
 
 impl fmt::Debug for TlsMaterial {
@@ -95,67 +101,82 @@ pub fn load(settings: &TlsSettings, source: Option<&Path>) -> Result<TlsMaterial
                 "is not set but certificateKey is (give the certificate file)".to_string(),
             ));
         }
-        (Some(certificate), Some(key_path)) => {
-            let mut chain = read_certificates(certificate, "certificate", source)?;
-            if let Some(extra) = &settings.certificate_chain {
-                chain.extend(read_certificates(extra, "certificateChain", source)?);
-            }
-            let key = read_private_key(key_path, source)?;
-            let signing_key = provider.key_provider.load_private_key(key).map_err(|_| {
-                bad(
-                    "certificateKey",
-                    format!(
-                        "the private key in \"{}\" cannot be used (unsupported key type or \
-                             size; RSA of 2048 bits or more, ECDSA P-256 or P-384, and Ed25519 \
-                             are supported)",
-                        key_path.display()
-                    ),
-                )
-            })?;
-            let certified = CertifiedKey::new(chain, signing_key);
-            match certified.keys_match() {
-                Ok(()) => {}
-                // The provider cannot tell the key's public half: nothing to compare.
-                Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-                Err(rustls::Error::InconsistentKeys(_)) => {
-                    return Err(bad(
-                        "certificateKey",
-                        format!(
-                            "the private key in \"{}\" does not match the certificate in \"{}\"",
-                            key_path.display(),
-                            certificate.display()
-                        ),
-                    ));
-                }
-                Err(error) => {
-                    return Err(bad(
-                        "certificate",
-                        format!(
-                            "the first certificate in \"{}\" cannot be parsed: {error}",
-                            certificate.display()
-                        ),
-                    ));
-                }
-            }
-            (certified, false)
-        }
+        (Some(certificate), Some(key_path)) => (
+            load_files(certificate, key_path, settings.certificate_chain.as_deref(), source, &provider)?,
+            false,
+        ),
     };
 
     let certificate_chain = certified.cert.clone();
     let fingerprint_sha256 = fingerprint(&certificate_chain[0]);
+    let served = Arc::new(ServedCertificate::new(certified));
+    let files = CertificateFiles::new(settings, source, served.clone()).map(Arc::new);
     let client_verifier = client_verifier(settings, source, &provider)?;
     let server_config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| bad("enabled", format!("TLS setup failed: {error}")))?
         .with_client_cert_verifier(client_verifier)
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        .with_cert_resolver(served.clone());
 
     Ok(TlsMaterial {
         server_config: Arc::new(server_config),
         certificate_chain,
         fingerprint_sha256,
         self_signed,
+        served,
+        files,
     })
+}
+
+/// The configured certificate (and chain) with its key, checked to belong together: what a start
+/// serves and what a reload swaps in.
+pub(crate) fn load_files(
+    certificate: &Path,
+    key_path: &Path,
+    chain_file: Option<&Path>,
+    source: Option<&Path>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<CertifiedKey, ConfigError> {
+    let bad = |key: &str, problem: String| ConfigError::bad_value(source, SECTION, key, problem);
+    let mut chain = read_certificates(certificate, "certificate", source)?;
+    if let Some(extra) = chain_file {
+        chain.extend(read_certificates(extra, "certificateChain", source)?);
+    }
+    let key = read_private_key(key_path, source)?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|_| {
+        bad(
+            "certificateKey",
+            format!(
+                "the private key in \"{}\" cannot be used (unsupported key type or \
+                     size; RSA of 2048 bits or more, ECDSA P-256 or P-384, and Ed25519 \
+                     are supported)",
+                key_path.display()
+            ),
+        )
+    })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => {}
+        // The provider cannot tell the key's public half: nothing to compare.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(bad(
+                "certificateKey",
+                format!(
+                    "the private key in \"{}\" does not match the certificate in \"{}\"",
+                    key_path.display(),
+                    certificate.display()
+                ),
+            ));
+        }
+        Err(error) => {
+            return Err(bad(
+                "certificate",
+                format!("the first certificate in \"{}\" cannot be parsed: {error}", certificate.display()),
+            ));
+        }
+    }
+    Ok(certified)
 }
 
 /// Client certificates: none asked for, or verified against `clientCaCertificate` (optional
@@ -240,7 +261,7 @@ fn generate_self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer
 }
 
 /// SHA-256 of `certificate` as `AB:CD:...`.
-fn fingerprint(certificate: &CertificateDer<'_>) -> String {
+pub(crate) fn fingerprint(certificate: &CertificateDer<'_>) -> String {
     Sha256::digest(certificate.as_ref())
         .iter()
         .map(|byte| format!("{byte:02X}"))
@@ -270,6 +291,7 @@ mod tests {
             certificate: Some(fixture(certificate)),
             certificate_key: Some(fixture(key)),
             certificate_chain: chain.map(fixture),
+            certificate_check_interval: None,
             client_ca: None,
             client_certificate_required: false,
         }

@@ -20,6 +20,7 @@ mod listeners;
 mod metrics;
 mod monitor;
 mod pairing;
+mod reload;
 mod service;
 mod statistics;
 mod timeouts;

@@ -6,6 +6,7 @@ use crate::common::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -580,4 +581,27 @@ async fn a_slow_client_cannot_hold_the_endpoint() {
     let closed = tokio::time::timeout(Duration::from_secs(20), one.read(&mut sink)).await;
     assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "an idle connection was kept open");
     broker.stop().await;
+}
+
+/// With TLS on, the served certificate's expiry is exported as Unix time, so an alert can fire
+/// before it runs out.
+#[tokio::test]
+async fn the_certificate_expiry_is_exported() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let broker = Broker::builder()
+        .config(|c| {
+            c.metrics.enabled = true;
+            c.tls.certificate = Some(fixture.join("ecdsa.crt"));
+            c.tls.certificate_key = Some(fixture.join("ecdsa.key"));
+        })
+        .start()
+        .await;
+    let scrape = scrape(&broker).await;
+    let (_, leaf) = x509_parser::parse_x509_certificate(broker.certificates[0].as_ref()).unwrap();
+    let expected = leaf.validity().not_after.timestamp() as f64;
+    assert_eq!(scrape.get("remoteproxy_tls_certificate_expiry_seconds", &[]), expected);
+    assert_eq!(
+        scrape.types.get("remoteproxy_tls_certificate_expiry_seconds").map(String::as_str),
+        Some("gauge")
+    );
 }

@@ -119,6 +119,16 @@ impl Proc {
     /// Waits until the broker logged its TCP listener's address, then checks it answers Hello;
     /// fails if the process exits first.
     pub async fn ready(&mut self) {
+        self.listening().await;
+        let stream = TcpStream::connect(self.tcp).await.unwrap();
+        let mut client = stream_client(Kind::Tcp, Box::new(stream));
+        let hello = client.hello().await;
+        assert_eq!(hello["params"]["name"], NAME, "{hello}");
+    }
+
+    /// Waits until the broker logged its TCP listener's address (into `self.tcp`); fails if the
+    /// process exits first.
+    pub async fn listening(&mut self) {
         const LISTENER: &str = "v1 TCP listener address=";
         let deadline = Instant::now() + WAIT;
         loop {
@@ -134,10 +144,6 @@ impl Proc {
             assert!(Instant::now() < deadline, "the broker did not start listening: {log}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let stream = TcpStream::connect(self.tcp).await.unwrap();
-        let mut client = stream_client(Kind::Tcp, Box::new(stream));
-        let hello = client.hello().await;
-        assert_eq!(hello["params"]["name"], NAME, "{hello}");
     }
 
     /// A client on the TCP or unix listener.
