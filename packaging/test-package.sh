@@ -35,7 +35,8 @@ for path in ./usr/bin/remoteproxy ./usr/bin/remoteproxy-client ./usr/bin/remotep
     ./usr/share/man/man8/remoteproxy.8.gz ./usr/share/man/man1/remoteproxy-client.1.gz \
     ./usr/share/man/man1/remoteproxy-monitor.1.gz ./usr/share/doc/remoteproxy/copyright \
     ./usr/share/bash-completion/completions/remoteproxy ./usr/share/zsh/vendor-completions/_remoteproxy \
-    ./usr/share/fish/vendor_completions.d/remoteproxy.fish; do
+    ./usr/share/fish/vendor_completions.d/remoteproxy.fish \
+    ./usr/share/doc/remoteproxy/examples/prometheus-alerts.yml; do
     grep -qx -- "$path" <<<"$contents" || fail "$path is not in the package"
 done
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$work/conffiles"

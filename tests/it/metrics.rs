@@ -605,3 +605,93 @@ async fn the_certificate_expiry_is_exported() {
         Some("gauge")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The operators' extras in packaging/monitoring: every metric they name is real.
+
+/// The `remoteproxy_*` metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("remoteproxy_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_alert_rules_and_the_dashboard_name_only_metrics_the_broker_exports() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/monitoring");
+    let rules_path = root.join("alerts.yml");
+    let rules: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&rules_path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    let mut alerts = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let alert = rule["alert"].as_str().expect("every rule is an alert").to_string();
+            assert!(rule["labels"]["severity"].as_str().is_some(), "{alert}: a severity");
+            assert!(rule["annotations"]["summary"].as_str().is_some(), "{alert}: a summary");
+            exprs.push(rule["expr"].as_str().expect("an expr").to_string());
+            alerts.push(alert);
+        }
+    }
+    for wanted in [
+        "RemoteproxyDown",
+        "RemoteproxyCertificateExpiresSoon",
+        "RemoteproxyAuthenticatorFailing",
+        "RemoteproxyLimitsRefusing",
+    ] {
+        assert!(alerts.iter().any(|alert| alert == wanted), "no {wanted} in {alerts:?}");
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8, "{} panels", panels.len());
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("an expr").to_string());
+        }
+    }
+
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let broker = Broker::builder()
+        .config(|c| {
+            c.metrics.enabled = true;
+            c.tls.certificate = Some(fixture.join("ecdsa.crt"));
+            c.tls.certificate_key = Some(fixture.join("ecdsa.key"));
+        })
+        .start()
+        .await;
+    // One tunnel, so that the series that appear with their first event (an authenticator's
+    // results) are there too.
+    let (mut a, mut b) = tunnel(&broker, Kind::Tcp, Kind::WebSocket, "monitoring").await;
+    a.send_bytes(b"x").await;
+    assert_eq!(b.recv_data(1).await, b"x");
+    let text = scrape_until(&broker, "an authentication", |s| {
+        !s.all("remoteproxy_authentications_total").is_empty()
+    })
+    .await
+    .text;
+    let mut names: Vec<String> = exprs.iter().flat_map(|expr| metric_names(expr)).collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in &names {
+        let exported = text.lines().any(|line| {
+            line.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        });
+        assert!(exported, "{name} is named by the rules or the dashboard but not exported:\n{text}");
+    }
+
+    // Where Prometheus' own checker is installed, it has the last word on the rules.
+    if let Ok(output) =
+        std::process::Command::new("promtool").arg("check").arg("rules").arg(&rules_path).output()
+    {
+        assert!(output.status.success(), "promtool: {}", String::from_utf8_lossy(&output.stdout));
+    }
+}
