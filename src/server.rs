@@ -126,6 +126,9 @@ impl Server {
             sinks.push(log.clone());
         }
         let stats = Stats::new(&config.server.name, sinks);
+        if let Some(tls) = &tls {
+            stats.watch_certificate_expiry(tls.served.expiry_gauge());
+        }
         let mut services = JoinSet::new();
         if let (Some(files), Some(interval)) =
             (tls.as_ref().and_then(|tls| tls.files.clone()), config.tls.certificate_check_interval)

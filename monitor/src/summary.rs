@@ -4,15 +4,29 @@ use crate::app::{App, Tab};
 use crate::format::{bytes, count, duration, rate};
 use crate::snapshot::Snapshot;
 
+/// When the served certificate expires, from the snapshot's Unix time.
+fn certificate(expiry: i64) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    match u64::try_from(expiry - now) {
+        Ok(left) => format!(" · certificate expires in {}", duration(left)),
+        Err(_) => " · certificate EXPIRED".to_string(),
+    }
+}
+
 /// Four lines: the broker, the proxy API, the TunnelProxy API, the proxy's totals.
 pub fn header(s: &Snapshot) -> [String; 4] {
     let p = &s.proxy_statistic;
     let t = &s.tunnel_proxy_statistic;
     let uptime = s.uptime.map(|u| format!(" · up {}", duration(u))).unwrap_or_default();
+    let certificate = s.certificate_expiry.map(certificate).unwrap_or_default();
     let mut transports: String = t.transports.iter().map(|(name, n)| format!(" · {name} {n}")).collect();
     transports.insert_str(0, &rate(t.throughput()));
     [
-        format!("Broker {} · version {} · API {}{uptime}", s.server_name, s.server_version, s.api_version),
+        format!(
+            "Broker {} · version {} · API {}{uptime}{certificate}",
+            s.server_name, s.server_version, s.api_version
+        ),
         format!(
             "Proxy        {} · {} · {}",
             count(p.client_count, "client", "clients"),
@@ -67,6 +81,21 @@ pub fn render(app: &App) -> String {
 mod tests {
     use super::*;
     use crate::app::tests::{NOW, sample};
+
+    #[test]
+    fn the_header_tells_when_the_certificate_expires() {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let mut snapshot = sample();
+        snapshot.certificate_expiry = Some(now + 30 * 86_400 + 3600 + 30);
+        assert!(
+            header(&snapshot)[0].ends_with(" · certificate expires in 30d 01h"),
+            "{}",
+            header(&snapshot)[0]
+        );
+        snapshot.certificate_expiry = Some(now - 10);
+        assert!(header(&snapshot)[0].ends_with(" · certificate EXPIRED"), "{}", header(&snapshot)[0]);
+    }
 
     #[test]
     fn the_summary_has_the_header_and_every_tab() {

@@ -58,6 +58,8 @@ pub struct Stats {
     last_traffic: [AtomicU64; 2],
     throughput: [AtomicU64; 2],
     sinks: Vec<Arc<dyn StatsSink>>,
+    /// The served certificate's expiry (Unix time), kept current by reloads; set once TLS is on.
+    certificate_expiry: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl std::fmt::Debug for Stats {
@@ -79,7 +81,19 @@ impl Stats {
             last_traffic: Default::default(),
             throughput: Default::default(),
             sinks,
+            certificate_expiry: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports the served certificate's expiry in snapshots from now on (the gauge the
+    /// certificate reload updates).
+    pub fn watch_certificate_expiry(&self, expiry: prometheus_client::metrics::gauge::Gauge) {
+        let _ = self.certificate_expiry.set(expiry);
+    }
+
+    /// The served certificate's expiry as Unix time, with TLS on.
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        self.certificate_expiry.get().map(|gauge| gauge.get()).filter(|at| *at != 0)
     }
 
     /// The broker's name.

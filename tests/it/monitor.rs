@@ -556,3 +556,13 @@ async fn the_socket_mode_comes_from_the_config_and_a_stale_socket_is_replaced() 
     monitor.closed().await;
     assert!(!path.exists(), "the socket file is removed at the end");
 }
+
+/// With TLS on the snapshot says when the served certificate expires (a key of ours).
+#[tokio::test]
+async fn the_snapshot_tells_the_certificate_expiry() {
+    let broker = Broker::start().await;
+    let mut monitor = Monitor::connect(&broker.monitor).await;
+    let snapshot = monitor.refresh(None).await;
+    let (_, leaf) = x509_parser::parse_x509_certificate(broker.certificates[0].as_ref()).unwrap();
+    assert_eq!(snapshot["certificateExpiry"], leaf.validity().not_after.timestamp());
+}

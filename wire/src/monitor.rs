@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", default)]
 pub struct Snapshot {
     pub api_version: String,
+    /// When the served TLS certificate expires, as Unix time (ours; absent with TLS off). Keys
+    /// stay in the reference's alphabetical order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry: Option<i64>,
     pub server_name: String,
     pub server_version: String,
     /// Seconds since the broker started (not in 1.x snapshots).
