@@ -14,10 +14,37 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. Fails only when the log file cannot be opened.
-pub fn init(verbose: bool, file: Option<&Path>) -> std::io::Result<()> {
-    let default = if verbose { "info,remoteproxy=debug,remoteproxy_authenticators=debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+/// The level filter of the running log, which a reload may change.
+pub struct LogLevel {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// `RUST_LOG` or `--verbose` chose the filter: a configured level does not override them.
+    overridden: bool,
+}
+
+impl LogLevel {
+    /// Applies `[ProxyServer] logLevel` (checked when the configuration was read), unless
+    /// `RUST_LOG` or `--verbose` chose the filter. Returns whether it was applied.
+    pub fn set(&self, level: &str) -> bool {
+        if self.overridden {
+            return false;
+        }
+        match EnvFilter::try_new(level) {
+            Ok(filter) => self.handle.reload(filter).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Installs the global subscriber with `level` (`[ProxyServer] logLevel`), unless `RUST_LOG` or
+/// `verbose` say otherwise. Fails only when the log file cannot be opened.
+pub fn init(verbose: bool, file: Option<&Path>, level: &str) -> std::io::Result<LogLevel> {
+    const VERBOSE: &str = "info,remoteproxy=debug,remoteproxy_authenticators=debug";
+    let (filter, overridden) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, true),
+        Err(_) if verbose => (EnvFilter::new(VERBOSE), true),
+        Err(_) => (EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")), false),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let colors = std::io::stderr().is_terminal();
     let journal = stderr_is_the_journal();
     let stderr =
@@ -33,7 +60,7 @@ pub fn init(verbose: bool, file: Option<&Path>) -> std::io::Result<()> {
         None => None,
     };
     tracing_subscriber::registry().with(filter).with(stderr).with(stderr_in_journal).with(file_layer).init();
-    Ok(())
+    Ok(LogLevel { handle, overridden })
 }
 
 /// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` names its

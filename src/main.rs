@@ -51,11 +51,12 @@ fn main() -> ExitCode {
     let source = config.source.clone();
     let log_file =
         cli.logging.clone().or_else(|| config.server.write_logs.then(|| config.server.log_file.clone()));
+    let log_level = config.server.log_level.clone();
     let server = match Server::new(config, authenticator) {
         Ok(server) => server,
         Err(error) => return fail(USAGE_ERROR, &error),
     };
-    let reloader = server.reloader();
+    let mut reloader = server.reloader();
     if let Some(path) = &cli.write_certificate {
         let Some(pem) = server.certificate_pem() else {
             return fail(
@@ -71,9 +72,12 @@ fn main() -> ExitCode {
         }
     }
     // Logging starts only now, so every configuration error above is one plain line on stderr.
-    if let Err(error) = remoteproxy::logging::init(cli.verbose, log_file.as_deref()) {
-        let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
-        return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
+    match remoteproxy::logging::init(cli.verbose, log_file.as_deref(), &log_level) {
+        Ok(level) => reloader.log_level_from(level, source.clone()),
+        Err(error) => {
+            let shown = log_file.as_deref().unwrap_or(std::path::Path::new("")).display();
+            return fail(USAGE_ERROR, &format!("cannot open the log file {shown}: {error}"));
+        }
     }
     match &source {
         Some(path) => info!(file = %path.display(), "configuration"),

@@ -1,9 +1,11 @@
 //! Reloading without a restart, next to the stop signals of [`crate::shutdown`]. SIGHUP rereads
-//! what the authenticator loaded from disk (a token file, keys) and the TLS certificate and key;
+//! what the authenticator loaded from disk (a token file, keys), the TLS certificate and key, and
+//! `[ProxyServer] logLevel` from the configuration file (its other keys need a restart);
 //! the certificate files are also watched, so a renewal (certbot's symlink swap included) needs
 //! nothing from the operator. New handshakes get the new certificate; running tunnels are not
 //! touched. A reload that fails keeps the previous state and says why in one line.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use remoteproxy_authenticators::Authenticator;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::logging::LogLevel;
 use crate::transport::certificate::{CertificateFiles, seconds_until};
 
 /// What a reload rereads.
@@ -18,9 +21,24 @@ use crate::transport::certificate::{CertificateFiles, seconds_until};
 pub struct Reloader {
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) certificate: Option<Arc<CertificateFiles>>,
+    /// The log's filter and the file its `[ProxyServer] logLevel` is read from again.
+    log: Option<(Arc<LogLevel>, PathBuf)>,
 }
 
 impl Reloader {
+    pub(crate) fn new(
+        authenticator: Arc<dyn Authenticator>,
+        certificate: Option<Arc<CertificateFiles>>,
+    ) -> Self {
+        Reloader { authenticator, certificate, log: None }
+    }
+
+    /// A reload also applies `[ProxyServer] logLevel` from `file` (read again; with built-in
+    /// defaults there is nothing to reread).
+    pub fn log_level_from(&mut self, level: LogLevel, file: Option<PathBuf>) {
+        self.log = file.map(|file| (Arc::new(level), file));
+    }
+
     /// Rereads everything; what fails keeps its previous state. `why` starts the log lines.
     pub fn reload_all(&self, why: &str) {
         match self.authenticator.reload() {
@@ -29,6 +47,16 @@ impl Reloader {
         }
         if let Some(files) = &self.certificate {
             reload_certificate(files, why);
+        }
+        if let Some((level, file)) = &self.log {
+            // Only the level is taken from the file; other keys need a restart.
+            match crate::config::load_file(file) {
+                Ok(config) if level.set(&config.server.log_level) => {
+                    info!(level = %config.server.log_level, "{why}: log level applied")
+                }
+                Ok(_) => info!("{why}: log level left as RUST_LOG or --verbose set it"),
+                Err(problem) => error!("{why}: the log level was not reloaded: {problem}"),
+            }
         }
     }
 }

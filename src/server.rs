@@ -73,10 +73,10 @@ impl Server {
     /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files and the
     /// certificate.
     pub fn reloader(&self) -> crate::reload::Reloader {
-        crate::reload::Reloader {
-            authenticator: self.authenticator.clone(),
-            certificate: self.tls.as_ref().and_then(|tls| tls.files.clone()),
-        }
+        crate::reload::Reloader::new(
+            self.authenticator.clone(),
+            self.tls.as_ref().and_then(|tls| tls.files.clone()),
+        )
     }
 
     /// The SHA-256 fingerprint of the served certificate, when TLS is on.

@@ -55,6 +55,7 @@ impl Document<'_> {
             name: self.given(PS, "name", self.get(PS, "name"))?.to_string(),
             write_logs: self.flag(PS, "writeLogs")?,
             log_file: self.file(PS, "logFile")?,
+            log_level: self.log_level(PS, "logLevel")?,
             log_engine_enabled: self.flag(PS, "logEngineEnabled")?,
             monitor_socket: self.optional_path(PS, "monitorSocket").flatten(),
             monitor_socket_mode: self.mode(PS, "monitorSocketMode")?,
@@ -146,6 +147,22 @@ impl Document<'_> {
         match self.given(section, key, self.get(section, key))? {
             "" => Err(self.bad(section, key, "must not be empty (give a file path)")),
             value => Ok(PathBuf::from(value)),
+        }
+    }
+
+    /// A level (`debug`) or a filter (`info,remoteproxy=debug`), as `RUST_LOG` takes it.
+    fn log_level(&self, section: &str, key: &str) -> Result<String, ConfigError> {
+        let value = self.given(section, key, self.get(section, key))?;
+        match tracing_subscriber::EnvFilter::try_new(value) {
+            Ok(_) if !value.trim().is_empty() => Ok(value.to_string()),
+            _ => Err(self.bad(
+                section,
+                key,
+                format!(
+                    "{} is not a log level or filter (error, warn, info, debug, trace, or a filter like info,remoteproxy=debug)",
+                    shown(key, value)
+                ),
+            )),
         }
     }
 

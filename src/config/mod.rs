@@ -65,6 +65,8 @@ pub struct ServerSettings {
     pub write_logs: bool,
     /// `logFile`.
     pub log_file: PathBuf,
+    /// `logLevel` (ours): the log's filter (a level or an `EnvFilter` directive list).
+    pub log_level: String,
     /// `logEngineEnabled`: per-tunnel statistics log (used by the monitoring part).
     pub log_engine_enabled: bool,
     /// `monitorSocket`: path of the monitor unix socket; `None` (empty in the file) turns the

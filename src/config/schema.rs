@@ -146,6 +146,12 @@ const BROKER: &[Section] = &[
                 "/var/lib/remoteproxy/statistics.json",
                 "With logEngineEnabled: the totals kept across restarts.",
             ),
+            key(
+                "logLevel",
+                Kind::Text,
+                "info",
+                "What the log shows: error, warn, info, debug or trace, or a filter like info,remoteproxy=debug; SIGHUP applies a change. RUST_LOG and --verbose override it.",
+            ),
         ],
     },
     Section {

@@ -533,6 +533,7 @@ fn defaults_build() {
             name: "remoteproxy".to_string(),
             write_logs: false,
             log_file: PathBuf::from("/var/log/remoteproxy.log"),
+            log_level: "info".to_string(),
             log_engine_enabled: false,
             monitor_socket: Some(runtime.join("monitor.sock")),
             monitor_socket_mode: 0o660,
@@ -681,4 +682,18 @@ fn the_packaged_configuration_is_complete_and_reads() {
     assert_eq!(config.listeners.tcp, v4(0, 0, 0, 0, 80));
     assert_eq!(config.tls.certificate, Some(PathBuf::from("/etc/remoteproxy/tls/certificate.pem")));
     assert_eq!(config.authentication.unwrap().kind.name(), "static");
+}
+
+#[test]
+fn log_levels_are_checked() {
+    assert_eq!(parse("[ProxyServer]\nlogLevel=debug\n").unwrap().server.log_level, "debug");
+    assert_eq!(
+        parse("[ProxyServer]\nlogLevel=info,remoteproxy=trace\n").unwrap().server.log_level,
+        "info,remoteproxy=trace"
+    );
+    assert_eq!(
+        error("[ProxyServer]\nlogLevel=info,remoteproxy=loud\n"),
+        "/etc/remoteproxy.conf: [ProxyServer] logLevel: \"info,remoteproxy=loud\" is not a log level or filter \
+         (error, warn, info, debug, trace, or a filter like info,remoteproxy=debug)"
+    );
 }

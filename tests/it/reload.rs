@@ -148,3 +148,22 @@ async fn the_watch_reloads_a_symlink_swap_and_keeps_the_old_certificate_over_a_b
     served_eventually(&broker, &leaf("ecdsa.crt")).await;
     broker.logged("certificate files changed: TLS certificate reloaded").await;
 }
+
+#[tokio::test]
+async fn sighup_applies_a_new_log_level_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = dir.path().join("proxy.socket");
+    let config = write_config(dir.path(), 0, 0, &unix, "logLevel=info", "");
+    let mut broker = Proc::launch_file(dir, &config, &["-m"]);
+    broker.ready().await;
+    const DEBUG_LINE: &str = "remoteproxy::transport::accept: connected";
+    assert!(!broker.stderr_text().contains(DEBUG_LINE), "{}", broker.stderr_text());
+
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("logLevel=info", "logLevel=info,remoteproxy=debug");
+    std::fs::write(&config, text).unwrap();
+    broker.signal("HUP");
+    broker.logged("SIGHUP: log level applied").await;
+    broker.ready().await;
+    broker.logged(DEBUG_LINE).await;
+}
