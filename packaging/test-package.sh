@@ -76,7 +76,11 @@ token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s' "$token" | sha256sum | cut -d' ' -f1 | sed 's/$/ ci-user/' >>/etc/remoteproxy/tokens
 # What RuntimeDirectory=, StateDirectory= and LogsDirectory= make under systemd.
 install -d -m 0750 -o remoteproxy -g remoteproxy /run/remoteproxy /var/lib/remoteproxy /var/log/remoteproxy
-"${as_service[@]}" /usr/bin/remoteproxy --configuration /etc/remoteproxy/remoteproxy.conf >"$work/broker.log" 2>&1 &
+# Under strace, to check below that it keeps within the unit's system call filter, address
+# families and MemoryDenyWriteExecute (this machine may not run systemd to enforce them).
+chmod 0711 "$work" && install -d -o remoteproxy "$work/trace"
+"${as_service[@]}" strace -f -qq -o "$work/trace/strace" \
+    /usr/bin/remoteproxy --configuration /etc/remoteproxy/remoteproxy.conf >"$work/broker.log" 2>&1 &
 broker_pid=$!
 for _ in $(seq 100); do
     grep -q "remoteproxy running" "$work/broker.log" && break
@@ -84,6 +88,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 grep -q "remoteproxy running" "$work/broker.log" || { cat "$work/broker.log"; fail "the broker did not start"; }
+broker=$(pgrep -P "$broker_pid" -x remoteproxy) || fail "no broker process under strace"
 [ "$(stat -c '%U:%G %a' /run/remoteproxy/monitor.sock)" = "remoteproxy:remoteproxy 660" ] ||
     fail "monitor socket is $(stat -c '%U:%G %a' /run/remoteproxy/monitor.sock)"
 
@@ -108,10 +113,33 @@ if setpriv --reuid=nobody --regid=nogroup --clear-groups remoteproxy-monitor --j
 fi
 
 step "stop"
-kill -TERM "$broker_pid"
-wait "$broker_pid" || fail "the broker did not stop cleanly"
+kill -TERM "$broker"
+wait "$broker_pid" || fail "the broker did not stop cleanly" # strace exits with the broker's status
 broker_pid=
 grep -q "ci-user" /var/log/remoteproxy/statistics.log || fail "no statistics line for the tunnel"
+
+step "the broker kept within the unit's sandbox"
+# The system calls SystemCallFilter=@system-service allows, less ~@privileged @resources.
+expand() {
+    systemd-analyze syscall-filter "$1" | tail -n +2 | grep -v '^ *#' | awk 'NF {print $1}' |
+        while read -r entry; do
+            case "$entry" in @*) expand "$entry" ;; *) echo "$entry" ;; esac
+        done
+}
+expand @system-service | sort -u >"$work/allowed"
+{ expand @privileged; expand @resources; } | sort -u >"$work/denied"
+comm -23 "$work/allowed" "$work/denied" >"$work/permitted"
+sed -n 's/^[0-9]* *\([a-z0-9_]*\)(.*/\1/p' "$work/trace/strace" | sort -u >"$work/used"
+outside=$(comm -23 "$work/used" "$work/permitted" | tr '\n' ' ')
+[ -z "$outside" ] || fail "system calls outside the unit's filter: $outside"
+echo "$(wc -l <"$work/used") distinct system calls, all within the filter"
+families=$(grep -o 'socket(AF_[A-Z0-9]*' "$work/trace/strace" | sort -u | sed 's/socket(//' | tr '\n' ' ')
+for family in $families; do
+    case "$family" in AF_INET | AF_INET6 | AF_UNIX) ;; *) fail "socket family $family outside RestrictAddressFamilies" ;; esac
+done
+if grep -E 'PROT_(WRITE\|PROT_EXEC|EXEC\|PROT_WRITE)|PROT_READ\|PROT_WRITE\|PROT_EXEC' "$work/trace/strace" | grep -q .; then
+    fail "writable and executable memory, which MemoryDenyWriteExecute refuses"
+fi
 
 step "purge"
 dpkg --purge remoteproxy
