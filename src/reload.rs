@@ -73,14 +73,19 @@ fn reload_certificate(files: &CertificateFiles, why: &str) {
     }
 }
 
-/// Reloads on every SIGHUP, telling the service manager (RELOADING=1 … READY=1).
-pub async fn on_hangup(reloader: Reloader) {
+/// Reloads on every SIGHUP, telling the service manager (RELOADING=1 … READY=1). The handler is
+/// installed when this is called (inside a runtime), not when the future first runs, so a SIGHUP
+/// right after READY=1 reloads rather than ends the process.
+pub fn on_hangup(reloader: Reloader) -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
-    while hangups.recv().await.is_some() {
-        crate::systemd::reloading();
-        reloader.reload_all("SIGHUP");
-        crate::systemd::reloaded();
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hangups) = hangups else { return };
+        while hangups.recv().await.is_some() {
+            crate::systemd::reloading();
+            reloader.reload_all("SIGHUP");
+            crate::systemd::reloaded();
+        }
     }
 }
 

@@ -47,7 +47,12 @@ const BROKER: &[Section] = &[
         keys: &[
             key("name", Kind::Text, "remoteproxy", "The server name RemoteProxy.Hello returns."),
             key("writeLogs", Kind::Flag, "false", "Also write the log to logFile."),
-            key("logFile", Kind::Path, "/var/log/remoteproxy.log", "The log file, with writeLogs."),
+            key(
+                "logFile",
+                Kind::Path,
+                "/var/log/remoteproxy/remoteproxy.log",
+                "The log file, with writeLogs.",
+            ),
             key(
                 "logEngineEnabled",
                 Kind::Flag,

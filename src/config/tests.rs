@@ -532,7 +532,7 @@ fn defaults_build() {
         ServerSettings {
             name: "remoteproxy".to_string(),
             write_logs: false,
-            log_file: PathBuf::from("/var/log/remoteproxy.log"),
+            log_file: PathBuf::from("/var/log/remoteproxy/remoteproxy.log"),
             log_level: "info".to_string(),
             log_engine_enabled: false,
             monitor_socket: Some(runtime.join("monitor.sock")),

@@ -62,7 +62,7 @@ fn not_after(certified: &CertifiedKey) -> Option<i64> {
 
 /// What the files looked like when last read: a change to any of them (content swapped in place,
 /// a new inode behind a symlink) is a reason to read them again.
-type Stamps = Vec<Option<(SystemTime, u64, u64)>>;
+pub(crate) type Stamps = Vec<Option<(SystemTime, u64, u64)>>;
 
 fn stamps(paths: &[PathBuf]) -> Stamps {
     use std::os::unix::fs::MetadataExt;
@@ -92,11 +92,20 @@ impl std::fmt::Debug for CertificateFiles {
 }
 
 impl CertificateFiles {
+    /// How the configured files look now: taken before they are first read, so a change during
+    /// that read is still seen as one.
+    pub(crate) fn stamp(settings: &TlsSettings) -> Stamps {
+        let paths = [&settings.certificate, &settings.certificate_key, &settings.certificate_chain];
+        stamps(&paths.into_iter().flatten().cloned().collect::<Vec<_>>())
+    }
+
     /// `None` when no files are configured (a generated certificate has nothing to reload).
+    /// `seen` is [`stamp`](Self::stamp) from before the files were read.
     pub(crate) fn new(
         settings: &TlsSettings,
         source: Option<&Path>,
         served: Arc<ServedCertificate>,
+        seen: Stamps,
     ) -> Option<CertificateFiles> {
         let (Some(certificate), Some(key)) = (&settings.certificate, &settings.certificate_key) else {
             return None;
@@ -107,9 +116,8 @@ impl CertificateFiles {
             chain: settings.certificate_chain.clone(),
             source: source.map(Path::to_path_buf),
             served,
-            seen: Mutex::new(Vec::new()),
+            seen: Mutex::new(seen),
         };
-        *files.seen.lock().unwrap_or_else(PoisonError::into_inner) = stamps(&files.paths());
         Some(files)
     }
 
@@ -128,9 +136,10 @@ impl CertificateFiles {
     /// Reads the files again and serves them to new handshakes; on any error the served
     /// certificate stays. Returns the new leaf's SHA-256 fingerprint.
     pub fn reload(&self) -> Result<String, ConfigError> {
-        // Stamped before reading, so a write during the read is seen as a change next time.
-        let now = stamps(&self.paths());
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = now;
+        // One reload at a time (SIGHUP and the watch), so an older read never replaces a newer
+        // one. Stamped before reading, so a write during the read is seen as a change next time.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        *seen = stamps(&self.paths());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certified = tls::load_files(
             &self.certificate,
@@ -141,6 +150,7 @@ impl CertificateFiles {
         )?;
         let fingerprint = tls::fingerprint(&certified.cert[0]);
         self.served.replace(certified);
+        drop(seen);
         Ok(fingerprint)
     }
 

@@ -67,6 +67,7 @@ const SECTION: &str = "SSL";
 pub fn load(settings: &TlsSettings, source: Option<&Path>) -> Result<TlsMaterial, ConfigError> {
     let bad = |key: &str, problem: String| ConfigError::bad_value(source, SECTION, key, problem);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = CertificateFiles::stamp(settings);
 
     let (certified, self_signed) = match (&settings.certificate, &settings.certificate_key) {
         (None, None) => {
@@ -110,7 +111,7 @@ pub fn load(settings: &TlsSettings, source: Option<&Path>) -> Result<TlsMaterial
     let certificate_chain = certified.cert.clone();
     let fingerprint_sha256 = fingerprint(&certificate_chain[0]);
     let served = Arc::new(ServedCertificate::new(certified));
-    let files = CertificateFiles::new(settings, source, served.clone()).map(Arc::new);
+    let files = CertificateFiles::new(settings, source, served.clone(), seen).map(Arc::new);
     let client_verifier = client_verifier(settings, source, &provider)?;
     let server_config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
