@@ -19,8 +19,8 @@ use crate::transport::certificate::{CertificateFiles, seconds_until};
 /// What a reload rereads.
 #[derive(Clone)]
 pub struct Reloader {
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) certificate: Option<Arc<CertificateFiles>>,
+    authenticator: Arc<dyn Authenticator>,
+    certificate: Option<Arc<CertificateFiles>>,
     /// The log's filter and the file its `[ProxyServer] logLevel` is read from again.
     log: Option<(Arc<LogLevel>, PathBuf)>,
 }

@@ -102,7 +102,7 @@ impl Document<'_> {
         ])?;
         // Applied after the listener sections were read, so that their mistakes are still reported.
         if !self.flag(PS, "proxyEnabled")? {
-            listeners = ListenerSettings::none();
+            listeners = ListenerSettings { websocket: None, tcp: None, unix: None, ..listeners };
         }
 
         const METRICS: &str = "Metrics";

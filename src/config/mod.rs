@@ -166,13 +166,6 @@ pub struct ListenerSettings {
     pub unix_group: Option<String>,
 }
 
-impl ListenerSettings {
-    /// No listener at all.
-    pub fn none() -> ListenerSettings {
-        ListenerSettings { websocket: None, tcp: None, unix: None, unix_mode: 0o660, unix_group: None }
-    }
-}
-
 /// Where the default unix sockets live: `/run/remoteproxy` for root and for the user that owns
 /// it (the packaged service), otherwise `$XDG_RUNTIME_DIR/remoteproxy`, or
 /// `remoteproxy-<uid>` in the temporary directory when there is no XDG runtime directory.

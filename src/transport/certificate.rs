@@ -25,10 +25,9 @@ pub struct ServedCertificate {
 
 impl ServedCertificate {
     pub(crate) fn new(certified: CertifiedKey) -> ServedCertificate {
-        let served =
-            ServedCertificate { current: RwLock::new(Arc::new(certified.clone())), expiry: Gauge::default() };
-        served.expiry.set(not_after(&certified).unwrap_or_default());
-        served
+        let expiry = Gauge::default();
+        expiry.set(not_after(&certified).unwrap_or_default());
+        ServedCertificate { current: RwLock::new(Arc::new(certified)), expiry }
     }
 
     fn replace(&self, certified: CertifiedKey) {

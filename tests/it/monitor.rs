@@ -510,7 +510,7 @@ fn monitor_only_config(dir: &Path, extra: &str) -> Config {
     let path = dir.join("sub/dir/monitor.sock");
     let text = format!("[ProxyServer]\nmonitorSocket={}\n{extra}", path.display());
     let mut config = remoteproxy::config::parse_str(&text, &dir.join("remoteproxy.conf")).unwrap();
-    let none = ListenerSettings::none();
+    let none = ListenerSettings { websocket: None, tcp: None, unix: None, ..config.listeners.clone() };
     config.listeners = none.clone();
     config.tunnel_proxy_listeners = none;
     config.tls.enabled = false;

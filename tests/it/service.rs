@@ -22,6 +22,17 @@ fn wait_for(socket: &UnixDatagram, wanted: &str, seen: &mut Vec<String>) {
     }
 }
 
+/// [`wait_for`] on a worker thread; hands the socket back with what was received.
+async fn receive_until(socket: UnixDatagram, wanted: &'static str) -> (UnixDatagram, Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        wait_for(&socket, wanted, &mut seen);
+        (socket, seen)
+    })
+    .await
+    .unwrap()
+}
+
 /// READY=1 comes once the listeners accept, watchdog pings follow at half the interval, and
 /// SIGTERM brings STOPPING=1 before the process ends.
 #[tokio::test]
@@ -38,32 +49,18 @@ async fn the_service_manager_hears_ready_watchdog_and_stopping() {
         &["-m"],
         &[("NOTIFY_SOCKET", &notify_path), ("WATCHDOG_USEC", "400000")],
     );
-    let socket = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        wait_for(&socket, "READY=1", &mut seen);
-        (socket, seen)
-    });
-    let (socket, mut seen) = socket.await.unwrap();
+    let (mut socket, mut seen) = receive_until(socket, "READY=1").await;
     // READY=1 means the listeners are bound: a client gets an answer at once.
     broker.ready().await;
-    let (socket, mut seen) = tokio::task::spawn_blocking(move || {
-        let pings_before = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
-        while seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() < pings_before + 2 {
-            let mut more = Vec::new();
-            wait_for(&socket, "WATCHDOG=1", &mut more);
-            seen.extend(more);
-        }
-        (socket, seen)
-    })
-    .await
-    .unwrap();
+    // Two watchdog pings after READY.
+    for _ in 0..2 {
+        let (again, more) = receive_until(socket, "WATCHDOG=1").await;
+        socket = again;
+        seen.extend(more);
+    }
     broker.signal("TERM");
-    let (_, seen) = tokio::task::spawn_blocking(move || {
-        wait_for(&socket, "STOPPING=1", &mut seen);
-        ((), seen)
-    })
-    .await
-    .unwrap();
+    let (_, more) = receive_until(socket, "STOPPING=1").await;
+    seen.extend(more);
     let status = broker.exit_status(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
     let ready = seen.iter().position(|m| m.contains("READY=1")).unwrap();
