@@ -97,6 +97,7 @@ pub struct Metrics {
     connections_active: [[Gauge; 3]; 2],
     refused: [Counter; 2],
     tls_failures: Counter,
+    keepalive_timeouts: Counter,
     authentications: Family<Labels2, Counter>,
     /// Authenticator kinds seen so far (their results are all exported from then on).
     authenticator_kinds: std::sync::Mutex<Vec<&'static str>>,
@@ -150,6 +151,13 @@ impl Metrics {
             tls_failures.clone(),
         );
 
+        let keepalive_timeouts = Counter::default();
+        registry.register(
+            "keepalive_timeouts",
+            "WebSocket connections closed because no pong came within keepAliveTimeout",
+            keepalive_timeouts.clone(),
+        );
+
         let authentications = Family::<Labels2, Counter>::default();
         registry.register(
             "authentications",
@@ -199,6 +207,7 @@ impl Metrics {
             connections_active,
             refused,
             tls_failures,
+            keepalive_timeouts,
             authentications,
             authenticator_kinds: Default::default(),
             sessions,
@@ -238,6 +247,10 @@ impl StatsSink for Metrics {
 
     fn tls_handshake_failed(&self) {
         self.tls_failures.inc();
+    }
+
+    fn keepalive_timed_out(&self) {
+        self.keepalive_timeouts.inc();
     }
 
     fn authentication(&self, authenticator: &'static str, outcome: AuthenticationError) {

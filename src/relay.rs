@@ -44,7 +44,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::protocol::reasons::{PARTNER_GONE, STOP_SERVER};
 use crate::stats::ConnHandle;
 use crate::transport::connection::{EarlyData, Wire};
-use crate::transport::websocket::{CloseKind, next_message};
+use crate::transport::websocket::{CloseKind, is_keepalive_timeout, next_message};
 
 /// Bytes read per call from a stream end. 64 KiB moves about three times the data of tokio's
 /// default 8 KiB on loopback.
@@ -59,6 +59,8 @@ pub enum EndReason {
     Failed,
     /// No byte moved for `tunnelIdleTimeout`.
     Idle,
+    /// A WebSocket end answered no keepalive ping within `keepAliveTimeout`.
+    KeepAlive,
     /// The broker's grace period after a stop signal ran out.
     Shutdown,
 }
@@ -70,6 +72,7 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Failed => "failed",
             EndReason::Idle => "idle",
+            EndReason::KeepAlive => "keepalive",
             EndReason::Shutdown => "shutdown",
         }
     }
@@ -127,7 +130,7 @@ pub async fn run(
         EndReason::Shutdown => (CloseKind::Shutdown, STOP_SERVER),
         _ => (CloseKind::Error, PARTNER_GONE),
     };
-    let cut = matches!(reason, EndReason::Failed | EndReason::Shutdown);
+    let cut = matches!(reason, EndReason::Failed | EndReason::KeepAlive | EndReason::Shutdown);
     // Boxed: the closing handshakes are short-lived and big; inline they would enlarge every
     // tunnel's task for its whole life (an async fn's state is as large as its largest phase).
     Box::pin(async {
@@ -190,6 +193,7 @@ impl Tunnel {
         for step in [ab, ba].into_iter().flatten() {
             match step {
                 Poll::Ready(PumpEnd::Failed) => return Poll::Ready(EndReason::Failed),
+                Poll::Ready(PumpEnd::Silent) => return Poll::Ready(EndReason::KeepAlive),
                 Poll::Ready(PumpEnd::Closed) => return Poll::Ready(EndReason::Closed),
                 Poll::Ready(PumpEnd::HalfClosed) | Poll::Pending => {}
             }
@@ -221,6 +225,8 @@ enum PumpEnd {
     Closed,
     /// A read or write failed.
     Failed,
+    /// The source answered no keepalive ping.
+    Silent,
 }
 
 /// One direction of a tunnel.
@@ -245,6 +251,8 @@ struct Pump {
     /// The source ended its direction only (a FIN or a half-close marker), not the connection.
     src_half_closed: bool,
     src_failed: bool,
+    /// The source failed by the keepalive's timeout.
+    src_silent: bool,
     /// The end-of-direction marker went to the destination.
     marker_sent: bool,
     need_flush: bool,
@@ -267,6 +275,7 @@ impl Pump {
             src_ended: false,
             src_half_closed: false,
             src_failed: false,
+            src_silent: false,
             marker_sent: false,
             need_flush: false,
             finished: false,
@@ -442,7 +451,10 @@ impl Pump {
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 // A half-closing client closes only after its marker: a close before it is a cut.
                 Some(Ok(Message::Close(_))) | None => self.end_source(self.src_half_close, false),
-                Some(Err(_)) => self.end_source(true, false),
+                Some(Err(error)) => {
+                    self.src_silent = is_keepalive_timeout(&error);
+                    self.end_source(true, false)
+                }
             },
         }
         Poll::Ready(())
@@ -465,7 +477,7 @@ impl Pump {
         }
         self.need_flush = false;
         if self.src_failed {
-            return Poll::Ready(PumpEnd::Failed);
+            return Poll::Ready(if self.src_silent { PumpEnd::Silent } else { PumpEnd::Failed });
         }
         match dst {
             Wire::Stream(stream) if self.src_half_closed => {

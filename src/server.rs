@@ -22,6 +22,7 @@ use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Carriage, Handler};
+use crate::transport::websocket::KeepAlive;
 use crate::transport::{Connection, Listeners, ServerListeners, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, shutdown, systemd};
@@ -164,6 +165,13 @@ impl Server {
             stop_accepting: stop.clone(),
             tracker: tracker.clone(),
             stats: stats.clone(),
+            keepalive: config.timeouts.keep_alive_interval.map(|interval| {
+                Arc::new(KeepAlive {
+                    interval,
+                    timeout: config.timeouts.keep_alive_timeout,
+                    stats: stats.clone(),
+                })
+            }),
         });
         let proxy_ctx = Arc::new(ProxyContext {
             server_name: config.server.name.clone(),

@@ -76,6 +76,8 @@ impl Document<'_> {
             handshake_deadline: timeout("handshakeDeadline")?,
             tls_handshake: timeout("tlsHandshakeTimeout")?,
             tunnel_proxy_server: timeout("tunnelProxyServerTimeout")?,
+            keep_alive_interval: Some(millis("keepAliveInterval")?).filter(|value| !value.is_zero()),
+            keep_alive_timeout: timeout("keepAliveTimeout")?,
         };
 
         const SSL: &str = "SSL";

@@ -125,6 +125,11 @@ pub struct Timeouts {
     /// `tunnelProxyServerTimeout` (ours): a registered TunnelProxy server that sends nothing for
     /// this long is closed (its client library pings every 30 s).
     pub tunnel_proxy_server: Duration,
+    /// `keepAliveInterval` (ours): silence after which a WebSocket connection gets a ping and TCP
+    /// keepalive probes start. `None` (0 in the file) turns both off.
+    pub keep_alive_interval: Option<Duration>,
+    /// `keepAliveTimeout` (ours): how long a pinged WebSocket connection may stay silent.
+    pub keep_alive_timeout: Duration,
 }
 
 /// `[SSL]`.

@@ -157,6 +157,18 @@ const BROKER: &[Section] = &[
                 "info",
                 "What the log shows: error, warn, info, debug or trace, or a filter like info,remoteproxy=debug; SIGHUP applies a change. RUST_LOG and --verbose override it.",
             ),
+            key(
+                "keepAliveInterval",
+                Kind::Millis,
+                "30000",
+                "A WebSocket connection silent this long gets a ping, and TCP keepalive probes start after it; 0 turns both off.",
+            ),
+            key(
+                "keepAliveTimeout",
+                Kind::Millis,
+                "10000",
+                "A WebSocket connection that sends nothing (no pong) this long after a ping is closed, with its partner; TCP keepalive probes are spread over it.",
+            ),
         ],
     },
     Section {

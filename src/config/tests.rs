@@ -557,6 +557,8 @@ fn defaults_build() {
             handshake_deadline: Duration::from_millis(30000),
             tls_handshake: Duration::from_millis(5000),
             tunnel_proxy_server: Duration::from_millis(60000),
+            keep_alive_interval: Some(Duration::from_millis(30000)),
+            keep_alive_timeout: Duration::from_millis(10000),
         }
     );
     assert_eq!(

@@ -64,7 +64,7 @@ impl Tunnel {
             partner = ids.0,
             bytes_to_partner = report.b_to_a,
             bytes_from_partner = report.a_to_b,
-            reason = ?report.reason,
+            reason = report.reason.as_str(),
             "tunnel closed"
         );
     }

@@ -124,6 +124,10 @@ pub trait StatsSink: Send + Sync + 'static {
     /// A TLS handshake failed or timed out.
     fn tls_handshake_failed(&self) {}
 
+    /// A WebSocket connection was closed because its pong did not come within the keepalive
+    /// timeout.
+    fn keepalive_timed_out(&self) {}
+
     /// An authenticator answered (or timed out).
     fn authentication(&self, _authenticator: &'static str, _outcome: AuthenticationError) {}
 

@@ -58,6 +58,8 @@ pub struct Stats {
     last_traffic: [AtomicU64; 2],
     throughput: [AtomicU64; 2],
     sinks: Vec<Arc<dyn StatsSink>>,
+    /// WebSocket connections closed for a missing pong since the start.
+    keepalive_timeouts: AtomicU64,
     /// The served certificate's expiry (Unix time), kept current by reloads; set once TLS is on.
     certificate_expiry: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
 }
@@ -81,6 +83,7 @@ impl Stats {
             last_traffic: Default::default(),
             throughput: Default::default(),
             sinks,
+            keepalive_timeouts: AtomicU64::new(0),
             certificate_expiry: std::sync::OnceLock::new(),
         })
     }
@@ -197,6 +200,17 @@ impl Stats {
     /// A TLS handshake failed.
     pub fn tls_handshake_failed(&self) {
         self.each(|sink| sink.tls_handshake_failed());
+    }
+
+    /// A WebSocket connection answered no keepalive ping and is being closed.
+    pub fn keepalive_timed_out(&self) {
+        self.keepalive_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.each(|sink| sink.keepalive_timed_out());
+    }
+
+    /// WebSocket connections closed for a missing pong since the start.
+    pub fn keepalive_timeouts(&self) -> u64 {
+        self.keepalive_timeouts.load(Ordering::Relaxed)
     }
 
     /// An authenticator answered.

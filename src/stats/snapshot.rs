@@ -114,6 +114,7 @@ pub fn snapshot(stats: &Stats, print_all: bool) -> Value {
     let snapshot = Snapshot {
         api_version: API_VERSION.to_string(),
         certificate_expiry: stats.certificate_expiry(),
+        keep_alive_timeouts: Some(stats.keepalive_timeouts()),
         server_name: stats.server_name().to_string(),
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         uptime: Some(stats.uptime().as_secs()),

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::BoxStream;
 use super::connection::{Connection, Wire};
-use super::websocket;
+use super::websocket::{self, KeepAlive};
 use crate::stats::{Refusal, Stats};
 
 /// What the accept loops of one server share.
@@ -46,6 +46,9 @@ pub struct AcceptContext {
     pub tracker: TaskTracker,
     /// Refusals and TLS failures are counted here.
     pub stats: Arc<Stats>,
+    /// `keepAliveInterval` and `keepAliveTimeout`: WebSocket pings, and TCP keepalive on
+    /// accepted TCP sockets; `None` when the interval is 0.
+    pub keepalive: Option<Arc<KeepAlive>>,
 }
 
 /// The session a connection is handed to once established (v1 proxy, later v2).
@@ -79,6 +82,8 @@ pub trait Listener: Send + Sync {
     const TLS: bool;
     /// The next connection and who it is from.
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, PeerAddress)>> + Send;
+    /// Sets up the kind's own keepalive on an accepted stream, where it has one.
+    fn keep_alive(_stream: &Self::Stream, _settings: &KeepAlive) {}
 }
 
 impl Listener for TcpListener {
@@ -90,6 +95,20 @@ impl Listener for TcpListener {
         let (stream, addr) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
         Ok((stream, PeerAddress::Ip(addr)))
+    }
+
+    /// TCP keepalive from the same settings as the WebSocket pings: the first probe after the
+    /// interval of silence, then three probes spread over the timeout, so a peer that vanished
+    /// (power lost, a NAT that forgot the flow) is found even on a raw TCP tunnel.
+    fn keep_alive(stream: &TcpStream, settings: &KeepAlive) {
+        let probe = (settings.timeout / 3).max(std::time::Duration::from_secs(1));
+        let params = socket2::TcpKeepalive::new()
+            .with_time(settings.interval.max(std::time::Duration::from_secs(1)))
+            .with_interval(probe)
+            .with_retries(3);
+        if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
+            debug!(%error, "cannot set TCP keepalive");
+        }
     }
 }
 
@@ -126,6 +145,9 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
             }
         };
         let Some(permit) = admit(&ctx, &peer) else { continue };
+        if let Some(settings) = &ctx.keepalive {
+            L::keep_alive(&stream, settings);
+        }
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
@@ -228,8 +250,9 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     let mut half_close = false;
     let wire = if let Carriage::WebSocket { half_close: offer } = carriage {
-        let budget = ctx.max_message_size + 64 * 1024;
-        let upgrade = websocket::accept(stream, budget, offer);
+        // A message before the tunnel is a JSON request, perhaps with the first tunnel bytes.
+        let limit = ctx.max_message_size + 64 * 1024;
+        let upgrade = websocket::accept(stream, limit, offer, ctx.keepalive.clone());
         let (ws, granted) =
             bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
         half_close = granted;

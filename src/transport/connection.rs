@@ -21,9 +21,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::BoxStream;
-use super::budget::ReadBudget;
 use super::frames::FrameLog;
-use super::websocket::{self, CloseKind, WsStream};
+use super::websocket::{self, CloseKind, MAX_TUNNEL_MESSAGE, WsStream};
 use crate::protocol::{Decoder, message};
 
 /// Bytes asked for per read before the tunnel; handshake messages are small.
@@ -173,7 +172,6 @@ impl Connection {
             Wire::WebSocket(ws) => match ws.next().await {
                 None | Some(Ok(Message::Close(_))) => Ok(Chunk::Closed),
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    ws.get_mut().reset();
                     let text = message.is_text();
                     let payload = message.into_data();
                     self.frames.record(payload.len(), text, self.decoder.buffered());
@@ -181,7 +179,6 @@ impl Connection {
                     Ok(Chunk::Data)
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Chunk::Control),
-                Some(Err(WsError::Io(e))) if ReadBudget::<()>::is_overrun(&e) => Err(ReadError::Oversized),
                 Some(Err(WsError::Capacity(_))) => Err(ReadError::Oversized),
                 Some(Err(_)) => Err(ReadError::Io),
             },
@@ -209,13 +206,13 @@ impl Connection {
         self.wire.close(kind, reason).await
     }
 
-    /// Ends the JSON phase: the carrier (with any WebSocket budget lifted) and the data that was
+    /// Ends the JSON phase: the carrier (a WebSocket now takes tunnel-sized messages) and the data that was
     /// already read but not consumed, which belongs to the tunnel.
     pub fn into_raw(mut self) -> (Wire, EarlyData) {
         let leftover = self.decoder.take_remaining();
         match self.wire {
             Wire::WebSocket(mut ws) => {
-                ws.get_mut().lift();
+                ws.set_max_message(MAX_TUNNEL_MESSAGE);
                 (Wire::WebSocket(ws), EarlyData::Frames(self.frames.split(leftover)))
             }
             stream => (stream, EarlyData::Bytes(leftover)),

@@ -3,14 +3,12 @@
 //! * `listeners`: binding TCP and unix sockets (startup errors name the address).
 //! * `accept`: accept loops, connection limit, TLS handshake and WebSocket upgrade.
 //! * `tls`: certificates and keys, or a generated self-signed certificate.
-//! * `websocket`: codec configuration and closing with a code and reason.
-//! * `budget`: bounds what a WebSocket client can make the broker buffer before its tunnel.
+//! * `websocket`: the upgrade, the frame layer with its keepalive, closing with a code and reason.
 //! * `frames`: remembers WebSocket frame types of bytes still buffered at the switch.
 //! * `halves`: a carrier split into read and write halves (TunnelProxy multiplexing).
 //! * `connection`: one connection in its JSON phase, and its hand-over to the relay.
 
 pub(crate) mod accept;
-pub(crate) mod budget;
 pub(crate) mod certificate;
 pub(crate) mod connection;
 pub(crate) mod frames;

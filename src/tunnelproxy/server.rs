@@ -99,6 +99,10 @@ pub async fn run(
                     idle.as_mut().reset(Instant::now() + idle_limit);
                     exit = actor.feed(&bytes).await.err();
                 }
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    info!(server = %uuid, "TunnelProxy server answered no keepalive; closing it");
+                    exit = Some(Exit::Done);
+                }
                 Ok(None) | Err(_) => exit = Some(Exit::Done),
             },
             _ = &mut idle => exit = Some(Exit::error(reasons::INACTIVE)),

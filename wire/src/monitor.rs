@@ -18,6 +18,8 @@ pub struct Snapshot {
     /// stay in the reference's alphabetical order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_expiry: Option<i64>,
+    /// WebSocket connections closed because they answered no keepalive ping (ours).
+    pub keep_alive_timeouts: Option<u64>,
     pub server_name: String,
     pub server_version: String,
     /// Seconds since the broker started (not in 1.x snapshots).

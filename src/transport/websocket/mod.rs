@@ -1,47 +1,40 @@
-//! WebSocket specifics: the codec configuration, the upgrade, and closing with a code and reason.
+//! WebSocket, server side: the upgrade ([`upgrade`]), frames ([`frame`]), the connection as a
+//! stream and sink of messages with its keepalive ([`socket`]), and closing with a code and
+//! reason.
 //!
-//! Any URL path is accepted (PROTOCOL §1). Pings are answered by tungstenite itself whenever the
-//! connection is read or written.
+//! Any URL path is accepted (PROTOCOL §1). Pings are answered whenever the connection is read or
+//! written. tungstenite provides the message types; the frame layer is the broker's own, for
+//! memory (see [`socket`]).
 
+mod frame;
+mod socket;
+mod upgrade;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+pub use socket::{KeepAlive, WebSocket, is_keepalive_timeout};
+pub use upgrade::UpgradeError;
+
 use super::BoxStream;
-use super::budget::ReadBudget;
 
 /// The WebSocket stream type of every WebSocket connection.
-pub type WsStream = WebSocketStream<ReadBudget<BoxStream>>;
+pub type WsStream = WebSocket<BoxStream>;
 
 /// Largest message (and frame) accepted once a tunnel runs: big enough for the large JSON replies
 /// nymea devices send as one message, small enough to bound a tunnel's memory.
 pub const MAX_TUNNEL_MESSAGE: usize = 16 << 20;
 
-/// tungstenite reads the socket in chunks of this size.
-const READ_BUFFER: usize = 32 << 10;
-
-/// Outgoing frames are collected up to this size before they are written, so small messages
-/// share syscalls; the relay flushes whenever its source has nothing more to give.
-const WRITE_BUFFER: usize = 64 << 10;
-
 /// How long a closing handshake may take before the socket is simply dropped.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + MAX_TUNNEL_MESSAGE + 1024)
-        .max_message_size(Some(MAX_TUNNEL_MESSAGE))
-        .max_frame_size(Some(MAX_TUNNEL_MESSAGE))
-}
 
 /// The upgrade header by which a client asks for (and the broker grants) half-close: on such a
 /// connection an empty binary message means "no more data in this direction" (see the README,
@@ -51,29 +44,19 @@ fn config() -> WebSocketConfig {
 /// without it keeps the plain wire.
 pub const HALF_CLOSE_HEADER: &str = "remoteproxy-half-close";
 
-/// Performs the server side of the upgrade. `pre_tunnel_budget` bounds what a client may make
-/// the broker buffer before it is a tunnel (see [`super::budget`]). With `offer_half_close` a
+/// Performs the server side of the upgrade. `pre_tunnel_limit` is the largest message accepted
+/// before the connection is a tunnel (raised with [`WebSocket::set_max_message`] at the switch), so
+/// an unauthenticated client cannot make the broker buffer megabytes. With `offer_half_close` a
 /// client that asks for half-close gets it; the second value says whether it did.
-// tungstenite's handshake callback fixes the error type (an HTTP response) to what clippy finds large.
-#[allow(clippy::result_large_err)]
 pub async fn accept(
-    stream: BoxStream,
-    pre_tunnel_budget: usize,
+    mut stream: BoxStream,
+    pre_tunnel_limit: usize,
     offer_half_close: bool,
-) -> Result<(WsStream, bool), tokio_tungstenite::tungstenite::Error> {
-    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-    let budgeted = ReadBudget::new(stream, pre_tunnel_budget);
-    let mut half_close = false;
-    let negotiate = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
-        let asked = request.headers().get(HALF_CLOSE_HEADER).is_some_and(|value| value.as_bytes() == b"1");
-        if offer_half_close && asked {
-            half_close = true;
-            response.headers_mut().insert(HALF_CLOSE_HEADER, "1".parse().expect("a valid header value"));
-        }
-        Ok(response)
-    };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(budgeted, negotiate, Some(config())).await?;
-    Ok((ws, half_close))
+    keepalive: Option<Arc<KeepAlive>>,
+) -> Result<(WsStream, bool), UpgradeError> {
+    let upgraded = upgrade::upgrade(&mut stream, offer_half_close).await?;
+    let ws = WebSocket::new(stream, upgraded.tail, pre_tunnel_limit, keepalive);
+    Ok((ws, upgraded.half_close))
 }
 
 /// How the broker ends a WebSocket connection (PROTOCOL §3 and §6).
@@ -97,7 +80,7 @@ pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
     let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, async {
         // When the peer closed first, sending our own close fails; reading on still flushes the
         // reply tungstenite queued for it, which completes the peer's closing handshake.
-        let _ = ws.close(Some(frame)).await;
+        let _ = ws.send(Message::Close(Some(frame))).await;
         while let Some(Ok(_)) = ws.next().await {}
         // Then end TLS properly (close_notify), so the peer sees a clean end of stream.
         let _ = ws.get_mut().shutdown().await;
