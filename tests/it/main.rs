@@ -15,6 +15,7 @@ mod auth_jwt;
 mod auth_static;
 mod cli;
 mod half_close;
+mod keepalive;
 mod lifecycle;
 mod listeners;
 mod metrics;

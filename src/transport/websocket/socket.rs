@@ -202,6 +202,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let now = Instant::now();
             if timer.ping_sent {
                 timer.settings.stats.keepalive_timed_out();
+                // Once: the connection is finished, whatever its owner still does with it.
+                self.keepalive = None;
                 return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, KEEPALIVE_TIMEOUT)));
             }
             let due = timer.last_heard + timer.settings.interval;
@@ -212,10 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             timer.ping_sent = true;
             let deadline = now + timer.settings.timeout;
             timer.sleep.as_mut().reset(deadline);
-            if self.closing == Closing::Open {
-                self.encode(PING, &[]);
-                self.poll_control(cx)?;
-            }
+            self.encode(PING, &[]);
+            self.poll_control(cx)?;
             return Ok(());
         }
         Ok(())
@@ -411,6 +411,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             Message::Close(close) => {
                 this.encode_close(close.as_ref());
                 this.closing = Closing::Sent;
+                // The closing handshake has its own bound; a silent peer now is no news.
+                this.keepalive = None;
             }
             Message::Frame(_) => return Err(ProtocolError::InvalidOpcode(0).into()),
         }
@@ -431,6 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         if self.closing == Closing::Open {
             self.encode_close(None);
             self.closing = Closing::Sent;
+            self.keepalive = None;
         }
         self.poll_flush(cx)
     }

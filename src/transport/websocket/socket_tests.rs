@@ -187,13 +187,17 @@ async fn a_silent_peer_is_pinged_then_dropped_and_counted() {
     let (mut client, server) = tokio::io::duplex(4096);
     let mut ws = WebSocket::new(server, BytesMut::new(), 1000, Some(settings));
     let started = Instant::now();
-    let reader = tokio::spawn(async move { ws.next().await });
+    let reader = tokio::spawn(async move { (ws.next().await, ws) });
     // The ping comes after the interval of silence.
     assert_eq!(server_frame(&mut client).await, (0x89, Vec::new()));
     assert_eq!(started.elapsed().as_secs(), 30);
-    let outcome = reader.await.unwrap();
+    let (outcome, mut ws) = reader.await.unwrap();
     assert!(matches!(&outcome, Some(Err(e)) if is_keepalive_timeout(e)), "{outcome:?}");
     assert_eq!(started.elapsed().as_secs(), 40);
+    assert_eq!(stats.keepalive_timeouts(), 1);
+    // Whatever the owner does with the connection now (a closing handshake reads on), the
+    // keepalive has said its word: no second ping, no second count.
+    assert!(tokio::time::timeout(Duration::from_secs(300), ws.next()).await.is_err());
     assert_eq!(stats.keepalive_timeouts(), 1);
 }
 
