@@ -97,6 +97,8 @@ pub struct Metrics {
     connections_active: [[Gauge; 3]; 2],
     refused: [Counter; 2],
     tls_failures: Counter,
+    /// Completed handshakes: [full, resumed].
+    tls_handshakes: [Counter; 2],
     keepalive_timeouts: Counter,
     authentications: Family<Labels2, Counter>,
     /// Authenticator kinds seen so far (their results are all exported from then on).
@@ -149,6 +151,14 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             tls_failures.clone(),
+        );
+
+        let family = Family::<Labels1, Counter>::default();
+        let tls_handshakes = ["full", "resumed"].map(|kind| family.get_or_create_owned(&[("kind", kind)]));
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed: full, or a resumed session (a session ticket)",
+            family,
         );
 
         let keepalive_timeouts = Counter::default();
@@ -207,6 +217,7 @@ impl Metrics {
             connections_active,
             refused,
             tls_failures,
+            tls_handshakes,
             keepalive_timeouts,
             authentications,
             authenticator_kinds: Default::default(),
@@ -247,6 +258,10 @@ impl StatsSink for Metrics {
 
     fn tls_handshake_failed(&self) {
         self.tls_failures.inc();
+    }
+
+    fn tls_handshake_done(&self, resumed: bool) {
+        self.tls_handshakes[usize::from(resumed)].inc();
     }
 
     fn keepalive_timed_out(&self) {

@@ -23,7 +23,7 @@ use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Carriage, Handler};
 use crate::transport::websocket::KeepAlive;
-use crate::transport::{Connection, Listeners, ServerListeners, tls};
+use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, shutdown, systemd};
 
@@ -50,10 +50,14 @@ impl Server {
     }
 
     /// Checks what the configuration names beyond the file itself (certificates and keys),
-    /// prepares TLS (generating a self-signed certificate when none is configured) and opens the
-    /// statistics files (creating their directories).
+    /// prepares TLS (generating a self-signed certificate when none is configured, opening or
+    /// creating the session ticket keys) and opens the statistics files (creating their
+    /// directories).
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
-        let tls = Self::load_tls(&config)?;
+        let mut tls = Self::load_tls(&config)?;
+        if let Some(material) = &mut tls {
+            tickets::configure(Arc::make_mut(&mut material.server_config), &config.tls);
+        }
         let statistics_log = match config.server.log_engine_enabled {
             true => Some(
                 StatisticsLog::open(&config.server.statistics_log_file, &config.server.statistics_state_file)

@@ -94,6 +94,16 @@ impl Document<'_> {
             .filter(|interval| !interval.is_zero()),
             client_ca: self.optional_path(SSL, "clientCaCertificate").flatten(),
             client_certificate_required: self.flag(SSL, "clientCertificateRequired")?,
+            session_resumption: self.flag(SSL, "sessionResumption")?,
+            ticket_key_rotation: {
+                let seconds =
+                    self.given(SSL, "ticketKeyRotation", self.number(SSL, "ticketKeyRotation", 31_536_000)?)?;
+                if seconds == 0 {
+                    return Err(self.bad(SSL, "ticketKeyRotation", "must be at least 1 second"));
+                }
+                Duration::from_secs(seconds)
+            },
+            ticket_key_file: self.optional_path(SSL, "ticketKeyFile").flatten(),
         };
 
         let mut listeners = self.listeners(["WebSocketServer", "TcpServer", "UnixSocketServer"])?;

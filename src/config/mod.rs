@@ -153,6 +153,13 @@ pub struct TlsSettings {
     /// `clientCertificateRequired` (ours): refuse TLS handshakes without a client certificate
     /// (otherwise such clients connect and the certificate authenticator refuses them).
     pub client_certificate_required: bool,
+    /// `sessionResumption` (ours): session tickets and TLS 1.3 resumption.
+    pub session_resumption: bool,
+    /// `ticketKeyRotation` (ours): how long a ticket key makes tickets (it opens them for twice
+    /// as long).
+    pub ticket_key_rotation: Duration,
+    /// `ticketKeyFile` (ours): where the ticket keys persist; `None` keeps them in memory.
+    pub ticket_key_file: Option<PathBuf>,
 }
 
 /// Where one API listens. `None` disables that listener.

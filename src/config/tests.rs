@@ -571,6 +571,9 @@ fn defaults_build() {
             certificate_check_interval: Some(Duration::from_secs(10)),
             client_ca: None,
             client_certificate_required: false,
+            session_resumption: true,
+            ticket_key_rotation: Duration::from_secs(43200),
+            ticket_key_file: Some(PathBuf::from("/var/lib/remoteproxy/ticket-keys")),
         }
     );
     assert_eq!(

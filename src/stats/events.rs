@@ -124,6 +124,9 @@ pub trait StatsSink: Send + Sync + 'static {
     /// A TLS handshake failed or timed out.
     fn tls_handshake_failed(&self) {}
 
+    /// A TLS handshake completed: a resumed session, or a full handshake.
+    fn tls_handshake_done(&self, _resumed: bool) {}
+
     /// A WebSocket connection was closed because its pong did not come within the keepalive
     /// timeout.
     fn keepalive_timed_out(&self) {}

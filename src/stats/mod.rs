@@ -202,6 +202,11 @@ impl Stats {
         self.each(|sink| sink.tls_handshake_failed());
     }
 
+    /// A TLS handshake completed, resumed or full.
+    pub fn tls_handshake_done(&self, resumed: bool) {
+        self.each(|sink| sink.tls_handshake_done(resumed));
+    }
+
     /// A WebSocket connection answered no keepalive ping and is being closed.
     pub fn keepalive_timed_out(&self) {
         self.keepalive_timeouts.fetch_add(1, Ordering::Relaxed);

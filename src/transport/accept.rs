@@ -240,6 +240,8 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 return None;
             };
+            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            ctx.stats.tls_handshake_done(resumed);
             client_certificates = tls
                 .get_ref()
                 .1

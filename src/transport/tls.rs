@@ -274,6 +274,7 @@ pub(crate) fn fingerprint(certificate: &CertificateDer<'_>) -> String {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+    use std::time::Duration;
 
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
@@ -295,6 +296,9 @@ mod tests {
             certificate_check_interval: None,
             client_ca: None,
             client_certificate_required: false,
+            session_resumption: false,
+            ticket_key_rotation: Duration::from_secs(3600),
+            ticket_key_file: None,
         }
     }
 

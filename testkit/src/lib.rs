@@ -183,6 +183,8 @@ impl Broker {
     pub fn builder() -> BrokerBuilder {
         let mut config = Config::default();
         config.server.shutdown_grace_period = Duration::from_secs(2);
+        // Ticket keys in memory: a test that restarts a broker names its own file.
+        config.tls.ticket_key_file = None;
         BrokerBuilder { config, authenticator: TestAuthenticator::accepting(), host: [127, 0, 0, 1].into() }
     }
 

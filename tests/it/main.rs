@@ -22,6 +22,7 @@ mod metrics;
 mod monitor;
 mod pairing;
 mod reload;
+mod resumption;
 mod service;
 mod statistics;
 mod timeouts;
