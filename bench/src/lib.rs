@@ -10,6 +10,7 @@
 //! * [`baseline`]: the baseline server, run as a child process (`baseline-server`), and what it
 //!   does exactly.
 //! * [`measure`]: `setup`, `throughput`, `latency`, `hold`, each documented in its module.
+//! * [`slip`]: the TunnelProxy server connection's SLIP framing, the bench's own.
 //! * [`server`]: a server under test (endpoints, pid, handshake kind).
 //! * [`procfs`]: RSS, descriptors and CPU time of a process.
 //! * [`stats`]: percentiles (nearest rank), medians, units.
@@ -30,4 +31,5 @@ pub mod procfs;
 pub mod report;
 pub mod results;
 pub mod server;
+pub mod slip;
 pub mod stats;
