@@ -146,6 +146,10 @@ pub struct Options {
     /// a time [default: 200, quick: 50].
     #[arg(long, global = true, value_name = "M")]
     pub reach_clients: Option<usize>,
+    /// hold with a v2 shape: seconds from registering until a held server's first
+    /// TunnelProxy.Ping (then one every 30 s, as the nymea library does) [default: 0].
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
+    pub first_ping: f64,
     /// Connect every client from 127.0.0.1 instead of spreading over 127.0.0.2..254.
     #[arg(long, global = true)]
     pub no_spread: bool,
@@ -178,6 +182,7 @@ impl Options {
                 self.hold_idle.unwrap_or(if self.quick { 1.0 } else { 2.0 }).max(0.0),
             ),
             reach_clients: pick(self.reach_clients, 200, 50).max(1),
+            first_ping: Duration::from_secs_f64(self.first_ping.clamp(0.0, 1e6)),
             rounds: pick(self.rounds, 3, 1).max(1),
             transfer_timeout: Duration::from_secs(300),
         }
@@ -379,9 +384,12 @@ mod tests {
             "wss://127.0.0.1:2212/",
             "--reach-clients",
             "7",
+            "--first-ping",
+            "30",
         ]);
         let p = cli.options.params();
         assert_eq!((p.hold_shape, p.reach_clients, p.hold_tunnels), (HoldShape::V2Ws, 7, 1000));
+        assert_eq!(p.first_ping, Duration::from_secs(30));
         assert_eq!(cli.options.v2_ws_url.as_deref(), Some("wss://127.0.0.1:2212/"));
         for (name, shape) in [
             ("v1-tcp", HoldShape::V1Tcp),

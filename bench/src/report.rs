@@ -29,7 +29,7 @@ the stream listener (tls-tcp) or the WebSocket listener (wss, baseline: the WebS
 tunnel = (RSS held − RSS warmed up) / N from /proc/<pid>/status; \"after\" is read once descriptors \
 are back and RSS stopped falling. **Idle v2 servers**: the same, with N TunnelProxy servers registered \
 (`TunnelProxy.RegisterServer`, NoError, SLIP) and held by the bench (reading; echoing what clients send; \
-`TunnelProxy.Ping` every 30 s); the baseline answers the one registration line with a fixed reply and \
+`TunnelProxy.Ping` right after registering, unless the table says otherwise, then every 30 s); the baseline answers the one registration line with a fixed reply and \
 holds the TLS (or tokio-tungstenite, 4 KiB read buffer) connection reading, in a uuid map, which is the \
 least a registry can keep. **Reach**: while they are held, M clients each connect, \
 `TunnelProxy.RegisterClient` a random held server and send 32 bytes; the time from before the connect \
@@ -209,8 +209,13 @@ pub fn markdown(results: &Results) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} |",
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} |",
                 r.transport,
+                if r.first_ping_s > 0.0 {
+                    format!(" (first ping after {} s)", r.first_ping_s)
+                } else {
+                    String::new()
+                },
                 r.servers,
                 b.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
                 s.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
@@ -311,6 +316,7 @@ mod tests {
             servers: 2000,
             reach_clients: 200,
             reach_concurrency: 8,
+            first_ping_s: 0.0,
             broker: side(22.7),
             baseline: FleetSide { reach_ok: 0, ..side(10.0) },
             ratio: Some(2.27),

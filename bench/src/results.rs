@@ -263,6 +263,9 @@ pub struct FleetResult {
     pub reach_clients: usize,
     /// Reach clients in flight at once.
     pub reach_concurrency: usize,
+    /// Seconds from registering until a held server's first ping.
+    #[serde(default)]
+    pub first_ping_s: f64,
     /// The broker's numbers.
     pub broker: FleetSide,
     /// The baseline's numbers.
@@ -476,9 +479,10 @@ impl FleetResult {
         let (b, s) = (&self.broker, &self.baseline);
         let mut lines = vec![
             format!(
-                "hold {} ({} registered servers, idle): broker {}, baseline {} per server, ratio {}",
+                "hold {} ({} registered servers, first ping after {} s, idle): broker {}, baseline {} per server, ratio {}",
                 self.transport,
                 self.servers,
+                self.first_ping_s,
                 b.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
                 s.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
                 format_ratio(self.ratio)
@@ -583,6 +587,7 @@ mod tests {
             servers: 5,
             reach_clients: 3,
             reach_concurrency: 2,
+            first_ping_s: 0.0,
             broker: side(22.7, 9.0),
             baseline: side(8.0, 4.5),
             ratio: Some(22.7 / 8.0),

@@ -128,13 +128,44 @@ impl Sink {
     }
 }
 
-/// Serves one connection of a TunnelProxy listener to its end.
+/// Serves one connection of a TunnelProxy listener to its end. The handshake and the held phase
+/// are boxed, each freed when it ends: a task's allocation is the size of its future's largest
+/// state, and the TLS and WebSocket handshake states are far larger than what a held server
+/// needs (the broker boxes its phases for the same reason).
 pub(super) async fn handle(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     websocket: bool,
     registry: Registry,
 ) -> Option<()> {
+    let (source, sink, first, early) = Box::pin(open(tcp, tls, websocket)).await?;
+    let request: Value = serde_json::from_slice(&first).ok()?;
+    drop(first);
+    let id = request.get("id").cloned().unwrap_or(Value::from(0));
+    let params = &request["params"];
+    let uuid = |key: &str| params[key].as_str().map(|u| u.trim_matches(['{', '}']).to_ascii_lowercase());
+    match request["method"].as_str()? {
+        "TunnelProxy.RegisterServer" => {
+            let server_uuid = uuid("serverUuid")?;
+            drop(request);
+            Box::pin(serve_server(server_uuid, id, source, sink, early, registry)).await
+        }
+        "TunnelProxy.RegisterClient" => {
+            let client = Client { uuid: uuid("clientUuid")?, name: params["clientName"].clone(), id };
+            let server_uuid = uuid("serverUuid")?;
+            drop(request);
+            Box::pin(serve_client(client, server_uuid, source, sink, early, registry)).await
+        }
+        _ => None,
+    }
+}
+
+/// TLS, the WebSocket upgrade, and the first line or message.
+async fn open(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    websocket: bool,
+) -> Option<(Source, Sink, Bytes, Bytes)> {
     let _ = tcp.set_nodelay(true);
     let io: Io = match tls {
         Some(acceptor) => Box::new(acceptor.accept(tcp).await.ok()?),
@@ -169,20 +200,7 @@ pub(super) async fn handle(
         let (read, write) = tokio::io::split(io);
         (Source::Stream(read), Sink::Stream(write), line, early)
     };
-    let request: Value = serde_json::from_slice(&first).ok()?;
-    let id = request.get("id").cloned().unwrap_or(Value::from(0));
-    let params = &request["params"];
-    let uuid = |key: &str| params[key].as_str().map(|u| u.trim_matches(['{', '}']).to_ascii_lowercase());
-    match request["method"].as_str()? {
-        "TunnelProxy.RegisterServer" => {
-            serve_server(uuid("serverUuid")?, id, source, sink, early, registry).await
-        }
-        "TunnelProxy.RegisterClient" => {
-            let client = Client { uuid: uuid("clientUuid")?, name: params["clientName"].clone(), id };
-            serve_client(client, uuid("serverUuid")?, source, sink, early, registry).await
-        }
-        _ => None,
-    }
+    Some((source, sink, first, early))
 }
 
 async fn serve_server(

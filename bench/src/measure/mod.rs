@@ -43,6 +43,8 @@ pub struct Params {
     pub hold_idle: Duration,
     /// Fleet (v2 shapes): clients that reach a held server, timed.
     pub reach_clients: usize,
+    /// Fleet (v2 shapes): when a held server sends its first ping after registering.
+    pub first_ping: Duration,
     /// Repetitions per side of setup, throughput and latency.
     pub rounds: usize,
     /// Bound of one transfer (throughput, latency, hold traffic).
