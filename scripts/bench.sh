@@ -4,9 +4,11 @@
 #   scripts/bench.sh [--quick] [remoteproxy-bench flags...]
 #
 # Builds release, starts target/release/remoteproxy with the mock authenticator on free ports
-# (TLS on, self-signed), runs `remoteproxy-bench all` against it, then starts a second broker with
-# TLS off and runs `throughput` and `latency` there (the plain-TCP and plain-WebSocket targets),
-# and writes into $BENCH_OUT (default bench-results/):
+# (TLS on, self-signed), runs `remoteproxy-bench all` against it, then the idle-fleet holds, each
+# on a fresh broker (v1 tunnels over wss after 64 KiB and after 1 MiB each way, registered v2
+# TunnelProxy servers over TLS-TCP and over wss with clients reaching them), then starts a broker
+# with TLS off and runs `throughput` and `latency` there (the plain-TCP and plain-WebSocket
+# targets), and writes into $BENCH_OUT (default bench-results/):
 #   results.json   every result (the merged --json documents)
 #   tables.md      BENCHMARKS.md-ready markdown tables
 #   chart.svg      throughput bars broker vs baseline, setup-latency CDF
@@ -16,8 +18,12 @@
 # --hold-tunnels 9000, --tunnels N, --concurrency C, --bytes 1GiB, ...
 # Environment: BENCH_OUT=DIR; BENCH_PLAIN=0 skips the TLS-off broker; BENCH_BIG_HOLD=N is the
 # second hold run on a fresh broker (default 9000 tunnels, 0 skips it; skipped with --quick; it
-# needs an open-files hard limit above 2N for the bench and the broker); RUST_LOG reaches the
-# broker (default: its own `info`, one line per tunnel and refusal, as in production).
+# needs an open-files hard limit above 2N for the bench and the broker); BENCH_SHAPES=0 skips the
+# idle-fleet holds, BENCH_SHAPE_SIZE=N sets their tunnels or servers (default 2000; with --quick
+# the bench's quick size); BENCH_FLEET=N adds a hold of N v2 TLS-TCP servers on a fresh broker
+# (default 0: none; 18000 is the issue's fleet, it needs an open-files hard limit above N + 300);
+# RUST_LOG reaches the broker (default: its own `info`, one line per tunnel and refusal, as in
+# production).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,8 +31,16 @@ cd "$root"
 out=${BENCH_OUT:-bench-results}
 plain=${BENCH_PLAIN:-1}
 big_hold=${BENCH_BIG_HOLD:-9000}
+shapes=${BENCH_SHAPES:-1}
+shape_size=(--hold-tunnels "${BENCH_SHAPE_SIZE:-2000}")
+fleet=${BENCH_FLEET:-0}
+quick=0
 for arg in "$@"; do
-    if [ "$arg" = --quick ]; then big_hold=${BENCH_BIG_HOLD:-0}; fi
+    if [ "$arg" = --quick ]; then
+        quick=1
+        big_hold=${BENCH_BIG_HOLD:-0}
+        if [ -z "${BENCH_SHAPE_SIZE:-}" ]; then shape_size=(); fi
+    fi
 done
 
 # The whole workspace, as the README builds it: building single packages unifies features
@@ -47,7 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_broker NAME TLS: starts a broker with [SSL] enabled=TLS; sets broker_pid, tcp_addr, ws_addr.
+# start_broker NAME TLS: starts a broker with [SSL] enabled=TLS; sets broker_pid, tcp_addr, ws_addr
+# (v1) and v2_tcp_addr, v2_ws_addr (the TunnelProxy listeners).
 start_broker() {
     local name=$1 tls=$2
     local conf=$work/$name.conf log=$out/broker-$name.log
@@ -69,19 +84,23 @@ port=0
 [UnixSocketServer]
 unixSocketFileName=
 [WebSocketServerTunnelProxy]
-host=
+host=127.0.0.1
+port=0
 [TcpServerTunnelProxy]
-host=
+host=127.0.0.1
+port=0
 [UnixSocketServerTunnelProxy]
 unixSocketFileName=
 EOF
     "$broker_bin" -c "$conf" -m 2>"$log" &
     broker_pid=$!
-    tcp_addr="" ws_addr=""
+    tcp_addr="" ws_addr="" v2_tcp_addr="" v2_ws_addr=""
     for _ in $(seq 1 200); do
         tcp_addr=$(sed -n 's/.*v1 TCP listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
         ws_addr=$(sed -n 's/.*v1 WebSocket listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-        if [ -n "$tcp_addr" ] && [ -n "$ws_addr" ]; then
+        v2_tcp_addr=$(sed -n 's/.*v2 TCP listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+        v2_ws_addr=$(sed -n 's/.*v2 WebSocket listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+        if [ -n "$tcp_addr" ] && [ -n "$ws_addr" ] && [ -n "$v2_tcp_addr" ] && [ -n "$v2_ws_addr" ]; then
             return 0
         fi
         if ! kill -0 "$broker_pid" 2>/dev/null; then
@@ -102,12 +121,15 @@ stop_broker() {
     broker_pid=""
 }
 
-# bench NAME SUBCOMMAND URL WS_URL [flags]: runs the bench, JSON to $work/NAME.json, human lines
-# to the terminal and $out/run-NAME.txt.
+# bench NAME SUBCOMMAND URL WS_URL [flags]: runs the bench against the running broker (its v2
+# listeners with the scheme of URL and WS_URL), JSON to $work/NAME.json, human lines to the
+# terminal and $out/run-NAME.txt.
 bench() {
     local name=$1 command=$2 url=$3 ws_url=$4
     shift 4
-    "$bench_bin" "$command" --url "$url" --ws-url "$ws_url" --insecure --pid "$broker_pid" --json "$@" \
+    "$bench_bin" "$command" --url "$url" --ws-url "$ws_url" \
+        --v2-url "${url%%://*}://$v2_tcp_addr" --v2-ws-url "${ws_url%%://*}://$v2_ws_addr/" \
+        --insecure --pid "$broker_pid" --json "$@" \
         >"$work/$name.json" 2> >(tee "$out/run-$name.txt" >&2)
 }
 
@@ -125,6 +147,33 @@ if [ "$big_hold" != 0 ]; then
     bench hold hold "ssl://$tcp_addr" "wss://$ws_addr/" "$@" --hold-tunnels "$big_hold"
     stop_broker
     inputs+=(--input "$work/hold.json")
+fi
+
+if [ "$shapes" != 0 ]; then
+    # The idle fleet (issue 14), each shape on a fresh broker so that none inherits the memory
+    # another one left in the allocator. The 1 MiB wss hold is the same code as the 64 KiB one;
+    # --quick skips it.
+    runs=("v1-ws-64k --hold-shape v1-ws --hold-bytes 64KiB")
+    if [ "$quick" = 0 ]; then runs+=("v1-ws-1m --hold-shape v1-ws --hold-bytes 1MiB"); fi
+    runs+=("v2-tcp --hold-shape v2-tcp" "v2-ws --hold-shape v2-ws")
+    for run in "${runs[@]}"; do
+        read -r name flags <<<"$run"
+        start_broker "$name" true
+        echo "bench.sh: broker (TLS) pid $broker_pid for the hold $flags" >&2
+        # shellcheck disable=SC2086 # the flags are words
+        bench "$name" hold "ssl://$tcp_addr" "wss://$ws_addr/" "$@" $flags "${shape_size[@]}"
+        stop_broker
+        inputs+=(--input "$work/$name.json")
+    done
+fi
+
+if [ "$fleet" != 0 ]; then
+    # The fleet the issue states its targets for: N registered v2 servers on one broker.
+    start_broker fleet true
+    echo "bench.sh: broker (TLS) pid $broker_pid for $fleet held v2 servers" >&2
+    bench fleet hold "ssl://$tcp_addr" "wss://$ws_addr/" "$@" --hold-shape v2-tcp --hold-tunnels "$fleet"
+    stop_broker
+    inputs+=(--input "$work/fleet.json")
 fi
 
 if [ "$plain" != 0 ]; then

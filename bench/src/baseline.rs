@@ -12,7 +12,9 @@
 //!    stream one and a WebSocket one. With `--tls-stream` / `--tls-ws` it terminates TLS there
 //!    (tokio-rustls, ring, the safe default protocol versions, rustls' default session cache and
 //!    tickets, and a freshly generated ECDSA P-256 self-signed certificate: the broker's defaults).
-//!    It prints `baseline stream=ADDR ws=ADDR` and serves until stdin closes or it is killed.
+//!    Two more for the v2 TunnelProxy baseline ([`registry`], TLS the same way). It prints
+//!    `baseline stream=ADDR ws=ADDR v2=ADDR v2-ws=ADDR` and serves until stdin closes or it is
+//!    killed.
 //! 2. Per connection: `TCP_NODELAY`, the TLS handshake, the WebSocket upgrade on the WebSocket
 //!    listener (tokio-tungstenite, default configuration), then it reads **one line** (one
 //!    message on WebSocket), parses it as JSON and takes `params.token` + `params.nonce` as the
@@ -28,6 +30,8 @@
 //!      ends;
 //!    * stream ↔ WebSocket (the "mixed" measure): reads of up to 64 KiB become binary messages
 //!      (`ReaderStream` + `forward`), each message's payload is written to the stream and flushed.
+
+mod registry;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,7 +60,7 @@ use crate::server::Server;
 pub const CHUNK: usize = 64 << 10;
 
 /// Longest first line the baseline accepts.
-const MAX_LINE: usize = 10240;
+pub(crate) const MAX_LINE: usize = 10240;
 
 /// How the child is asked to serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
@@ -101,12 +105,14 @@ impl BaselineProcess {
         tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line))
             .await
             .context("the baseline server did not start within 10 s")??;
-        let (stream, ws) = parse_ready_line(&line)
+        let ready = parse_ready_line(&line)
             .with_context(|| format!("unexpected first line from the baseline server: {line:?}"))?;
         let server = Server {
             role: "baseline",
-            stream: Endpoint::at(stream, args.tls_stream, false),
-            ws: Some(Endpoint::at(ws, args.tls_ws, true)),
+            stream: Endpoint::at(ready.stream, args.tls_stream, false),
+            ws: Some(Endpoint::at(ready.ws, args.tls_ws, true)),
+            v2: ready.v2.map(|addr| Endpoint::at(addr, args.tls_stream, false)),
+            v2_ws: ready.v2_ws.map(|addr| Endpoint::at(addr, args.tls_ws, true)),
             pid: Some(pid),
             handshake: Handshake::Minimal,
         };
@@ -119,17 +125,32 @@ impl BaselineProcess {
     }
 }
 
-fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// The listeners a baseline process announces.
+#[derive(Debug, PartialEq, Eq)]
+struct Ready {
+    stream: SocketAddr,
+    ws: SocketAddr,
+    v2: Option<SocketAddr>,
+    v2_ws: Option<SocketAddr>,
+}
+
+fn parse_ready_line(line: &str) -> Option<Ready> {
     let mut stream = None;
     let mut ws = None;
+    let mut v2 = None;
+    let mut v2_ws = None;
     for word in line.split_whitespace() {
-        if let Some(addr) = word.strip_prefix("stream=") {
-            stream = addr.parse().ok();
-        } else if let Some(addr) = word.strip_prefix("ws=") {
-            ws = addr.parse().ok();
-        }
+        let Some((key, addr)) = word.split_once('=') else { continue };
+        let slot = match key {
+            "stream" => &mut stream,
+            "ws" => &mut ws,
+            "v2" => &mut v2,
+            "v2-ws" => &mut v2_ws,
+            _ => continue,
+        };
+        *slot = addr.parse().ok();
     }
-    Some((stream?, ws?))
+    Some(Ready { stream: stream?, ws: ws?, v2, v2_ws })
 }
 
 /// The child's main: serves until stdin reaches its end (the bench went away) or it is killed.
@@ -138,16 +159,26 @@ pub async fn serve(args: BaselineArgs) -> anyhow::Result<()> {
     let acceptor = if args.tls_stream || args.tls_ws { Some(tls_acceptor()?) } else { None };
     let stream_listener = bind()?;
     let ws_listener = bind()?;
+    let v2_listener = bind()?;
+    let v2_ws_listener = bind()?;
     let mut stdout = tokio::io::stdout();
-    let ready =
-        format!("baseline stream={} ws={}\n", stream_listener.local_addr()?, ws_listener.local_addr()?);
+    let ready = format!(
+        "baseline stream={} ws={} v2={} v2-ws={}\n",
+        stream_listener.local_addr()?,
+        ws_listener.local_addr()?,
+        v2_listener.local_addr()?,
+        v2_ws_listener.local_addr()?
+    );
     stdout.write_all(ready.as_bytes()).await?;
     stdout.flush().await?;
     let table: Table = Arc::new(Mutex::new(HashMap::new()));
+    let registry: registry::Registry = Arc::default();
     let stream_tls = if args.tls_stream { acceptor.clone() } else { None };
     let ws_tls = if args.tls_ws { acceptor } else { None };
-    tokio::spawn(accept_loop(stream_listener, stream_tls, false, table.clone()));
-    tokio::spawn(accept_loop(ws_listener, ws_tls, true, table));
+    tokio::spawn(accept_loop(stream_listener, stream_tls.clone(), false, Api::V1(table.clone())));
+    tokio::spawn(accept_loop(ws_listener, ws_tls.clone(), true, Api::V1(table)));
+    tokio::spawn(accept_loop(v2_listener, stream_tls, false, Api::V2(registry.clone())));
+    tokio::spawn(accept_loop(v2_ws_listener, ws_tls, true, Api::V2(registry)));
     // The bench holds our stdin open; its end (the bench exited) ends us too.
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];
@@ -189,7 +220,14 @@ enum End {
     Ws(Box<WebSocketStream<Io>>),
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, websocket: bool, table: Table) {
+/// What a listener serves: v1 pairing or the v2 registry.
+#[derive(Clone)]
+enum Api {
+    V1(Table),
+    V2(registry::Registry),
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, websocket: bool, api: Api) {
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -199,7 +237,12 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, websocket:
                 continue;
             }
         };
-        tokio::spawn(handle(tcp, tls.clone(), websocket, table.clone()));
+        match &api {
+            Api::V1(table) => tokio::spawn(handle(tcp, tls.clone(), websocket, table.clone())),
+            Api::V2(registry) => {
+                tokio::spawn(registry::handle(tcp, tls.clone(), websocket, registry.clone()))
+            }
+        };
     }
 }
 
@@ -343,8 +386,13 @@ mod tests {
 
     #[test]
     fn ready_line_parses() {
-        let (s, w) = parse_ready_line("baseline stream=127.0.0.1:4000 ws=127.0.0.1:4001\n").unwrap();
-        assert_eq!((s.port(), w.port()), (4000, 4001));
+        let ready = parse_ready_line("baseline stream=127.0.0.1:4000 ws=127.0.0.1:4001\n").unwrap();
+        assert_eq!((ready.stream.port(), ready.ws.port(), ready.v2, ready.v2_ws), (4000, 4001, None, None));
+        let ready =
+            parse_ready_line("baseline stream=127.0.0.1:1 ws=127.0.0.1:2 v2=127.0.0.1:3 v2-ws=127.0.0.1:4\n")
+                .unwrap();
+        assert_eq!(ready.v2.map(|a| a.port()), Some(3));
+        assert_eq!(ready.v2_ws.map(|a| a.port()), Some(4));
         assert!(parse_ready_line("baseline stream=127.0.0.1:4000\n").is_none());
     }
 

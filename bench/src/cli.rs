@@ -10,16 +10,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::baseline::{self, BaselineArgs, BaselineProcess};
 use crate::client::{Client, Endpoint, Handshake};
-use crate::measure::{self, Bench, Params, Printer};
+use crate::measure::{self, Bench, HoldShape, Params, Printer};
 use crate::results::{Results, RunInfo};
 use crate::server::Server;
 use crate::{chart, report, stats};
 
 /// Benchmarks a tunnel broker that speaks the nymea-remoteproxy v1 API (remoteproxy itself or
 /// the reference), each measure next to a minimal baseline run in the same process tree at the
-/// same time, and prints `broker X, baseline Y, ratio X/Y`.
+/// same time, and prints `broker X, baseline Y, ratio X/Y`. A flag given twice takes its last
+/// value, so scripts can append to the flags they were given.
 #[derive(Debug, Parser)]
-#[command(name = "remoteproxy-bench", version)]
+#[command(name = "remoteproxy-bench", version, args_override_self = true)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -38,7 +39,9 @@ pub enum Command {
     Throughput,
     /// 64-byte ping-pong through one tunnel: round-trip percentiles.
     Latency,
-    /// N tunnels after 1 MiB each way, idle: broker RSS per tunnel, then release.
+    /// N tunnels after 1 MiB each way, idle: broker RSS per tunnel, then release. With
+    /// `--hold-shape v2-tcp|v2-ws`: N registered TunnelProxy servers, idle, and the latency of
+    /// clients reaching them.
     Hold,
     /// hold, setup, throughput, latency (hold first, while the broker is fresh).
     All,
@@ -80,6 +83,14 @@ pub struct Options {
     /// WebSocket and mixed measures.
     #[arg(long, global = true, value_name = "URL")]
     pub ws_url: Option<String>,
+    /// The broker's v2 TunnelProxy TCP listener, ssl://HOST:PORT or tcp://HOST:PORT (for
+    /// `--hold-shape v2-tcp`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub v2_url: Option<String>,
+    /// The broker's v2 TunnelProxy WebSocket listener, wss://HOST:PORT/ or ws://HOST:PORT/ (for
+    /// `--hold-shape v2-ws`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub v2_ws_url: Option<String>,
     /// Required with TLS: the bench does not verify server certificates (it checks the handshake
     /// signature only, the same for broker and baseline).
     #[arg(long, global = true)]
@@ -114,7 +125,12 @@ pub struct Options {
     /// latency: bytes each way [default: 64].
     #[arg(long, global = true, value_parser = size)]
     pub message_size: Option<u64>,
-    /// hold: tunnels [default: 1000, quick: 100].
+    /// hold: what is held: v1 tunnels on the TCP (v1-tcp) or WebSocket (v1-ws) listener, or
+    /// registered v2 TunnelProxy servers on the TunnelProxy TCP (v2-tcp) or WebSocket (v2-ws)
+    /// listener.
+    #[arg(long, global = true, value_enum, default_value_t = HoldShape::V1Tcp)]
+    pub hold_shape: HoldShape,
+    /// hold: tunnels, or servers with a v2 shape [default: 1000, quick: 100].
     #[arg(long, global = true, value_name = "N")]
     pub hold_tunnels: Option<usize>,
     /// hold: tunnels being opened at once [default: 32].
@@ -126,6 +142,14 @@ pub struct Options {
     /// hold: seconds the tunnels sit idle before memory is read [default: 2, quick: 1].
     #[arg(long, global = true)]
     pub hold_idle: Option<f64>,
+    /// hold with a v2 shape: clients that reach a random held server, timed, `--concurrency` at
+    /// a time [default: 200, quick: 50].
+    #[arg(long, global = true, value_name = "M")]
+    pub reach_clients: Option<usize>,
+    /// hold with a v2 shape: seconds from registering until a held server's first
+    /// TunnelProxy.Ping (then one every 30 s, as the nymea library does) [default: 0].
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
+    pub first_ping: f64,
     /// Connect every client from 127.0.0.1 instead of spreading over 127.0.0.2..254.
     #[arg(long, global = true)]
     pub no_spread: bool,
@@ -150,12 +174,15 @@ impl Options {
             chunk: pick64(self.chunk, 64 << 10, 64 << 10).clamp(1, 16 << 20) as usize,
             round_trips: pick(self.round_trips, 10_000, 1000).max(1),
             message_size: pick64(self.message_size, 64, 64).clamp(1, 1 << 20) as usize,
+            hold_shape: self.hold_shape,
             hold_tunnels: pick(self.hold_tunnels, 1000, 100).max(1),
             hold_concurrency: pick(self.hold_concurrency, 32, 32).max(1),
             hold_bytes: pick64(self.hold_bytes, 1 << 20, 1 << 20),
             hold_idle: Duration::from_secs_f64(
                 self.hold_idle.unwrap_or(if self.quick { 1.0 } else { 2.0 }).max(0.0),
             ),
+            reach_clients: pick(self.reach_clients, 200, 50).max(1),
+            first_ping: Duration::from_secs_f64(self.first_ping.clamp(0.0, 1e6)),
             rounds: pick(self.rounds, 3, 1).max(1),
             transfer_timeout: Duration::from_secs(300),
         }
@@ -200,15 +227,24 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     if let Some(ws) = &ws {
         anyhow::ensure!(ws.websocket, "--ws-url must be wss:// or ws://");
     }
-    let tls = stream.tls || ws.as_ref().is_some_and(|w| w.tls);
+    let v2 = options.v2_url.as_deref().map(Endpoint::parse).transpose()?;
+    if let Some(v2) = &v2 {
+        anyhow::ensure!(!v2.websocket, "--v2-url is the TunnelProxy byte-stream listener (ssl:// or tcp://)");
+    }
+    let v2_ws = options.v2_ws_url.as_deref().map(Endpoint::parse).transpose()?;
+    if let Some(v2_ws) = &v2_ws {
+        anyhow::ensure!(v2_ws.websocket, "--v2-ws-url must be wss:// or ws://");
+    }
+    let tls = [Some(&stream), ws.as_ref(), v2.as_ref(), v2_ws.as_ref()].into_iter().flatten().any(|e| e.tls);
     anyhow::ensure!(
         !tls || options.insecure,
         "the bench does not verify TLS certificates (the same for broker and baseline); pass --insecure"
     );
     let holds = matches!(command, Command::Hold | Command::All);
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    let needed =
-        if holds { 2 * params.hold_tunnels as u64 + 256 } else { 4 * params.concurrency as u64 + 256 };
+    // A v1 tunnel is two connections of the bench; a v2 server one, plus the reach clients.
+    let held = if params.hold_shape.is_v2() { params.hold_tunnels } else { 2 * params.hold_tunnels };
+    let needed = if holds { held as u64 + 256 } else { 4 * params.concurrency as u64 + 256 };
     anyhow::ensure!(
         limit >= needed,
         "the open-files limit is {limit}, the bench needs {needed} descriptors; raise the hard limit or lower --hold-tunnels"
@@ -218,7 +254,7 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     let broker_server =
         client.hello(&stream).await.with_context(|| format!("the broker at {url} does not answer Hello"))?;
     let printer = Printer { json: options.json };
-    let broker = Server { role: "broker", stream, ws, pid: options.pid, handshake: Handshake::V1 };
+    let broker = Server { role: "broker", stream, ws, v2, v2_ws, pid: options.pid, handshake: Handshake::V1 };
     let run = RunInfo {
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         broker_url: broker.stream.url(),
@@ -247,7 +283,9 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     let bench = Bench { client, broker, params, printer };
     let mut results = Results::new(run);
 
-    if holds {
+    if holds && bench.params.hold_shape.is_v2() {
+        results.fleet.push(measure::fleet::run(&bench).await?);
+    } else if holds {
         results.hold.push(measure::hold::run(&bench).await?);
     }
     if matches!(command, Command::Setup | Command::Throughput | Command::Latency | Command::All) {
@@ -330,6 +368,53 @@ mod tests {
         let p = quick.options.params();
         assert_eq!((p.setup_tunnels, p.bytes, p.rounds, p.hold_tunnels), (7, 1 << 20, 1, 100));
         assert!(matches!(quick.command, Command::Setup));
+        assert_eq!((p.hold_shape, p.reach_clients), (HoldShape::V1Tcp, 50));
+    }
+
+    #[test]
+    fn hold_shapes_and_v2_listeners_parse() {
+        let cli = Cli::parse_from([
+            "remoteproxy-bench",
+            "hold",
+            "--hold-shape",
+            "v2-ws",
+            "--v2-url",
+            "ssl://127.0.0.1:2213",
+            "--v2-ws-url",
+            "wss://127.0.0.1:2212/",
+            "--reach-clients",
+            "7",
+            "--first-ping",
+            "30",
+        ]);
+        let p = cli.options.params();
+        assert_eq!((p.hold_shape, p.reach_clients, p.hold_tunnels), (HoldShape::V2Ws, 7, 1000));
+        assert_eq!(p.first_ping, Duration::from_secs(30));
+        assert_eq!(cli.options.v2_ws_url.as_deref(), Some("wss://127.0.0.1:2212/"));
+        for (name, shape) in [
+            ("v1-tcp", HoldShape::V1Tcp),
+            ("v1-ws", HoldShape::V1Ws),
+            ("v2-tcp", HoldShape::V2Tcp),
+            ("v2-ws", HoldShape::V2Ws),
+        ] {
+            let cli = Cli::parse_from(["remoteproxy-bench", "hold", "--hold-shape", name]);
+            assert_eq!(cli.options.hold_shape, shape);
+            assert_eq!(shape.name(), name);
+        }
+        assert!(Cli::try_parse_from(["remoteproxy-bench", "hold", "--hold-shape", "v3"]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value() {
+        let cli = Cli::parse_from([
+            "remoteproxy-bench",
+            "hold",
+            "--hold-tunnels",
+            "9000",
+            "--hold-tunnels",
+            "2000",
+        ]);
+        assert_eq!(cli.options.params().hold_tunnels, 2000);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The lean v1 client that every measure uses, against the broker and the baselines alike.
+//! The lean v1 (and v2 TunnelProxy) client that every measure uses, against the broker and the
+//! baselines alike.
 //!
 //! Why not `remoteproxy-client`: the bench must bind each connection to a chosen source address
 //! (127.0.0.2..254, or thousands of tunnels run out of ephemeral ports), share one TLS client
@@ -32,6 +33,7 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Any byte stream a connection runs on (TCP or TLS over TCP).
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -47,6 +49,15 @@ const HELLO: &str = r#"{"id":0,"method":"RemoteProxy.Hello","params":{}}"#;
 
 /// Longest JSON line accepted during the handshake.
 const MAX_LINE: usize = 64 << 10;
+
+/// tungstenite's read buffer on the connections the bench holds by the thousand (registered v2
+/// servers): its default of 128 KiB per connection would make the bench, not the broker, the
+/// process that runs out of memory at 18,000 servers. Those connections carry a few hundred
+/// bytes at a time.
+pub const LEAN_WS_READ_BUFFER: usize = 4 << 10;
+
+/// The `TunnelProxyError` of a successful v2 call.
+pub const V2_NO_ERROR: &str = "TunnelProxyErrorNoError";
 
 /// Where a server listens, parsed from `ssl://`, `tcp://`, `wss://` or `ws://` URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +290,69 @@ impl Client {
         Ok(conn)
     }
 
+    /// A uuid never used before in this run (the pid, `role` and a counter; the broker refuses a
+    /// uuid that is registered already).
+    pub fn fresh_uuid(&self, role: u16) -> String {
+        let n = self.tokens.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-{role:04x}-4000-8000-{n:012x}", std::process::id())
+    }
+
+    /// Connects to a v2 TunnelProxy listener and registers a server (`TunnelProxy.RegisterServer`,
+    /// id 1); returns the connection once the broker answered `NoError` with SLIP enabled. From
+    /// then on the connection speaks SLIP; bytes already read behind the response stay in the
+    /// connection's buffer. WebSocket connections use a small read buffer
+    /// ([`LEAN_WS_READ_BUFFER`]), as the bench holds thousands of them.
+    pub async fn register_server(
+        &self,
+        endpoint: &Endpoint,
+        uuid: &str,
+        name: &str,
+    ) -> Result<Conn, Failure> {
+        let lean = WebSocketConfig::default().read_buffer_size(LEAN_WS_READ_BUFFER);
+        let mut conn = self.connect_with(endpoint, Some(lean)).await?;
+        let params = serde_json::json!({"serverName": name, "serverUuid": uuid});
+        conn.send_line(&format!(r#"{{"id":1,"method":"TunnelProxy.RegisterServer","params":{params}}}"#))
+            .await?;
+        let response = bounded(self.step_timeout, "RegisterServer response", conn.response(1)).await?;
+        let outcome = response["params"]["tunnelProxyError"].as_str().unwrap_or_default();
+        if outcome != V2_NO_ERROR {
+            return Err(Failure::Refused(if outcome.is_empty() {
+                response.to_string()
+            } else {
+                outcome.into()
+            }));
+        }
+        if response["params"]["slipEnabled"] != Value::Bool(true) {
+            return Err(Failure::Protocol(format!("RegisterServer did not enable SLIP: {response}")));
+        }
+        Ok(conn)
+    }
+
+    /// Connects to a v2 TunnelProxy listener and registers a client of `server_uuid`
+    /// (`TunnelProxy.RegisterClient`, id 1); returns the connection, now a raw pipe to the
+    /// server, once the broker answered `NoError`.
+    pub async fn register_client(
+        &self,
+        endpoint: &Endpoint,
+        client_uuid: &str,
+        server_uuid: &str,
+    ) -> Result<Conn, Failure> {
+        let mut conn = self.connect(endpoint).await?;
+        let params = serde_json::json!({"clientName": "bench-client", "clientUuid": client_uuid, "serverUuid": server_uuid});
+        conn.send_line(&format!(r#"{{"id":1,"method":"TunnelProxy.RegisterClient","params":{params}}}"#))
+            .await?;
+        let response = bounded(self.step_timeout, "RegisterClient response", conn.response(1)).await?;
+        let outcome = response["params"]["tunnelProxyError"].as_str().unwrap_or_default();
+        if outcome != V2_NO_ERROR {
+            return Err(Failure::Refused(if outcome.is_empty() {
+                response.to_string()
+            } else {
+                outcome.into()
+            }));
+        }
+        Ok(conn)
+    }
+
     /// Connects and asks `RemoteProxy.Hello`; returns `server version` (e.g. `remoteproxy 0.1.0`).
     pub async fn hello(&self, endpoint: &Endpoint) -> Result<String, Failure> {
         let mut conn = self.connect(endpoint).await?;
@@ -290,6 +364,15 @@ impl Client {
 
     /// TCP connect (from the next source address), TLS, WebSocket upgrade; each step bounded.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, Failure> {
+        self.connect_with(endpoint, None).await
+    }
+
+    /// [`Client::connect`] with a WebSocket configuration (tungstenite's default without).
+    pub async fn connect_with(
+        &self,
+        endpoint: &Endpoint,
+        ws_config: Option<WebSocketConfig>,
+    ) -> Result<Conn, Failure> {
         let limit = self.step_timeout;
         let socket = match endpoint.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -325,7 +408,9 @@ impl Client {
                 endpoint.path
             );
             let (ws, _) = bounded(limit, "WebSocket upgrade", async {
-                tokio_tungstenite::client_async(url, io).await.map_err(|e| Failure::Upgrade(e.to_string()))
+                tokio_tungstenite::client_async_with_config(url, io, ws_config)
+                    .await
+                    .map_err(|e| Failure::Upgrade(e.to_string()))
             })
             .await?;
             Ok(Conn::Ws(Box::new(ws)))

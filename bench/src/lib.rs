@@ -9,11 +9,14 @@
 //!   shared TLS configuration).
 //! * [`baseline`]: the baseline server, run as a child process (`baseline-server`), and what it
 //!   does exactly.
-//! * [`measure`]: `setup`, `throughput`, `latency`, `hold`, each documented in its module.
+//! * [`measure`]: `setup`, `throughput`, `latency`, `hold` (v1 tunnels over TCP or WebSocket) and
+//!   `fleet` (`hold` of registered v2 TunnelProxy servers, with client reach latency), each
+//!   documented in its module.
+//! * [`slip`]: the TunnelProxy server connection's SLIP framing, the bench's own.
 //! * [`server`]: a server under test (endpoints, pid, handshake kind).
 //! * [`procfs`]: RSS, descriptors and CPU time of a process.
 //! * [`stats`]: percentiles (nearest rank), medians, units.
-//! * [`goals`]: the targets of issue #7 as pass/fail checks.
+//! * [`goals`]: the targets of issues #7 and #14 as pass/fail checks.
 //! * [`results`], [`report`], [`chart`]: the JSON document, markdown tables, SVG chart.
 //! * [`cli`]: flags and defaults.
 
@@ -30,4 +33,5 @@ pub mod procfs;
 pub mod report;
 pub mod results;
 pub mod server;
+pub mod slip;
 pub mod stats;

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::goals::Check;
 use crate::results::{HoldSide, Results, error_total};
+use crate::stats::Percentiles;
 use crate::stats::{format_bytes, format_ratio, three_digits};
 
 /// The method in a few sentences: printed under the tables so a reader knows what the numbers
@@ -23,8 +24,17 @@ stream; **setup**: the same server: TLS handshakes, one line in and one line out
 paired, which is the least protocol a broker can do (the broker additionally answers Hello and \
 Authenticate, one more round trip each). Hold: after a warm-up (as many tunnels as are opened at \
 once, with the same traffic, opened and closed, so one-time costs such as allocator thread caches are \
-paid), N tunnels each carry 1 MiB both ways, then sit idle; RSS per tunnel = (RSS held − RSS warmed \
-up) / N from /proc/<pid>/status; \"after\" is read once descriptors are back and RSS stopped falling.";
+paid), N tunnels each carry 1 MiB both ways (or the size in the table), then sit idle, both ends on \
+the stream listener (tls-tcp) or the WebSocket listener (wss, baseline: the WebSocket relay); RSS per \
+tunnel = (RSS held − RSS warmed up) / N from /proc/<pid>/status; \"after\" is read once descriptors \
+are back and RSS stopped falling. **Idle v2 servers**: the same, with N TunnelProxy servers registered \
+(`TunnelProxy.RegisterServer`, NoError, SLIP) and held by the bench (reading; echoing what clients send; \
+`TunnelProxy.Ping` right after registering, unless the table says otherwise, then every 30 s); the baseline answers the one registration line with a fixed reply and \
+holds the TLS (or tokio-tungstenite, 4 KiB read buffer) connection reading, in a uuid map, which is the \
+least a registry can keep. **Reach**: while they are held, M clients each connect, \
+`TunnelProxy.RegisterClient` a random held server and send 32 bytes; the time from before the connect \
+until the server has echoed them (ClientConnected on SLIP address 0, then the data on the client's \
+address) is the reach latency; the baseline routes the same way with no more than a map lookup.";
 
 fn checks_cell(checks: &[Check]) -> String {
     if checks.is_empty() {
@@ -185,8 +195,55 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(out);
     }
 
+    if !results.fleet.is_empty() {
+        let _ = writeln!(out, "### Idle v2 TunnelProxy servers, and clients reaching them\n");
+        let _ = writeln!(
+            out,
+            "| transport | servers | broker RSS/server | baseline RSS/server | ratio | broker RSS cold, warmed up → held → after | broker fds before → held → after | held (broker / baseline) | reach clients (C) | broker reach p50 / p99 / max ms | baseline reach p50 / p99 / max ms | errors | target |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &results.fleet {
+            let (b, s) = (&r.broker, &r.baseline);
+            let errors = |side: &crate::results::FleetSide| {
+                error_total(&side.hold.errors) + error_total(&side.reach_errors)
+            };
+            let _ = writeln!(
+                out,
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} |",
+                r.transport,
+                if r.first_ping_s > 0.0 {
+                    format!(" (first ping after {} s)", r.first_ping_s)
+                } else {
+                    String::new()
+                },
+                r.servers,
+                b.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                s.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                format_ratio(r.ratio),
+                rss_cell(&b.hold),
+                fds_cell(&b.hold),
+                b.hold.established,
+                s.hold.established,
+                r.reach_clients,
+                r.reach_concurrency,
+                reach_cell(b.reach_ok, &b.reach_ms),
+                reach_cell(s.reach_ok, &s.reach_ms),
+                errors_cell(errors(b), errors(s)),
+                checks_cell(&r.checks)
+            );
+        }
+        let _ = writeln!(out);
+    }
+
     let _ = writeln!(out, "{METHOD}");
     out
+}
+
+fn reach_cell(reached: usize, ms: &Percentiles) -> String {
+    if reached == 0 {
+        return "n/a".into();
+    }
+    format!("{} / {} / {}", three_digits(ms.p50), three_digits(ms.p99), three_digits(ms.max))
 }
 
 fn rss_cell(side: &HoldSide) -> String {
@@ -237,5 +294,49 @@ mod tests {
         assert!(text.starts_with("## Benchmark results"));
         assert!(text.contains("copy_bidirectional_with_sizes"));
         assert!(!text.contains("### Throughput"));
+        assert!(!text.contains("### Idle v2"));
+    }
+
+    #[test]
+    fn fleet_rows() {
+        use crate::results::{FleetResult, FleetSide};
+        let side = |kib: f64| FleetSide {
+            hold: HoldSide {
+                established: 2000,
+                rss_bytes_per_tunnel: Some(kib * 1024.0),
+                ..HoldSide::default()
+            },
+            reach_ok: 200,
+            reach_ms: Percentiles { p50: 3.0, p99: 7.5, max: 9.0, ..Percentiles::default() },
+            reach_errors: Default::default(),
+        };
+        let mut results = Results::default();
+        results.fleet.push(FleetResult {
+            transport: "v2 tls-tcp".into(),
+            servers: 2000,
+            reach_clients: 200,
+            reach_concurrency: 8,
+            first_ping_s: 0.0,
+            broker: side(22.7),
+            baseline: FleetSide { reach_ok: 0, ..side(10.0) },
+            ratio: Some(2.27),
+            reach_ratio_p50: None,
+            reach_ratio_p99: None,
+            checks: crate::goals::fleet(&crate::goals::FleetFacts {
+                transport: "v2 tls-tcp".into(),
+                requested: 2000,
+                established: 2000,
+                bytes_per_server: Some(22.7 * 1024.0),
+                rss_before_after: None,
+                fds_before_after: None,
+                reach_p99_ms: Some(7.5),
+                reach_errors: 0,
+            }),
+        });
+        let text = markdown(&results);
+        let row = text.lines().find(|l| l.starts_with("| v2 tls-tcp")).expect("a fleet row");
+        assert!(row.contains("| 22.7 KiB | 10.0 KiB | 2.27 |"), "{row}");
+        assert!(row.contains("| 200 (8) | 3.00 / 7.50 / 9.00 | n/a |"), "{row}");
+        assert!(row.contains("FAIL RSS ≤ 10 KiB per registered server"), "{row}");
     }
 }

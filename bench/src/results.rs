@@ -41,6 +41,9 @@ pub struct Results {
     pub latency: Vec<LatencyResult>,
     /// `hold` results.
     pub hold: Vec<HoldResult>,
+    /// `hold --hold-shape v2-tcp|v2-ws` results (absent in documents of older benches).
+    #[serde(default)]
+    pub fleet: Vec<FleetResult>,
 }
 
 impl Results {
@@ -65,6 +68,7 @@ impl Results {
         self.throughput.extend(other.throughput);
         self.latency.extend(other.latency);
         self.hold.extend(other.hold);
+        self.fleet.extend(other.fleet);
     }
 
     /// Every check of every result.
@@ -73,7 +77,8 @@ impl Results {
         let throughput = self.throughput.iter().flat_map(|r| &r.checks);
         let latency = self.latency.iter().flat_map(|r| &r.checks);
         let hold = self.hold.iter().flat_map(|r| &r.checks);
-        setup.chain(throughput).chain(latency).chain(hold).collect()
+        let fleet = self.fleet.iter().flat_map(|r| &r.checks);
+        setup.chain(throughput).chain(latency).chain(hold).chain(fleet).collect()
     }
 }
 
@@ -246,6 +251,49 @@ pub struct HoldSide {
     pub fds_per_tunnel: Option<f64>,
 }
 
+/// `hold --hold-shape v2-tcp|v2-ws`: many registered TunnelProxy servers sitting idle, and how
+/// long a client takes to reach one of them meanwhile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetResult {
+    /// `v2 tls-tcp`, `v2 wss`, ...
+    pub transport: String,
+    /// Servers asked for.
+    pub servers: usize,
+    /// Timed reach clients per side.
+    pub reach_clients: usize,
+    /// Reach clients in flight at once.
+    pub reach_concurrency: usize,
+    /// Seconds from registering until a held server's first ping.
+    #[serde(default)]
+    pub first_ping_s: f64,
+    /// The broker's numbers.
+    pub broker: FleetSide,
+    /// The baseline's numbers.
+    pub baseline: FleetSide,
+    /// broker / baseline RSS per server.
+    pub ratio: Option<f64>,
+    /// broker / baseline reach p50.
+    pub reach_ratio_p50: Option<f64>,
+    /// broker / baseline reach p99.
+    pub reach_ratio_p99: Option<f64>,
+    /// Targets (the broker's).
+    pub checks: Vec<Check>,
+}
+
+/// One side of a fleet result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FleetSide {
+    /// Memory and descriptors while the servers are held; "tunnel" reads "server" here, and
+    /// `errors` counts failed registrations and servers the broker closed while held.
+    pub hold: HoldSide,
+    /// Reach clients that got their bytes back.
+    pub reach_ok: usize,
+    /// From the client's connect to its first bytes echoed back by the held server, in ms.
+    pub reach_ms: Percentiles,
+    /// Failed reach attempts by kind.
+    pub reach_errors: Errors,
+}
+
 /// A reading before, during and after.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Triple {
@@ -374,10 +422,11 @@ impl LatencyResult {
 }
 
 impl HoldSide {
-    fn memory_line(&self) -> String {
+    /// RSS per `unit` (tunnel, server), then the readings.
+    pub fn memory_line(&self, unit: &str) -> String {
         match (self.rss_bytes_per_tunnel, self.rss_kib, self.fds) {
             (Some(per_tunnel), Some(rss), Some(fds)) => format!(
-                "{} per tunnel (RSS cold {}, warmed up {} → {} held → {} after close; fds {} → {} → {})",
+                "{} per {unit} (RSS cold {}, warmed up {} → {} held → {} after close; fds {} → {} → {})",
                 format_bytes(per_tunnel),
                 format_bytes(self.cold_rss_kib.unwrap_or_default() as f64 * 1024.0),
                 format_bytes(rss.before as f64 * 1024.0),
@@ -406,8 +455,8 @@ impl HoldResult {
                 s.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
                 format_ratio(self.ratio)
             ),
-            format!("    broker: {} held, {}", b.established, b.memory_line()),
-            format!("    baseline: {} held, {}", s.established, s.memory_line()),
+            format!("    broker: {} held, {}", b.established, b.memory_line("tunnel")),
+            format!("    baseline: {} held, {}", s.established, s.memory_line("tunnel")),
             format!(
                 "    open+traffic: broker {:.1} s, baseline {:.1} s; release: broker {:.1} s, baseline {:.1} s; {}",
                 b.open_s,
@@ -419,6 +468,55 @@ impl HoldResult {
         ];
         lines.extend(error_details("broker", &b.errors));
         lines.extend(error_details("baseline", &s.errors));
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
+impl FleetResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker, &self.baseline);
+        let mut lines = vec![
+            format!(
+                "hold {} ({} registered servers, first ping after {} s, idle): broker {}, baseline {} per server, ratio {}",
+                self.transport,
+                self.servers,
+                self.first_ping_s,
+                b.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                s.hold.rss_bytes_per_tunnel.map(format_bytes).unwrap_or_else(|| "n/a".into()),
+                format_ratio(self.ratio)
+            ),
+            format!("    broker: {} held, {}", b.hold.established, b.hold.memory_line("server")),
+            format!("    baseline: {} held, {}", s.hold.established, s.hold.memory_line("server")),
+            format!(
+                "    register: broker {:.1} s, baseline {:.1} s; release: broker {:.1} s, baseline {:.1} s; {}",
+                b.hold.open_s,
+                s.hold.open_s,
+                b.hold.release_s,
+                s.hold.release_s,
+                errors_pair(&b.hold.errors, &s.hold.errors)
+            ),
+            format!(
+                "    reach ({} clients, {} at once, connect to first byte echoed) p50/p99/max: broker {}/{}/{} ms, \
+                 baseline {}/{}/{} ms; p99 ratio {}; reached: broker {}, baseline {}",
+                self.reach_clients,
+                self.reach_concurrency,
+                three_digits(b.reach_ms.p50),
+                three_digits(b.reach_ms.p99),
+                three_digits(b.reach_ms.max),
+                three_digits(s.reach_ms.p50),
+                three_digits(s.reach_ms.p99),
+                three_digits(s.reach_ms.max),
+                format_ratio(self.reach_ratio_p99),
+                b.reach_ok,
+                s.reach_ok
+            ),
+        ];
+        lines.extend(error_details("broker", &b.hold.errors));
+        lines.extend(error_details("baseline", &s.hold.errors));
+        lines.extend(error_details("broker reach", &b.reach_errors));
+        lines.extend(error_details("baseline reach", &s.reach_errors));
         lines.extend(check_lines(&self.checks));
         lines
     }
@@ -462,5 +560,46 @@ mod tests {
         assert_eq!(merged.checks().len(), 1);
         let lines = merged.throughput[0].human();
         assert!(lines[0].contains("broker 900 MB/s, baseline 1000 MB/s, ratio 0.90"), "{lines:?}");
+    }
+
+    #[test]
+    fn older_documents_without_fleet_still_read() {
+        let mut value = serde_json::to_value(Results::new(RunInfo::default())).unwrap();
+        value.as_object_mut().unwrap().remove("fleet");
+        let results: Results = serde_json::from_value(value).unwrap();
+        assert!(results.fleet.is_empty());
+    }
+
+    #[test]
+    fn fleet_lines_name_servers_and_reach() {
+        let side = |kib: f64, p99: f64| FleetSide {
+            hold: HoldSide {
+                established: 5,
+                rss_bytes_per_tunnel: Some(kib * 1024.0),
+                ..HoldSide::default()
+            },
+            reach_ok: 3,
+            reach_ms: Percentiles { p50: 2.0, p99, max: p99, ..Percentiles::default() },
+            reach_errors: Errors::new(),
+        };
+        let result = FleetResult {
+            transport: "v2 tls-tcp".into(),
+            servers: 5,
+            reach_clients: 3,
+            reach_concurrency: 2,
+            first_ping_s: 0.0,
+            broker: side(22.7, 9.0),
+            baseline: side(8.0, 4.5),
+            ratio: Some(22.7 / 8.0),
+            reach_ratio_p50: Some(1.0),
+            reach_ratio_p99: Some(2.0),
+            checks: Vec::new(),
+        };
+        let lines = result.human();
+        assert!(
+            lines[0].contains("5 registered servers") && lines[0].contains("broker 22.7 KiB"),
+            "{lines:?}"
+        );
+        assert!(lines[4].contains("broker 2.00/9.00/9.00 ms"), "{lines:?}");
     }
 }

@@ -12,6 +12,10 @@ pub struct Server {
     pub stream: Endpoint,
     /// The WebSocket listener, when known.
     pub ws: Option<Endpoint>,
+    /// The v2 TunnelProxy byte-stream listener, when known.
+    pub v2: Option<Endpoint>,
+    /// The v2 TunnelProxy WebSocket listener, when known.
+    pub v2_ws: Option<Endpoint>,
     /// Its process, for memory, descriptor and CPU readings.
     pub pid: Option<u32>,
     /// What the client says before the tunnel.

@@ -1,5 +1,10 @@
 //! `hold`: what idle tunnels cost, and whether it all comes back.
 //!
+//! `--hold-shape v1-tcp` (the default) holds tunnels with both ends on the byte-stream listener,
+//! `v1-ws` with both ends on the WebSocket listener (the baseline's is the tokio-tungstenite
+//! message relay); the v2 shapes are in [`super::fleet`], which shares the reading and waiting
+//! here.
+//!
 //! Per side (the broker, then a freshly started baseline process):
 //! 1. read the server's RSS ("cold"), then warm it up: open `hold_concurrency` tunnels with the
 //!    same traffic and close them again, and wait until its memory settles. One-time costs
@@ -25,9 +30,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use super::Bench;
+use super::{Bench, Pairing};
 use crate::baseline::BaselineProcess;
-use crate::client::{Client, Failure, Reader, Writer, payload_chunk};
+use crate::client::{Client, Endpoint, Failure, Handshake, Reader, Writer, payload_chunk};
 use crate::goals::{self, HoldFacts};
 use crate::procfs::Sample;
 use crate::results::{Errors, HoldResult, HoldSide, Triple, merge_errors};
@@ -56,19 +61,27 @@ type Held = (Reader, Writer, Reader, Writer);
 /// Runs the measure on the broker, then on a fresh baseline process.
 pub async fn run(bench: &Bench) -> anyhow::Result<HoldResult> {
     let p = &bench.params;
+    let pairing = p.hold_shape.pairing().unwrap_or(Pairing::Stream);
+    anyhow::ensure!(
+        pairing.endpoints(&bench.broker).is_some(),
+        "--hold-shape {} needs the broker's WebSocket listener (--ws-url)",
+        p.hold_shape.name()
+    );
+    let transport = pairing.label(&bench.broker);
     eprintln!(
-        "hold: broker: opening {} tunnels ({} each way)…",
+        "hold: broker: opening {} {transport} tunnels ({} each way)…",
         p.hold_tunnels,
         stats::format_bytes(p.hold_bytes as f64)
     );
-    let broker = one_side(bench, &bench.broker).await;
+    let broker = one_side(bench, &bench.broker, pairing).await;
     let baseline_process = BaselineProcess::start(bench.baseline_args()).await?;
-    eprintln!("hold: baseline: opening {} tunnels…", p.hold_tunnels);
-    let baseline = one_side(bench, &baseline_process.server).await;
+    eprintln!("hold: baseline: opening {} {transport} tunnels…", p.hold_tunnels);
+    let baseline = one_side(bench, &baseline_process.server, pairing).await;
     baseline_process.stop().await;
     let ratio =
         broker.rss_bytes_per_tunnel.zip(baseline.rss_bytes_per_tunnel).and_then(|(a, b)| stats::ratio(a, b));
     let facts = HoldFacts {
+        transport: transport.clone(),
         requested: p.hold_tunnels,
         established: broker.established,
         bytes_per_tunnel: broker.rss_bytes_per_tunnel,
@@ -76,7 +89,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HoldResult> {
         fds_before_after: broker.fds.map(|t| (t.before, t.after)),
     };
     let result = HoldResult {
-        transport: bench.broker.stream.label().to_string(),
+        transport,
         tunnels: p.hold_tunnels,
         bytes_each_way: p.hold_bytes,
         checks: goals::hold(&facts),
@@ -88,14 +101,19 @@ pub async fn run(bench: &Bench) -> anyhow::Result<HoldResult> {
     Ok(result)
 }
 
-async fn one_side(bench: &Bench, server: &Server) -> HoldSide {
+async fn one_side(bench: &Bench, server: &Server, pairing: Pairing) -> HoldSide {
     let p = &bench.params;
+    let Some(ends) = pairing.endpoints(server) else {
+        let mut errors = Errors::new();
+        errors.insert(format!("{} has no listener for this shape", server.role), p.hold_tunnels);
+        return HoldSide { errors, ..HoldSide::default() };
+    };
     let cold = server.sample();
-    let (warm_up, mut errors) = open_all(bench, server, p.hold_concurrency.min(p.hold_tunnels)).await;
+    let (warm_up, mut errors) = open_all(bench, server, &ends, p.hold_concurrency.min(p.hold_tunnels)).await;
     drop(warm_up);
     let (before, _) = wait_for_release(server, cold).await;
     let start = Instant::now();
-    let (held, held_errors) = open_all(bench, server, p.hold_tunnels).await;
+    let (held, held_errors) = open_all(bench, server, &ends, p.hold_tunnels).await;
     merge_errors(&mut errors, &held_errors);
     let open_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(p.hold_idle).await;
@@ -103,6 +121,27 @@ async fn one_side(bench: &Bench, server: &Server) -> HoldSide {
     let established = held.len();
     drop(held);
     let (after, release_s) = wait_for_release(server, before).await;
+    side(Readings { cold, before, during, after }, established, errors, open_s, release_s)
+}
+
+/// The four readings of one side: before the warm-up, after it, while held, after closing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Readings {
+    pub cold: Option<Sample>,
+    pub before: Option<Sample>,
+    pub during: Option<Sample>,
+    pub after: Option<Sample>,
+}
+
+/// A side's result from its readings; per-unit costs divide by `established`.
+pub(super) fn side(
+    readings: Readings,
+    established: usize,
+    errors: Errors,
+    open_s: f64,
+    release_s: f64,
+) -> HoldSide {
+    let Readings { cold, before, during, after } = readings;
     let (rss_kib, fds) = match (before, during, after) {
         (Some(b), Some(d), Some(a)) => (
             Some(Triple { before: b.rss_kib, held: d.rss_kib, after: a.rss_kib }),
@@ -126,24 +165,32 @@ async fn one_side(bench: &Bench, server: &Server) -> HoldSide {
     }
 }
 
-async fn open_all(bench: &Bench, server: &Server, count: usize) -> (Vec<Held>, Errors) {
+async fn open_all(
+    bench: &Bench,
+    server: &Server,
+    ends: &(Endpoint, Endpoint),
+    count: usize,
+) -> (Vec<Held>, Errors) {
     let p = &bench.params;
     let chunk = payload_chunk(p.chunk);
     let next = Arc::new(AtomicUsize::new(0));
     let held = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let mut workers = JoinSet::new();
     for _ in 0..p.hold_concurrency.clamp(1, count.max(1)) {
-        let (client, server, next, held, chunk) =
-            (bench.client.clone(), server.clone(), next.clone(), held.clone(), chunk.clone());
+        let (client, ends, next, held, chunk) =
+            (bench.client.clone(), ends.clone(), next.clone(), held.clone(), chunk.clone());
+        let handshake = server.handshake;
         let (bytes, limit) = (p.hold_bytes, p.transfer_timeout);
         workers.spawn(async move {
             let mut errors = Errors::new();
             let mut scratch = vec![0u8; 64 << 10];
             while next.fetch_add(1, Ordering::Relaxed) < count {
-                let opened =
-                    tokio::time::timeout(limit, open_and_fill(&client, &server, bytes, &chunk, &mut scratch))
-                        .await
-                        .unwrap_or(Err(Failure::Timeout("open and fill")));
+                let opened = tokio::time::timeout(
+                    limit,
+                    open_and_fill(&client, &ends, handshake, bytes, &chunk, &mut scratch),
+                )
+                .await
+                .unwrap_or(Err(Failure::Timeout("open and fill")));
                 match opened {
                     Ok(tunnel) => held.lock().unwrap_or_else(|e| e.into_inner()).push(tunnel),
                     Err(failure) => *errors.entry(failure.key()).or_default() += 1,
@@ -165,12 +212,13 @@ async fn open_all(bench: &Bench, server: &Server, count: usize) -> (Vec<Held>, E
 
 async fn open_and_fill(
     client: &Client,
-    server: &Server,
+    (a, b): &(Endpoint, Endpoint),
+    handshake: Handshake,
     bytes: u64,
     chunk: &Bytes,
     scratch: &mut [u8],
 ) -> Result<Held, Failure> {
-    let (a, b) = client.open_tunnel(&server.stream, &server.stream, server.handshake).await?;
+    let (a, b) = client.open_tunnel(a, b, handshake).await?;
     let (mut a_in, mut a_out) = a.split();
     let (mut b_in, mut b_out) = b.split();
     let (a_scratch, b_scratch) = scratch.split_at_mut(scratch.len() / 2);
@@ -185,7 +233,7 @@ async fn open_and_fill(
 
 /// Waits until the server's descriptors are back to `before` (bounded) and returns how long that
 /// took; then waits until its RSS stops falling (bounded) and reads again.
-async fn wait_for_release(server: &Server, before: Option<Sample>) -> (Option<Sample>, f64) {
+pub(super) async fn wait_for_release(server: &Server, before: Option<Sample>) -> (Option<Sample>, f64) {
     let Some(before) = before else { return (None, 0.0) };
     let start = Instant::now();
     while let Some(now) = server.sample() {

@@ -1,8 +1,9 @@
-//! The four measures. Each runs the same client code against the broker and against a baseline
+//! The measures. Each runs the same client code against the broker and against a baseline
 //! in the same run, `rounds` times per side, alternating which side goes first so that drift
 //! (another process waking up, thermal changes) hits both alike. Reported values are the median
 //! of the rounds (rates) or the pooled samples (latency distributions).
 
+pub mod fleet;
 pub mod hold;
 pub mod latency;
 pub mod setup;
@@ -30,7 +31,9 @@ pub struct Params {
     pub round_trips: usize,
     /// Latency: bytes each way per round trip.
     pub message_size: usize,
-    /// Hold: tunnels.
+    /// Hold: what is held, see [`HoldShape`].
+    pub hold_shape: HoldShape,
+    /// Hold: tunnels (v1 shapes) or registered servers (v2 shapes).
     pub hold_tunnels: usize,
     /// Hold: tunnels being opened at once.
     pub hold_concurrency: usize,
@@ -38,10 +41,63 @@ pub struct Params {
     pub hold_bytes: u64,
     /// Hold: how long the tunnels sit idle before memory is read.
     pub hold_idle: Duration,
+    /// Fleet (v2 shapes): clients that reach a held server, timed.
+    pub reach_clients: usize,
+    /// Fleet (v2 shapes): when a held server sends its first ping after registering.
+    pub first_ping: Duration,
     /// Repetitions per side of setup, throughput and latency.
     pub rounds: usize,
     /// Bound of one transfer (throughput, latency, hold traffic).
     pub transfer_timeout: Duration,
+}
+
+/// What `hold` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HoldShape {
+    /// v1 tunnels, both ends on the byte-stream listener (TLS-TCP with TLS on).
+    #[default]
+    V1Tcp,
+    /// v1 tunnels, both ends on the WebSocket listener (wss with TLS on).
+    V1Ws,
+    /// Registered v2 TunnelProxy servers on the TunnelProxy TCP listener.
+    V2Tcp,
+    /// Registered v2 TunnelProxy servers on the TunnelProxy WebSocket listener.
+    V2Ws,
+}
+
+impl HoldShape {
+    /// The flag's spelling, `v1-tcp` ...
+    pub fn name(self) -> &'static str {
+        match self {
+            HoldShape::V1Tcp => "v1-tcp",
+            HoldShape::V1Ws => "v1-ws",
+            HoldShape::V2Tcp => "v2-tcp",
+            HoldShape::V2Ws => "v2-ws",
+        }
+    }
+
+    /// Whether this holds v2 servers (the fleet measure) rather than v1 tunnels.
+    pub fn is_v2(self) -> bool {
+        matches!(self, HoldShape::V2Tcp | HoldShape::V2Ws)
+    }
+
+    /// The v1 pairing of the tunnels held, for the v1 shapes.
+    pub fn pairing(self) -> Option<Pairing> {
+        match self {
+            HoldShape::V1Tcp => Some(Pairing::Stream),
+            HoldShape::V1Ws => Some(Pairing::Ws),
+            HoldShape::V2Tcp | HoldShape::V2Ws => None,
+        }
+    }
+
+    /// The TunnelProxy listener of `server` a v2 shape uses.
+    pub fn v2_endpoint(self, server: &Server) -> Option<Endpoint> {
+        match self {
+            HoldShape::V2Tcp => server.v2.clone(),
+            HoldShape::V2Ws => server.v2_ws.clone(),
+            HoldShape::V1Tcp | HoldShape::V1Ws => None,
+        }
+    }
 }
 
 /// Where human lines go: stdout, or stderr when stdout carries the JSON document.
@@ -158,6 +214,8 @@ mod tests {
             role: "broker",
             stream: Endpoint::parse("ssl://127.0.0.1:1").unwrap(),
             ws: None,
+            v2: None,
+            v2_ws: None,
             pid: None,
             handshake: Handshake::V1,
         };
@@ -169,5 +227,28 @@ mod tests {
         assert_eq!(Pairing::Mixed.label(&server), "mixed tls-tcp/wss");
         let (a, b) = Pairing::Mixed.endpoints(&server).unwrap();
         assert!(!a.websocket && b.websocket);
+    }
+
+    #[test]
+    fn hold_shapes_pick_their_listeners() {
+        let mut server = Server {
+            role: "broker",
+            stream: Endpoint::parse("ssl://127.0.0.1:1").unwrap(),
+            ws: Some(Endpoint::parse("wss://127.0.0.1:2").unwrap()),
+            v2: Some(Endpoint::parse("ssl://127.0.0.1:3").unwrap()),
+            v2_ws: None,
+            pid: None,
+            handshake: Handshake::V1,
+        };
+        assert_eq!(HoldShape::default(), HoldShape::V1Tcp);
+        assert_eq!(HoldShape::V1Ws.pairing(), Some(Pairing::Ws));
+        assert_eq!(HoldShape::V1Ws.pairing().unwrap().label(&server), "wss");
+        assert_eq!(HoldShape::V2Tcp.pairing(), None);
+        assert_eq!(HoldShape::V2Tcp.v2_endpoint(&server).unwrap().addr.port(), 3);
+        assert!(HoldShape::V2Ws.v2_endpoint(&server).is_none());
+        server.v2_ws = Some(Endpoint::parse("wss://127.0.0.1:4/").unwrap());
+        assert!(HoldShape::V2Ws.v2_endpoint(&server).unwrap().websocket);
+        assert!(HoldShape::V2Ws.is_v2() && !HoldShape::V1Ws.is_v2());
+        assert_eq!(HoldShape::V2Ws.name(), "v2-ws");
     }
 }
