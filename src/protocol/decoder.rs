@@ -89,10 +89,14 @@ impl Decoder {
         }
     }
 
-    /// Removes and returns every buffered byte, for the relay.
+    /// Removes and returns every buffered byte, for the relay, and gives the buffer back: the
+    /// bytes are copied out (they are few), so a long-lived connection does not keep its whole
+    /// handshake buffer alive through them.
     pub fn take_remaining(&mut self) -> Bytes {
         self.reset_scanner();
-        self.buf.split().freeze()
+        let rest = Bytes::copy_from_slice(&self.buf);
+        self.buf = BytesMut::new();
+        rest
     }
 
     /// The next complete JSON value, `Ok(None)` when more bytes are needed.

@@ -6,11 +6,13 @@
 //! streams split with `tokio::io::split`, WebSockets with `StreamExt::split`.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,7 +27,11 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// The reading side.
 pub enum ReadHalf {
-    Stream(tokio::io::ReadHalf<BoxStream>),
+    Stream {
+        stream: tokio::io::ReadHalf<BoxStream>,
+        /// Allocated only while a read finds data; given back when the socket has none.
+        buf: BytesMut,
+    },
     /// A WebSocket: data frames' payloads are the byte stream.
     WebSocket(SplitStream<WsStream>),
 }
@@ -46,7 +52,7 @@ pub fn split(wire: Wire) -> (ReadHalf, WriteHalf) {
     match wire {
         Wire::Stream(stream) => {
             let (read, write) = tokio::io::split(stream);
-            (ReadHalf::Stream(read), WriteHalf::Stream(write))
+            (ReadHalf::Stream { stream: read, buf: BytesMut::new() }, WriteHalf::Stream(write))
         }
         Wire::WebSocket(ws) => {
             let (sink, stream) = (*ws).split();
@@ -60,14 +66,28 @@ impl ReadHalf {
     /// answered by tungstenite and skipped here. Cancel-safe.
     pub async fn read(&mut self) -> io::Result<Option<Bytes>> {
         match self {
-            ReadHalf::Stream(stream) => {
-                let mut buf = BytesMut::with_capacity(READ_CHUNK);
-                match stream.read_buf(&mut buf).await {
-                    Ok(0) => Ok(None),
-                    Ok(_) => Ok(Some(buf.freeze())),
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-                    Err(e) => Err(e),
-                }
+            ReadHalf::Stream { stream, buf } => {
+                std::future::poll_fn(|cx| {
+                    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                        buf.reserve(READ_CHUNK);
+                    }
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf) {
+                        Poll::Pending => {
+                            // An idle connection (most of a fleet) waits here without a buffer.
+                            if buf.is_empty() {
+                                *buf = BytesMut::new();
+                            }
+                            Poll::Pending
+                        }
+                        Poll::Ready(Ok(0)) => Poll::Ready(Ok(None)),
+                        Poll::Ready(Ok(_)) => Poll::Ready(Ok(Some(buf.split().freeze()))),
+                        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                            Poll::Ready(Ok(None))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    }
+                })
+                .await
             }
             ReadHalf::WebSocket(stream) => loop {
                 match stream.next().await {

@@ -20,21 +20,25 @@ pub const CLIENT_IN_FLIGHT: usize = 256 << 10;
 
 /// What a server's actor is asked from outside.
 pub enum Control {
-    /// A client registered for this server.
-    Join {
-        uuid: Uuid,
-        name: String,
-        /// Its IP address as text (empty for unix clients).
-        peer: String,
-        /// Where the actor answers.
-        reply: oneshot::Sender<Result<Joined, JoinRefusal>>,
-    },
+    /// A client registered for this server. Boxed: the channel's first block of slots is
+    /// allocated with it, once per registered server, and sized by the largest message.
+    Join(Box<Join>),
     /// A client's connection ended.
     Leave {
         address: u16,
         /// Its join id (socket addresses are reused).
         id: u64,
     },
+}
+
+/// A client that registered for a server.
+pub struct Join {
+    pub uuid: Uuid,
+    pub name: String,
+    /// Its IP address as text (empty for unix clients).
+    pub peer: String,
+    /// Where the actor answers.
+    pub reply: oneshot::Sender<Result<Joined, JoinRefusal>>,
 }
 
 /// Why the actor refused a client.

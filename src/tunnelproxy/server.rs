@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
-use super::control::{CLIENT_IN_FLIGHT, Control, JoinRefusal, Joined, Kick, Outgoing, Upstream};
+use super::control::{CLIENT_IN_FLIGHT, Control, Join, JoinRefusal, Joined, Kick, Outgoing, Upstream};
 use super::registry::{Guard, Refusal};
 use super::{Carrier, TunnelProxyContext};
 use crate::protocol::reasons::{self, STOP_SERVER};
@@ -86,6 +86,7 @@ pub async fn run(
     let idle_limit = ctx.timeouts.tunnel_proxy_server;
     let mut idle = pin!(sleep(idle_limit));
     let mut exit = actor.feed(&early).await.err();
+    drop(early);
     while exit.is_none() {
         tokio::select! {
             biased;
@@ -229,7 +230,8 @@ impl Actor {
 
     async fn control(&mut self, request: Control) {
         match request {
-            Control::Join { uuid, name, peer, reply } => {
+            Control::Join(join) => {
+                let Join { uuid, name, peer, reply } = *join;
                 let Some(address) = self.allocate() else {
                     let _ = reply.send(Err(JoinRefusal::Full));
                     return;

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
-use super::control::{Control, JoinRefusal, Joined};
+use super::control::{Control, Join, JoinRefusal, Joined};
 use super::registry::{Guard, Refusal, ServerHandle};
 use super::server;
 use super::{Carrier, TunnelProxyContext};
@@ -41,7 +41,9 @@ enum Registered {
 pub async fn serve(mut conn: Connection, ctx: Arc<TunnelProxyContext>) {
     conn.stats = Some(ctx.stats.open(conn.id, Api::V2, conn.peer, conn.transport));
     let mut session = Session { conn, ctx };
-    let registered = match session.handshake().await {
+    // Boxed: the handshake's state is freed when it ends, instead of sizing the task of a
+    // registered server (which lives for days) by it.
+    let registered = match Box::pin(session.handshake()).await {
         Ok(registered) => registered,
         Err(Exit::Close(kind, reason)) => {
             debug!(%reason, "closing");
@@ -183,7 +185,7 @@ impl Session {
             PeerAddress::Unix => String::new(),
         };
         let (reply, answered) = oneshot::channel();
-        let join = Control::Join { uuid: client_uuid, name, peer, reply };
+        let join = Control::Join(Box::new(Join { uuid: client_uuid, name, peer, reply }));
         let joined = async {
             server.control.send(join).await.ok()?;
             answered.await.ok()

@@ -55,7 +55,7 @@ type Labels = BTreeMap<String, String>;
 
 /// A parsed exposition: every sample, and the `# TYPE` of every family.
 #[derive(Debug)]
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     samples: Vec<(String, Labels, f64)>,
     types: HashMap<String, String>,
@@ -112,11 +112,11 @@ fn parse(text: &str) -> Scrape {
 
 impl Scrape {
     /// The value of the series `name{labels}`; fails when it is missing.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.find(name, labels).unwrap_or_else(|| panic!("no series {name}{labels:?} in\n{}", self.text))
     }
 
-    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let want: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut found = self.samples.iter().filter(|(n, l, _)| n == name && *l == want);
         let value = found.next().map(|(_, _, v)| *v);
@@ -141,7 +141,7 @@ async fn scrape(broker: &Broker) -> Scrape {
 }
 
 /// Scrapes until `done` holds (bounded by WAIT) and returns that scrape.
-async fn scrape_until(broker: &Broker, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+pub(crate) async fn scrape_until(broker: &Broker, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
     let deadline = Instant::now() + WAIT;
     loop {
         let scrape = scrape(broker).await;
@@ -193,6 +193,7 @@ fn check_label_values(scrape: &Scrape, authenticators: &[&str]) {
                 "authenticator" => authenticators.contains(&value.as_str()),
                 "result" => RESULTS.contains(&value.as_str()),
                 "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+                "kind" => name == "remoteproxy_tls_handshakes_total" && ["full", "resumed"].contains(&value.as_str()),
                 "version" => name == "remoteproxy_build_info" && value == env!("CARGO_PKG_VERSION"),
                 _ => false,
             };

@@ -3,6 +3,7 @@
 //! longer, and tickets from before a restart resume after it when the keys are kept in a file.
 
 use crate::common::*;
+use crate::metrics::{Scrape, scrape_until};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ async fn broker(key_file: Option<&Path>, rotation: Duration, resumption: bool) -
     let key_file = key_file.map(Path::to_path_buf);
     Broker::builder()
         .config(move |c| {
+            c.metrics.enabled = true;
             c.tls.certificate = Some(fixture("ecdsa.crt"));
             c.tls.certificate_key = Some(fixture("ecdsa.key"));
             c.tls.session_resumption = resumption;
@@ -80,6 +82,12 @@ async fn a_reconnecting_client_resumes_its_session() {
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Full);
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Resumed);
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Resumed);
+    let handshakes = |scrape: &Scrape, kind| scrape.get("remoteproxy_tls_handshakes_total", &[("kind", kind)]);
+    let scrape = scrape_until(&broker, "three handshakes counted", |s| {
+        handshakes(s, "full") + handshakes(s, "resumed") >= 3.0
+    })
+    .await;
+    assert_eq!((handshakes(&scrape, "full"), handshakes(&scrape, "resumed")), (1.0, 2.0));
 }
 
 #[tokio::test]
