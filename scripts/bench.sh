@@ -16,7 +16,8 @@
 #
 # Flags go to every bench invocation: --quick (smoke run, well under a minute), --rounds N,
 # --hold-tunnels 9000, --tunnels N, --concurrency C, --bytes 1GiB, ...
-# Environment: BENCH_OUT=DIR; BENCH_PLAIN=0 skips the TLS-off broker; BENCH_BIG_HOLD=N is the
+# Environment: BENCH_OUT=DIR; BENCH_MAIN=0 skips the main run (`all` on a TLS broker);
+# BENCH_PLAIN=0 skips the TLS-off broker; BENCH_BIG_HOLD=N is the
 # second hold run on a fresh broker (default 9000 tunnels, 0 skips it; skipped with --quick; it
 # needs an open-files hard limit above 2N for the bench and the broker); BENCH_SHAPES=0 skips the
 # idle-fleet holds, BENCH_SHAPE_SIZE=N sets their tunnels or servers (default 2000; with --quick
@@ -31,6 +32,7 @@ cd "$root"
 out=${BENCH_OUT:-bench-results}
 plain=${BENCH_PLAIN:-1}
 big_hold=${BENCH_BIG_HOLD:-9000}
+main=${BENCH_MAIN:-1}
 shapes=${BENCH_SHAPES:-1}
 shape_size=(--hold-tunnels "${BENCH_SHAPE_SIZE:-2000}")
 fleet=${BENCH_FLEET:-0}
@@ -133,11 +135,14 @@ bench() {
         >"$work/$name.json" 2> >(tee "$out/run-$name.txt" >&2)
 }
 
-start_broker tls true
-echo "bench.sh: broker (TLS) pid $broker_pid at ssl://$tcp_addr and wss://$ws_addr" >&2
-bench tls all "ssl://$tcp_addr" "wss://$ws_addr/" "$@"
-stop_broker
-inputs=(--input "$work/tls.json")
+inputs=()
+if [ "$main" != 0 ]; then
+    start_broker tls true
+    echo "bench.sh: broker (TLS) pid $broker_pid at ssl://$tcp_addr and wss://$ws_addr" >&2
+    bench tls all "ssl://$tcp_addr" "wss://$ws_addr/" "$@"
+    stop_broker
+    inputs+=(--input "$work/tls.json")
+fi
 
 if [ "$big_hold" != 0 ]; then
     # The most tunnels one host here can show (2 sockets each under a 20,000 open-files limit),

@@ -367,7 +367,9 @@ impl Pump {
     /// an idle tunnel then holds no relay buffer at all (64 KiB per direction otherwise, for as
     /// long as the tunnel lives), and a busy one allocates again on its next read.
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
+        // Not `capacity() > 0`: a buffer advanced to its very end has no capacity left and still
+        // holds its allocation.
+        if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
     }

@@ -160,9 +160,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             self.out.advance(n);
         }
-        if self.out.capacity() > 0 {
-            self.out = BytesMut::new();
-        }
+        // Unconditionally: a buffer written to its very end reports no capacity and still holds
+        // its allocation.
+        self.out = BytesMut::new();
         Poll::Ready(Ok(()))
     }
 
@@ -370,7 +370,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                 Poll::Ready(Ok(_)) => continue,
                 Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
                 Poll::Pending => {
-                    if this.read.is_empty() && this.read.capacity() > 0 {
+                    // Not `capacity() > 0`: a buffer consumed to its very end has none left and
+                    // still holds (a share of) its allocation.
+                    if this.read.is_empty() {
                         this.read = BytesMut::new();
                     }
                     if let Err(error) = this.poll_keepalive(cx) {
