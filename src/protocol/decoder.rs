@@ -103,8 +103,9 @@ impl Decoder {
     pub fn next_message(&mut self) -> Result<Option<Value>, DecodeError> {
         let skip = self.buf.iter().take_while(|b| is_whitespace(**b)).count();
         if skip == self.buf.len() {
-            // Only separators: nothing to keep.
-            self.buf.clear();
+            // Only separators: nothing to keep, not even the allocation (a registered TunnelProxy
+            // server's JSON channel is idle nearly all its life).
+            self.buf = BytesMut::new();
             return Ok(None);
         }
         let first = self.buf[skip];
@@ -242,6 +243,15 @@ fn may_stand_outside_strings(byte: u8) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_idle_decoder_holds_no_memory() {
+        let mut decoder = Decoder::new(10240);
+        let request = br#"{"id":1,"method":"TunnelProxy.Ping","params":{"timestamp":1}}"#;
+        assert_eq!(feed_all(&mut decoder, &[&request[..], b"\n"].concat()).len(), 1);
+        assert_eq!(decoder.next_message().unwrap(), None);
+        assert_eq!(decoder.buf.as_ptr(), BytesMut::new().as_ptr());
+    }
 
     fn feed_all(decoder: &mut Decoder, input: &[u8]) -> Vec<Value> {
         decoder.extend(input);

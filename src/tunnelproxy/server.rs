@@ -154,10 +154,11 @@ async fn write_loop(mut writer: WriteHalf, mut queue: mpsc::UnboundedReceiver<Ou
                 next = queue.try_recv().ok();
             }
         }
-        if !batch.is_empty() && writer.write_binary(batch.split().freeze()).await.is_err() {
+        // Taken whole, so an idle server's writer keeps no batch memory.
+        if !batch.is_empty() && writer.write_binary(std::mem::take(&mut batch).freeze()).await.is_err() {
             break;
         }
-        permits.clear();
+        permits = Vec::new();
         if let Some((kind, reason)) = close {
             writer.close(kind, &reason).await;
             return;

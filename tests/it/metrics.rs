@@ -193,7 +193,10 @@ fn check_label_values(scrape: &Scrape, authenticators: &[&str]) {
                 "authenticator" => authenticators.contains(&value.as_str()),
                 "result" => RESULTS.contains(&value.as_str()),
                 "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
-                "kind" => name == "remoteproxy_tls_handshakes_total" && ["full", "resumed"].contains(&value.as_str()),
+                "kind" => {
+                    name == "remoteproxy_tls_handshakes_total"
+                        && ["full", "resumed"].contains(&value.as_str())
+                }
                 "version" => name == "remoteproxy_build_info" && value == env!("CARGO_PKG_VERSION"),
                 _ => false,
             };

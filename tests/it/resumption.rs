@@ -82,7 +82,8 @@ async fn a_reconnecting_client_resumes_its_session() {
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Full);
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Resumed);
     assert_eq!(visit(&broker, &tls_client).await, HandshakeKind::Resumed);
-    let handshakes = |scrape: &Scrape, kind| scrape.get("remoteproxy_tls_handshakes_total", &[("kind", kind)]);
+    let handshakes =
+        |scrape: &Scrape, kind| scrape.get("remoteproxy_tls_handshakes_total", &[("kind", kind)]);
     let scrape = scrape_until(&broker, "three handshakes counted", |s| {
         handshakes(s, "full") + handshakes(s, "resumed") >= 3.0
     })

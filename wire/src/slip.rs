@@ -127,6 +127,11 @@ impl Decoder {
             }
             i += 1;
         }
+        // Between frames nothing is kept: a finished frame's payload may still share the
+        // buffer's allocation, and an idle connection should not hold it.
+        if self.frame.is_empty() {
+            self.frame = BytesMut::new();
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -175,6 +180,18 @@ impl Decoder {
 mod tests {
     use super::*;
     use rand::{Rng, RngCore};
+
+    #[test]
+    fn between_frames_the_decoder_holds_no_memory() {
+        let mut decoder = Decoder::new(1 << 20);
+        let frames = decode_all(&mut decoder, &encode(7, &[1u8; 5000]));
+        assert_eq!(frames.len(), 1);
+        // The payload may live on (it is on its way to a client); the decoder keeps nothing.
+        assert_eq!(decoder.frame.as_ptr(), BytesMut::new().as_ptr());
+        // Mid-frame it keeps what it has.
+        decoder.decode(&[END, 0, 1, 2], |_| {});
+        assert_eq!(decoder.pending(), 3);
+    }
 
     fn decode_all(decoder: &mut Decoder, data: &[u8]) -> Vec<Result<Frame, FrameError>> {
         let mut out = Vec::new();
