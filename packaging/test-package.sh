@@ -95,6 +95,9 @@ grep -q "remoteproxy running" "$work/broker.log" || { cat "$work/broker.log"; fa
 broker=$(pgrep -P "$broker_pid" -x remoteproxy) || fail "no broker process under strace"
 [ "$(stat -c '%U:%G %a' /run/remoteproxy/monitor.sock)" = "remoteproxy:remoteproxy 660" ] ||
     fail "monitor socket is $(stat -c '%U:%G %a' /run/remoteproxy/monitor.sock)"
+# The TLS session ticket keys, kept in the state directory for the broker's user alone.
+[ "$(stat -c '%U:%G %a' /var/lib/remoteproxy/ticket-keys)" = "remoteproxy:remoteproxy 600" ] ||
+    fail "ticket key file is $(stat -c '%U:%G %a' /var/lib/remoteproxy/ticket-keys 2>&1)"
 
 step "tunnel through ports 80 (TLS-TCP) and 443 (TLS-WebSocket)"
 fingerprint=$(openssl x509 -in /etc/remoteproxy/tls/certificate.pem -noout -fingerprint -sha256 | cut -d= -f2)
