@@ -15,7 +15,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -96,6 +96,11 @@ pub struct WebSocket<S> {
     /// The payload of the last ping, owed a pong.
     pong: Option<Bytes>,
     closing: Closing,
+    /// The task waiting in the sink for the socket to take the outgoing bytes. Split in two (the
+    /// TunnelProxy halves), the reading task also writes (pongs, pings, and whatever is queued
+    /// before them), and the socket remembers only the last task that waited to write: this one
+    /// is woken whenever the reader had to wait, so it waits again under its own name.
+    flush_waiter: Option<Waker>,
     /// Largest message (and frame) accepted.
     max_message: usize,
     keepalive: Option<Timer>,
@@ -118,6 +123,7 @@ impl<S> WebSocket<S> {
             out: BytesMut::new(),
             pong: None,
             closing: Closing::Open,
+            flush_waiter: None,
             max_message,
             keepalive,
         }
@@ -166,6 +172,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// The sink's write: like [`Self::poll_write_out`], remembering the waiting task.
+    fn poll_sink_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = self.poll_write_out(cx);
+        self.flush_waiter = match result {
+            Poll::Pending => Some(cx.waker().clone()),
+            Poll::Ready(_) => None,
+        };
+        result
+    }
+
     /// Queues the owed pong and tries to write what is queued; a socket that cannot take it now
     /// gets it at the next read or write.
     fn poll_control(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
@@ -174,7 +190,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         match self.poll_write_out(cx) {
             Poll::Ready(result) => result,
-            Poll::Pending => Ok(()),
+            Poll::Pending => {
+                if let Some(waiter) = &self.flush_waiter {
+                    waiter.wake_by_ref();
+                }
+                Ok(())
+            }
         }
     }
 
@@ -391,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         if this.out.len() >= WRITE_BATCH {
-            ready!(this.poll_write_out(cx))?;
+            ready!(this.poll_sink_write(cx))?;
         }
         Poll::Ready(Ok(()))
     }
@@ -426,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         if let Some(payload) = this.pong.take() {
             this.encode(PONG, &payload);
         }
-        ready!(this.poll_write_out(cx))?;
+        ready!(this.poll_sink_write(cx))?;
         ready!(Pin::new(&mut this.io).poll_flush(cx))?;
         Poll::Ready(Ok(()))
     }

@@ -270,3 +270,34 @@ async fn traffic_keeps_pings_away() {
     // The only frame the broker sent is the close reply: no ping in 200 s of traffic.
     assert_eq!(server_frame(&mut client).await, (0x88, Vec::new()));
 }
+
+#[tokio::test]
+async fn a_reader_answering_a_ping_never_strands_a_blocked_writer() {
+    // Split in two, as the TunnelProxy halves are: the writer blocks on a full socket, then the
+    // reader answers a ping and has to wait for the socket too. The reader's wait must not
+    // leave the writer without a wake-up once the socket drains.
+    let (mut client, server) = tokio::io::duplex(64);
+    let (mut sink, mut stream) = WebSocket::new(server, BytesMut::new(), 1 << 20, None).split();
+    let writer = tokio::spawn(async move { sink.send(Message::binary(vec![7u8; 20_000])).await });
+    // The writer has filled the pipe and waits.
+    while client.read_u8().await.is_err() {}
+    let mut wire = Vec::new();
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    client.write_all(&client_frame(0x89, b"p")).await.unwrap();
+    // Drain everything: the message, then the pong.
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while wire.len() < 20_000 + 4 + 3 - 1 {
+        let n = tokio::time::timeout_at(deadline, client.read(&mut buf))
+            .await
+            .expect("the socket drains")
+            .unwrap();
+        wire.extend_from_slice(&buf[..n]);
+    }
+    tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("the writer finishes")
+        .unwrap()
+        .unwrap();
+    reader.abort();
+}
