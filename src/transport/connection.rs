@@ -75,7 +75,7 @@ pub enum Chunk {
 pub enum ReadError {
     /// The socket failed (the reason is not kept: the connection just ends).
     Io,
-    /// The peer sent more than the pre-tunnel budget without completing a message.
+    /// The peer sent a message (or frame) larger than the pre-tunnel limit.
     Oversized,
 }
 
