@@ -12,7 +12,7 @@
 //!    stream one and a WebSocket one. With `--tls-stream` / `--tls-ws` it terminates TLS there
 //!    (tokio-rustls, ring, the safe default protocol versions, rustls' default session cache and
 //!    tickets, and a freshly generated ECDSA P-256 self-signed certificate: the broker's defaults).
-//!    Two more for the v2 TunnelProxy baseline ([`registry`], TLS the same way). It prints
+//!    Two more for the v2 TunnelProxy baseline (`registry`, TLS the same way). It prints
 //!    `baseline stream=ADDR ws=ADDR v2=ADDR v2-ws=ADDR` and serves until stdin closes or it is
 //!    killed.
 //! 2. Per connection: `TCP_NODELAY`, the TLS handshake, the WebSocket upgrade on the WebSocket
