@@ -23,6 +23,9 @@
 # idle-fleet holds, BENCH_SHAPE_SIZE=N sets their tunnels or servers (default 2000; with --quick
 # the bench's quick size); BENCH_FLEET=N adds a hold of N v2 TLS-TCP servers on a fresh broker
 # (default 0: none; 18000 is the issue's fleet, it needs an open-files hard limit above N + 300);
+# BENCH_STORM=N adds the reconnect storm of N v2 devices (default 0: none; 2000 a normal run, 18000
+# the issue's; it needs an open-files hard limit above N + 300) on a broker with its ticket keys in
+# a file and its metrics on, restarted on the same key file when the bench asks for it;
 # RUST_LOG reaches the broker (default: its own `info`, one line per tunnel and refusal, as in
 # production).
 set -euo pipefail
@@ -36,6 +39,7 @@ main=${BENCH_MAIN:-1}
 shapes=${BENCH_SHAPES:-1}
 shape_size=(--hold-tunnels "${BENCH_SHAPE_SIZE:-2000}")
 fleet=${BENCH_FLEET:-0}
+storm=${BENCH_STORM:-0}
 quick=0
 for arg in "$@"; do
     if [ "$arg" = --quick ]; then
@@ -63,8 +67,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_broker NAME TLS: starts a broker with [SSL] enabled=TLS; sets broker_pid, tcp_addr, ws_addr
-# (v1) and v2_tcp_addr, v2_ws_addr (the TunnelProxy listeners).
+# start_broker NAME TLS: starts a broker with [SSL] enabled=TLS (plus the lines in $ssl_extra, and
+# the sections in $conf_extra); sets broker_pid, tcp_addr, ws_addr (v1), v2_tcp_addr, v2_ws_addr
+# (the TunnelProxy listeners) and metrics_addr (when [Metrics] is enabled).
+ssl_extra=""
+conf_extra=""
 start_broker() {
     local name=$1 tls=$2
     local conf=$work/$name.conf log=$out/broker-$name.log
@@ -77,6 +84,7 @@ maxConnections=20000
 shutdownGracePeriod=1000
 [SSL]
 enabled=$tls
+$ssl_extra
 [WebSocketServer]
 host=127.0.0.1
 port=0
@@ -93,6 +101,7 @@ host=127.0.0.1
 port=0
 [UnixSocketServerTunnelProxy]
 unixSocketFileName=
+$conf_extra
 EOF
     "$broker_bin" -c "$conf" -m 2>"$log" &
     broker_pid=$!
@@ -102,7 +111,10 @@ EOF
         ws_addr=$(sed -n 's/.*v1 WebSocket listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
         v2_tcp_addr=$(sed -n 's/.*v2 TCP listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
         v2_ws_addr=$(sed -n 's/.*v2 WebSocket listener address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-        if [ -n "$tcp_addr" ] && [ -n "$ws_addr" ] && [ -n "$v2_tcp_addr" ] && [ -n "$v2_ws_addr" ]; then
+        metrics_addr=$(sed -n 's/.*metrics endpoint.* address=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+        if [ -n "$conf_extra" ] && [ -z "$metrics_addr" ]; then continue_wait=1; else continue_wait=0; fi
+        if [ -n "$tcp_addr" ] && [ -n "$ws_addr" ] && [ -n "$v2_tcp_addr" ] && [ -n "$v2_ws_addr" ] &&
+            [ "$continue_wait" = 0 ]; then
             return 0
         fi
         if ! kill -0 "$broker_pid" 2>/dev/null; then
@@ -179,6 +191,40 @@ if [ "$fleet" != 0 ]; then
     bench fleet hold "ssl://$tcp_addr" "wss://$ws_addr/" "$@" --hold-shape v2-tcp --hold-tunnels "$fleet"
     stop_broker
     inputs+=(--input "$work/fleet.json")
+fi
+
+if [ "$storm" != 0 ]; then
+    # The reconnect storm (issue 14): N devices register at once with full TLS handshakes, then
+    # again resuming their sessions, then again after the broker restarted. The ticket keys live
+    # in a file of this run, so the restarted broker opens the tickets the first one issued. The
+    # bench asks for the restart on stderr and reads the new broker from a fifo.
+    if [ "$(ulimit -Hn)" != unlimited ]; then ulimit -n "$(ulimit -Hn)"; fi
+    ssl_extra="ticketKeyFile=$work/ticket-keys"
+    conf_extra=$'[Metrics]\nenabled=true\nhost=127.0.0.1\nport=0'
+    start_broker storm true
+    echo "bench.sh: broker (TLS) pid $broker_pid for a storm of $storm v2 devices" >&2
+    mkfifo "$work/storm-stdin"
+    # Emptied first: the restart request of an earlier run must not restart this broker.
+    : >"$out/run-storm.txt"
+    "$bench_bin" storm --url "ssl://$tcp_addr" --v2-url "ssl://$v2_tcp_addr" --metrics "$metrics_addr" \
+        --insecure --pid "$broker_pid" --json --restart-via-stdin "$@" --storm-servers "$storm" \
+        <"$work/storm-stdin" >"$work/storm.json" 2> >(tee "$out/run-storm.txt" >&2) &
+    storm_pid=$!
+    exec 3>"$work/storm-stdin"
+    while kill -0 "$storm_pid" 2>/dev/null && ! grep -qs "storm: restart the broker now" "$out/run-storm.txt"; do
+        sleep 0.1
+    done
+    if kill -0 "$storm_pid" 2>/dev/null; then
+        stop_broker
+        start_broker storm-restarted true
+        echo "bench.sh: broker restarted on the same ticket keys: pid $broker_pid" >&2
+        echo "url=ssl://$tcp_addr v2-url=ssl://$v2_tcp_addr pid=$broker_pid metrics=$metrics_addr" >&3
+    fi
+    wait "$storm_pid"
+    exec 3>&-
+    stop_broker
+    ssl_extra="" conf_extra=""
+    inputs+=(--input "$work/storm.json")
 fi
 
 if [ "$plain" != 0 ]; then

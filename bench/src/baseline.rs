@@ -11,7 +11,8 @@
 //! 1. Two listeners on 127.0.0.1 port 0 (SO_REUSEADDR, backlog 1024, as the broker's): a byte
 //!    stream one and a WebSocket one. With `--tls-stream` / `--tls-ws` it terminates TLS there
 //!    (tokio-rustls, ring, the safe default protocol versions, rustls' default session cache and
-//!    tickets, and a freshly generated ECDSA P-256 self-signed certificate: the broker's defaults).
+//!    tickets, and a freshly generated ECDSA P-256 self-signed certificate: the broker's defaults;
+//!    with `--tickets`, for the `storm` measure, rustls' own stateless ticketer).
 //!    Two more for the v2 TunnelProxy baseline (`registry`, TLS the same way). It prints
 //!    `baseline stream=ADDR ws=ADDR v2=ADDR v2-ws=ADDR` and serves until stdin closes or it is
 //!    killed.
@@ -71,6 +72,11 @@ pub struct BaselineArgs {
     /// Terminate TLS on the WebSocket listener.
     #[arg(long)]
     pub tls_ws: bool,
+    /// Issue stateless session tickets with rustls' own ticketer (`rustls::crypto::ring::Ticketer`,
+    /// keys in memory). Without it the TLS listeners have rustls' defaults: TLS 1.3 resumption
+    /// from a stateful cache of 256 sessions, too few for a storm of thousands of devices.
+    #[arg(long)]
+    pub tickets: bool,
 }
 
 /// A running baseline child process.
@@ -91,6 +97,9 @@ impl BaselineProcess {
         }
         if args.tls_ws {
             command.arg("--tls-ws");
+        }
+        if args.tickets {
+            command.arg("--tickets");
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -156,7 +165,7 @@ fn parse_ready_line(line: &str) -> Option<Ready> {
 /// The child's main: serves until stdin reaches its end (the bench went away) or it is killed.
 pub async fn serve(args: BaselineArgs) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let acceptor = if args.tls_stream || args.tls_ws { Some(tls_acceptor()?) } else { None };
+    let acceptor = if args.tls_stream || args.tls_ws { Some(tls_acceptor(args.tickets)?) } else { None };
     let stream_listener = bind()?;
     let ws_listener = bind()?;
     let v2_listener = bind()?;
@@ -193,15 +202,18 @@ fn bind() -> anyhow::Result<TcpListener> {
     Ok(socket.listen(1024)?)
 }
 
-fn tls_acceptor() -> anyhow::Result<TlsAcceptor> {
+fn tls_acceptor(tickets: bool) -> anyhow::Result<TlsAcceptor> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).context("cannot generate a certificate")?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(vec![certified.cert.der().clone()], key)?;
+    if tickets {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    }
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

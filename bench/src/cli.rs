@@ -43,6 +43,10 @@ pub enum Command {
     /// `--hold-shape v2-tcp|v2-ws`: N registered TunnelProxy servers, idle, and the latency of
     /// clients reaching them.
     Hold,
+    /// The reconnect storm: N v2 servers register at once with full TLS handshakes, then again
+    /// resuming their sessions (and, with `--restart-via-stdin`, after a broker restart), while
+    /// v1 tunnels do ping-pong: time, registrations/s, CPU per handshake, tunnel RTT.
+    Storm,
     /// hold, setup, throughput, latency (hold first, while the broker is fresh).
     All,
     /// Turns results JSON into markdown tables and an SVG chart.
@@ -150,6 +154,26 @@ pub struct Options {
     /// TunnelProxy.Ping (then one every 30 s, as the nymea library does) [default: 0].
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
     pub first_ping: f64,
+    /// storm: devices (v2 TunnelProxy servers on --v2-url) per storm [default: 2000, quick: 200].
+    #[arg(long, global = true, value_name = "N")]
+    pub storm_servers: Option<usize>,
+    /// storm: devices between TCP connect and the RegisterServer answer at once [default: 1000].
+    #[arg(long, global = true, value_name = "C")]
+    pub storm_in_flight: Option<usize>,
+    /// storm: retries a device makes after a failed attempt, 100 ms doubling apart [default: 3].
+    #[arg(long, global = true)]
+    pub storm_retries: Option<usize>,
+    /// storm: v1 tunnels doing 64-byte ping-pong while each storm runs [default: 4].
+    #[arg(long, global = true, value_name = "K")]
+    pub storm_tunnels: Option<usize>,
+    /// storm: after the broker's resumed storm, print a restart request on stderr, read
+    /// `url=URL v2-url=URL pid=PID [metrics=HOST:PORT]` from stdin and storm the restarted broker.
+    #[arg(long, global = true)]
+    pub restart_via_stdin: bool,
+    /// storm: the broker's metrics endpoint (HOST:PORT, `[Metrics] enabled=true`), for the
+    /// handshakes it counted as full and resumed.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Connect every client from 127.0.0.1 instead of spreading over 127.0.0.2..254.
     #[arg(long, global = true)]
     pub no_spread: bool,
@@ -183,6 +207,11 @@ impl Options {
             ),
             reach_clients: pick(self.reach_clients, 200, 50).max(1),
             first_ping: Duration::from_secs_f64(self.first_ping.clamp(0.0, 1e6)),
+            storm_servers: pick(self.storm_servers, 2000, 200).max(1),
+            storm_in_flight: pick(self.storm_in_flight, 1000, 1000).max(1),
+            storm_retries: pick(self.storm_retries, 3, 3),
+            storm_tunnels: pick(self.storm_tunnels, 4, 4),
+            restart_via_stdin: self.restart_via_stdin,
             rounds: pick(self.rounds, 3, 1).max(1),
             transfer_timeout: Duration::from_secs(300),
         }
@@ -244,10 +273,18 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     // A v1 tunnel is two connections of the bench; a v2 server one, plus the reach clients.
     let held = if params.hold_shape.is_v2() { params.hold_tunnels } else { 2 * params.hold_tunnels };
-    let needed = if holds { held as u64 + 256 } else { 4 * params.concurrency as u64 + 256 };
+    let storms = matches!(command, Command::Storm);
+    // A storm holds every device's connection, plus two per ping-pong tunnel.
+    let needed = if holds {
+        held as u64 + 256
+    } else if storms {
+        (params.storm_servers + 2 * params.storm_tunnels) as u64 + 256
+    } else {
+        4 * params.concurrency as u64 + 256
+    };
     anyhow::ensure!(
         limit >= needed,
-        "the open-files limit is {limit}, the bench needs {needed} descriptors; raise the hard limit or lower --hold-tunnels"
+        "the open-files limit is {limit}, the bench needs {needed} descriptors; raise the hard limit or lower --hold-tunnels or --storm-servers"
     );
 
     let client = Arc::new(Client::new(!options.no_spread, Duration::from_secs(options.timeout)));
@@ -283,6 +320,9 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     let bench = Bench { client, broker, params, printer };
     let mut results = Results::new(run);
 
+    if storms {
+        results.storm.push(measure::storm::run(&bench, options.metrics).await?);
+    }
     if holds && bench.params.hold_shape.is_v2() {
         results.fleet.push(measure::fleet::run(&bench).await?);
     } else if holds {
@@ -405,6 +445,38 @@ mod tests {
     }
 
     #[test]
+    fn storm_flags_and_defaults() {
+        let cli = Cli::parse_from(["remoteproxy-bench", "storm", "--v2-url", "ssl://127.0.0.1:2213"]);
+        assert!(matches!(cli.command, Command::Storm));
+        let p = cli.options.params();
+        assert_eq!(
+            (p.storm_servers, p.storm_in_flight, p.storm_retries, p.storm_tunnels),
+            (2000, 1000, 3, 4)
+        );
+        assert!(!p.restart_via_stdin && cli.options.metrics.is_none());
+        let cli = Cli::parse_from([
+            "remoteproxy-bench",
+            "--quick",
+            "storm",
+            "--restart-via-stdin",
+            "--storm-in-flight",
+            "50",
+            "--storm-retries",
+            "0",
+            "--storm-tunnels",
+            "0",
+            "--metrics",
+            "127.0.0.1:9164",
+        ]);
+        let p = cli.options.params();
+        assert_eq!((p.storm_servers, p.storm_in_flight, p.storm_retries, p.storm_tunnels), (200, 50, 0, 0));
+        assert!(p.restart_via_stdin);
+        assert_eq!(cli.options.metrics, Some("127.0.0.1:9164".parse().unwrap()));
+        let p = Cli::parse_from(["remoteproxy-bench", "storm", "--storm-servers", "18000"]).options.params();
+        assert_eq!(p.storm_servers, 18000);
+    }
+
+    #[test]
     fn a_repeated_flag_takes_the_last_value() {
         let cli = Cli::parse_from([
             "remoteproxy-bench",
@@ -422,7 +494,7 @@ mod tests {
         let cli = Cli::parse_from(["remoteproxy-bench", "baseline-server", "--tls-stream"]);
         assert!(matches!(
             cli.command,
-            Command::BaselineServer(BaselineArgs { tls_stream: true, tls_ws: false })
+            Command::BaselineServer(BaselineArgs { tls_stream: true, tls_ws: false, tickets: false })
         ));
         let cli = Cli::parse_from(["remoteproxy-bench", "report", "--input", "a.json", "--input", "b.json"]);
         let Command::Report(args) = cli.command else { panic!("report") };

@@ -9,7 +9,8 @@
 //!
 //! What is kept equal for the broker and the baselines: connect (with `TCP_NODELAY`), the TLS
 //! handshake (one shared rustls config, ring, resumption off so every connection pays a full
-//! handshake as a new device would, server certificate not verified but its handshake
+//! handshake as a new device would; the `storm` measure alone gives each simulated device a
+//! session store of its own, see [`Client::device_tls`], server certificate not verified but its handshake
 //! signature is), the WebSocket upgrade, JSON encoding, and every byte moved afterwards. Only
 //! the handshake messages differ, see [`Handshake`].
 
@@ -24,9 +25,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use remoteproxy_client::tls::accept_anything;
-use rustls::ClientConfig;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, HandshakeKind};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpSocket;
@@ -55,6 +56,9 @@ const MAX_LINE: usize = 64 << 10;
 /// process that runs out of memory at 18,000 servers. Those connections carry a few hundred
 /// bytes at a time.
 pub const LEAN_WS_READ_BUFFER: usize = 4 << 10;
+
+/// TLS 1.3 tickets a device keeps (rustls' most per server name; servers send 2 per handshake).
+const DEVICE_TICKETS: usize = 8;
 
 /// The `TunnelProxyError` of a successful v2 call.
 pub const V2_NO_ERROR: &str = "TunnelProxyErrorNoError";
@@ -206,6 +210,8 @@ impl std::error::Error for Failure {}
 /// Shared client state: TLS configuration, source addresses, timeouts, credential counter.
 pub struct Client {
     tls: TlsConnector,
+    /// The configuration behind `tls`, for [`Client::device_tls`].
+    tls_config: Arc<ClientConfig>,
     sources: SourcePool,
     /// Bound of each handshake step (connect, TLS, upgrade, each message).
     pub step_timeout: Duration,
@@ -216,8 +222,10 @@ impl Client {
     /// A client; `spread_sources` binds connections to loopback targets to 127.0.0.2..=254 in
     /// turn.
     pub fn new(spread_sources: bool, step_timeout: Duration) -> Client {
+        let tls_config = tls_config();
         Client {
-            tls: TlsConnector::from(tls_config()),
+            tls: TlsConnector::from(tls_config.clone()),
+            tls_config,
             sources: SourcePool { next: AtomicUsize::new(0), spread: spread_sources },
             step_timeout,
             tokens: AtomicU64::new(0),
@@ -308,8 +316,20 @@ impl Client {
         uuid: &str,
         name: &str,
     ) -> Result<Conn, Failure> {
+        Ok(self.register_server_via(endpoint, uuid, name, &self.tls).await?.0)
+    }
+
+    /// [`Client::register_server`] over the TLS connector `tls` (a device's own, see
+    /// [`Client::device_tls`]); also returns how the TLS handshake went (`None` without TLS).
+    pub async fn register_server_via(
+        &self,
+        endpoint: &Endpoint,
+        uuid: &str,
+        name: &str,
+        tls: &TlsConnector,
+    ) -> Result<(Conn, Option<HandshakeKind>), Failure> {
         let lean = WebSocketConfig::default().read_buffer_size(LEAN_WS_READ_BUFFER);
-        let mut conn = self.connect_with(endpoint, Some(lean)).await?;
+        let (mut conn, kind) = self.connect_via(endpoint, Some(lean), tls).await?;
         let params = serde_json::json!({"serverName": name, "serverUuid": uuid});
         conn.send_line(&format!(r#"{{"id":1,"method":"TunnelProxy.RegisterServer","params":{params}}}"#))
             .await?;
@@ -325,7 +345,7 @@ impl Client {
         if response["params"]["slipEnabled"] != Value::Bool(true) {
             return Err(Failure::Protocol(format!("RegisterServer did not enable SLIP: {response}")));
         }
-        Ok(conn)
+        Ok((conn, kind))
     }
 
     /// Connects to a v2 TunnelProxy listener and registers a client of `server_uuid`
@@ -373,6 +393,28 @@ impl Client {
         endpoint: &Endpoint,
         ws_config: Option<WebSocketConfig>,
     ) -> Result<Conn, Failure> {
+        Ok(self.connect_via(endpoint, ws_config, &self.tls).await?.0)
+    }
+
+    /// A TLS connector for one simulated device: the bench's configuration with a session store
+    /// of its own, so the device keeps the tickets its server sends and resumes with them on its
+    /// next connection, as a real device does. One shared store would not do: rustls keeps at
+    /// most 8 TLS 1.3 tickets per server name in a store, so thousands of devices sharing one
+    /// configuration (all to the same server name) would share 8 tickets.
+    pub fn device_tls(&self) -> TlsConnector {
+        let mut config = (*self.tls_config).clone();
+        config.resumption = Resumption::in_memory_sessions(DEVICE_TICKETS);
+        TlsConnector::from(Arc::new(config))
+    }
+
+    /// [`Client::connect_with`] over the TLS connector `tls`; also returns how the TLS
+    /// handshake went (`None` without TLS).
+    pub async fn connect_via(
+        &self,
+        endpoint: &Endpoint,
+        ws_config: Option<WebSocketConfig>,
+        tls: &TlsConnector,
+    ) -> Result<(Conn, Option<HandshakeKind>), Failure> {
         let limit = self.step_timeout;
         let socket = match endpoint.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -389,13 +431,15 @@ impl Client {
         })
         .await?;
         let _ = tcp.set_nodelay(true);
+        let mut kind = None;
         let io: Io = if endpoint.tls {
             let name = ServerName::try_from(endpoint.host.clone())
                 .map_err(|e| Failure::Tls(format!("server name {}: {e}", endpoint.host)))?;
             let tls = bounded(limit, "TLS handshake", async {
-                self.tls.connect(name, tcp).await.map_err(|e| Failure::Tls(e.to_string()))
+                tls.connect(name, tcp).await.map_err(|e| Failure::Tls(e.to_string()))
             })
             .await?;
+            kind = tls.get_ref().1.handshake_kind();
             Box::new(tls)
         } else {
             Box::new(tcp)
@@ -413,9 +457,9 @@ impl Client {
                     .map_err(|e| Failure::Upgrade(e.to_string()))
             })
             .await?;
-            Ok(Conn::Ws(Box::new(ws)))
+            Ok((Conn::Ws(Box::new(ws)), kind))
         } else {
-            Ok(Conn::Stream { io, buf: BytesMut::new() })
+            Ok((Conn::Stream { io, buf: BytesMut::new() }, kind))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The targets the broker is measured against (issue #7; the idle-fleet ones of issue #14), as
+//! The targets the broker is measured against (issue #7; the idle-fleet and reconnect-storm ones
+//! of issue #14), as
 //! pass/fail checks next to each result. A check with errors on either side fails: a fast broker
 //! that drops tunnels is not fast.
 
@@ -171,6 +172,77 @@ pub fn fleet(facts: &FleetFacts) -> Vec<Check> {
     checks
 }
 
+/// The storm size the reconnect-time target is stated for.
+pub const STORM_STATED_DEVICES: usize = 18_000;
+
+/// Seconds those reconnects may take, all of them registered again.
+pub const STORM_RECONNECT_SECONDS: f64 = 15.0;
+
+/// One resumed storm of the broker, for the checks.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumedFacts {
+    /// Seconds until the last device was registered again.
+    pub seconds: f64,
+    /// Its rate / the broker's full-handshake rate.
+    pub speedup: Option<f64>,
+    /// Fraction of the registrations whose handshake resumed.
+    pub resumed_fraction: f64,
+    /// Devices that gave up.
+    pub errors: usize,
+}
+
+/// Inputs of the storm checks.
+pub struct StormFacts {
+    /// Devices per storm.
+    pub devices: usize,
+    /// Broker / baseline full-handshake registration rate.
+    pub ratio_full: Option<f64>,
+    /// Devices that gave up in the full storms, both sides.
+    pub full_errors: usize,
+    /// The broker's resumed storm on the same process.
+    pub resumed: Option<ResumedFacts>,
+    /// The broker's resumed storm after a restart.
+    pub restarted: Option<ResumedFacts>,
+    /// The worst p99 of the ping-pong tunnels over the broker's storms, in ms.
+    pub rtt_p99_ms: Option<f64>,
+    /// Ping-pong tunnels that failed during the broker's storms.
+    pub rtt_errors: usize,
+}
+
+/// Storm: full-handshake registrations at ≥ 0.9× the bare rustls accept loop; resumed storms at
+/// ≥ 2.5× the broker's own full rate, N reconnects in under 15 s (stated for 18,000), no device
+/// giving up; established tunnels keep a round-trip p99 under 5 ms meanwhile.
+pub fn storm(facts: &StormFacts) -> Vec<Check> {
+    let mut checks =
+        vec![at_least(facts.ratio_full, 0.90, facts.full_errors, "full-handshake registrations/s")];
+    let stated = if facts.devices == STORM_STATED_DEVICES {
+        String::new()
+    } else {
+        format!(" (stated for {STORM_STATED_DEVICES}; this is {})", facts.devices)
+    };
+    for (name, phase) in [("resumed", facts.resumed), ("resumed after restart", facts.restarted)] {
+        let Some(phase) = phase else { continue };
+        let share = format!("{:.1}% resumed", phase.resumed_fraction * 100.0);
+        checks.push(Check::new(
+            format!("{name}: rate ≥ 2.50× the full rate"),
+            with_errors(format!("{}, {share}", format_ratio(phase.speedup)), phase.errors),
+            phase.errors == 0 && phase.speedup.is_some_and(|r| r >= 2.5),
+        ));
+        checks.push(Check::new(
+            format!("{name}: {} reconnects in < {STORM_RECONNECT_SECONDS:.0} s{stated}", facts.devices),
+            with_errors(format!("{:.2} s", phase.seconds), phase.errors),
+            phase.errors == 0 && phase.seconds < STORM_RECONNECT_SECONDS,
+        ));
+    }
+    let actual = facts.rtt_p99_ms.map(|ms| format!("{ms:.2} ms")).unwrap_or_else(|| "n/a".into());
+    checks.push(Check::new(
+        "tunnel RTT p99 < 5 ms during the storms",
+        with_errors(actual, facts.rtt_errors),
+        facts.rtt_errors == 0 && facts.rtt_p99_ms.is_some_and(|ms| ms < 5.0),
+    ));
+    checks
+}
+
 fn held(requested: usize, established: usize, unit: &str) -> Check {
     Check::new(
         format!("{requested} {unit} held, no error"),
@@ -256,6 +328,37 @@ mod tests {
         assert_eq!(hold(&tls_tcp)[1].target, "RSS ≤ 20 KiB per idle tunnel");
         assert!(!hold(&tls_tcp)[1].pass, "20.1 KiB misses issue 14's TLS-TCP target");
         assert_eq!(checks[1].target, "RSS ≤ 24 KiB per idle tunnel");
+    }
+
+    #[test]
+    fn storm_checks() {
+        let good = ResumedFacts { seconds: 9.0, speedup: Some(2.6), resumed_fraction: 1.0, errors: 0 };
+        let facts = StormFacts {
+            devices: 18_000,
+            ratio_full: Some(0.91),
+            full_errors: 0,
+            resumed: Some(good),
+            restarted: Some(ResumedFacts { seconds: 15.5, speedup: Some(2.4), ..good }),
+            rtt_p99_ms: Some(4.9),
+            rtt_errors: 0,
+        };
+        let checks = storm(&facts);
+        assert_eq!(checks.iter().map(|c| c.pass).collect::<Vec<_>>(), [true, true, true, false, false, true]);
+        assert_eq!(checks[0].target, "full-handshake registrations/s ≥ 0.90× baseline");
+        assert_eq!(checks[2].target, "resumed: 18000 reconnects in < 15 s");
+        assert_eq!(checks[3].actual, "2.40, 100.0% resumed");
+        let small = StormFacts {
+            devices: 200,
+            ratio_full: Some(0.89),
+            restarted: None,
+            rtt_p99_ms: None,
+            resumed: Some(ResumedFacts { errors: 1, ..good }),
+            ..facts
+        };
+        let checks = storm(&small);
+        assert_eq!(checks.iter().map(|c| c.pass).collect::<Vec<_>>(), [false, false, false, false]);
+        assert!(checks[2].target.ends_with("(stated for 18000; this is 200)"), "{:?}", checks[2]);
+        assert_eq!(checks[3].actual, "n/a");
     }
 
     #[test]

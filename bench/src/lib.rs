@@ -11,7 +11,8 @@
 //!   does exactly.
 //! * [`measure`]: `setup`, `throughput`, `latency`, `hold` (v1 tunnels over TCP or WebSocket) and
 //!   `fleet` (`hold` of registered v2 TunnelProxy servers, with client reach latency), each
-//!   documented in its module.
+//!   documented in its module; `storm`, the reconnect storm (N v2 servers registering at once,
+//!   full and resumed TLS handshakes, a broker restart between, tunnel RTT meanwhile).
 //! * [`slip`]: the TunnelProxy server connection's SLIP framing, the bench's own.
 //! * [`server`]: a server under test (endpoints, pid, handshake kind).
 //! * [`procfs`]: RSS, descriptors and CPU time of a process.

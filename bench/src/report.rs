@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::goals::Check;
-use crate::results::{HoldSide, Results, error_total};
+use crate::results::{HoldSide, Results, StormPhase, error_total};
 use crate::stats::Percentiles;
 use crate::stats::{format_bytes, format_ratio, three_digits};
 
@@ -235,8 +235,89 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(out);
     }
 
+    if !results.storm.is_empty() {
+        storm_table(&mut out, results);
+    }
+
     let _ = writeln!(out, "{METHOD}");
     out
+}
+
+/// One row per storm (full, resumed, after restart) of each storm result.
+fn storm_table(out: &mut String, results: &Results) {
+    let _ = writeln!(
+        out,
+        "### Reconnect storm: v2 servers registering at once
+"
+    );
+    let _ = writeln!(
+        out,
+        "| transport | devices (in flight) | storm | broker s | broker registrations/s | baseline s | baseline registrations/s | ratio | × own full rate (broker / baseline) | resumed % (broker / baseline) | server CPU ms/handshake (broker / baseline) | broker counted full / resumed | tunnel RTT p50 / p99 / max ms (broker; baseline p99) | retries / gave up (broker / baseline) | target |"
+    );
+    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in &results.storm {
+        let rows = [
+            ("full", Some(&r.broker.full), Some(&r.baseline.full)),
+            ("resumed", r.broker.resumed.as_ref(), r.baseline.resumed.as_ref()),
+            ("resumed after broker restart", r.broker.restarted.as_ref(), r.baseline.restarted.as_ref()),
+        ];
+        for (i, (name, b, s)) in rows.into_iter().enumerate() {
+            if b.is_none() && s.is_none() {
+                continue;
+            }
+            let cell = |phase: Option<&StormPhase>, f: &dyn Fn(&StormPhase) -> String| {
+                phase.map(f).unwrap_or_else(|| "n/a".into())
+            };
+            let speedup = |phase: Option<&StormPhase>, full: &StormPhase| {
+                phase.and_then(|p| crate::stats::ratio(p.per_s, full.per_s))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} | {} | {} / {} | {} |",
+                r.transport,
+                r.servers,
+                r.in_flight,
+                name,
+                cell(b, &|p| format!("{:.2}", p.seconds)),
+                cell(b, &|p| three_digits(p.per_s)),
+                cell(s, &|p| format!("{:.2}", p.seconds)),
+                cell(s, &|p| three_digits(p.per_s)),
+                format_ratio(b.zip(s).and_then(|(b, s)| crate::stats::ratio(b.per_s, s.per_s))),
+                format_ratio(speedup(b, &r.broker.full)),
+                format_ratio(speedup(s, &r.baseline.full)),
+                cell(b, &|p| format!("{:.1}", p.resumed_fraction * 100.0)),
+                cell(s, &|p| format!("{:.1}", p.resumed_fraction * 100.0)),
+                cell(b, &|p| opt(p.cpu_ms_per_handshake)),
+                cell(s, &|p| opt(p.cpu_ms_per_handshake)),
+                cell(b, &|p| p
+                    .server_handshakes
+                    .map(|(full, resumed)| format!("{full} / {resumed}"))
+                    .unwrap_or_else(|| "n/a".into())),
+                cell(b, &|p| format!(
+                    "{} / {} / {}; {}",
+                    three_digits(p.rtt_ms.p50),
+                    three_digits(p.rtt_ms.p99),
+                    three_digits(p.rtt_ms.max),
+                    s.map(|s| three_digits(s.rtt_ms.p99)).unwrap_or_else(|| "n/a".into())
+                )),
+                cell(b, &|p| format!("{} / {}", p.retries, error_total(&p.errors))),
+                cell(s, &|p| format!("{} / {}", p.retries, error_total(&p.errors))),
+                if i == 0 { checks_cell(&r.checks) } else { String::new() }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nStorm: N devices (v2 TunnelProxy servers, each with its own TLS session store) start at once, at \
+         most \"in flight\" of them between TCP connect and the RegisterServer answer; a failed attempt is retried \
+         (100 ms doubling, jittered, at most 3 times). Time runs until the last device is registered; CPU is \
+         the server's user+system time over the storm / registrations. Then all connections close and the same \
+         devices come back with the tickets they were given (\"resumed\"; the share that actually resumed is \
+         from the client's `handshake_kind()`), and, for the broker, once more after it was restarted on the same \
+         `ticketKeyFile`. Baseline: the v2 registry baseline (TLS handshake, one line in, one line out) with \
+         rustls' own stateless ticketer. Meanwhile 4 v1 tunnels on the same server do 64-byte ping-pong back \
+         to back; their round trips during the storm are the RTT.\n"
+    );
 }
 
 fn reach_cell(reached: usize, ms: &Percentiles) -> String {
@@ -295,6 +376,49 @@ mod tests {
         assert!(text.contains("copy_bidirectional_with_sizes"));
         assert!(!text.contains("### Throughput"));
         assert!(!text.contains("### Idle v2"));
+    }
+
+    #[test]
+    fn storm_rows() {
+        use crate::results::{StormResult, StormSide};
+        let phase = |seconds: f64, resumed: f64| StormPhase {
+            attempted: 2000,
+            registered: 2000,
+            seconds,
+            per_s: 2000.0 / seconds,
+            resumed_fraction: resumed,
+            cpu_ms_per_handshake: Some(0.5),
+            ..StormPhase::default()
+        };
+        let mut results = Results::default();
+        results.storm.push(StormResult {
+            transport: "v2 tls-tcp".into(),
+            servers: 2000,
+            in_flight: 1000,
+            retries_allowed: 3,
+            tunnels: 4,
+            broker: StormSide {
+                full: phase(2.0, 0.0),
+                resumed: Some(phase(0.5, 1.0)),
+                restarted: Some(phase(0.8, 1.0)),
+            },
+            baseline: StormSide { full: phase(1.6, 0.0), resumed: Some(phase(0.4, 1.0)), restarted: None },
+            ratio_full: Some(0.8),
+            broker_speedup: Some(4.0),
+            baseline_speedup: Some(4.0),
+            checks: vec![],
+        });
+        let text = markdown(&results);
+        assert!(text.contains("### Reconnect storm"));
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| v2 tls-tcp | 2000 (1000)")).collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        assert!(rows[0].contains("| full | 2.00 | 1000 | 1.60 | 1250 | 0.80 |"), "{}", rows[0]);
+        assert!(rows[1].contains("| 4.00 / 4.00 | 100.0 / 100.0 |"), "{}", rows[1]);
+        assert!(
+            rows[2].contains("| resumed after broker restart | 0.80 | 2500 | n/a | n/a | n/a | 2.50 / n/a |"),
+            "{}",
+            rows[2]
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Results {
     /// `hold --hold-shape v2-tcp|v2-ws` results (absent in documents of older benches).
     #[serde(default)]
     pub fleet: Vec<FleetResult>,
+    /// `storm` results (absent in documents of older benches).
+    #[serde(default)]
+    pub storm: Vec<StormResult>,
 }
 
 impl Results {
@@ -69,6 +72,7 @@ impl Results {
         self.latency.extend(other.latency);
         self.hold.extend(other.hold);
         self.fleet.extend(other.fleet);
+        self.storm.extend(other.storm);
     }
 
     /// Every check of every result.
@@ -78,7 +82,8 @@ impl Results {
         let latency = self.latency.iter().flat_map(|r| &r.checks);
         let hold = self.hold.iter().flat_map(|r| &r.checks);
         let fleet = self.fleet.iter().flat_map(|r| &r.checks);
-        setup.chain(throughput).chain(latency).chain(hold).chain(fleet).collect()
+        let storm = self.storm.iter().flat_map(|r| &r.checks);
+        setup.chain(throughput).chain(latency).chain(hold).chain(fleet).chain(storm).collect()
     }
 }
 
@@ -292,6 +297,77 @@ pub struct FleetSide {
     pub reach_ms: Percentiles,
     /// Failed reach attempts by kind.
     pub reach_errors: Errors,
+}
+
+/// `storm`: N v2 servers (re)connecting and registering at once: first with full TLS handshakes,
+/// then resuming with their tickets, on the same server and (optionally) after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StormResult {
+    /// `v2 tls-tcp`.
+    pub transport: String,
+    /// Devices (v2 servers) per storm.
+    pub servers: usize,
+    /// Connections being set up at once (connect, TLS, RegisterServer).
+    pub in_flight: usize,
+    /// Retries a device makes after a failed attempt before it gives up.
+    pub retries_allowed: usize,
+    /// v1 tunnels doing 64-byte ping-pong while each storm runs.
+    pub tunnels: usize,
+    /// The broker's storms.
+    pub broker: StormSide,
+    /// The baseline's storms.
+    pub baseline: StormSide,
+    /// broker / baseline full-handshake registrations per second.
+    pub ratio_full: Option<f64>,
+    /// The broker's resumed rate / its own full rate.
+    pub broker_speedup: Option<f64>,
+    /// The baseline's resumed rate / its own full rate.
+    pub baseline_speedup: Option<f64>,
+    /// Targets (the broker's).
+    pub checks: Vec<Check>,
+}
+
+/// The storms of one side.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StormSide {
+    /// Every device's first connection: full handshakes.
+    pub full: StormPhase,
+    /// The same devices again, with the tickets of the full storm, on the same server.
+    pub resumed: Option<StormPhase>,
+    /// The same devices again after the server restarted (broker only, `--restart-via-stdin`).
+    pub restarted: Option<StormPhase>,
+}
+
+/// One storm.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StormPhase {
+    /// Devices that tried.
+    pub attempted: usize,
+    /// Devices registered in the end (after retries).
+    pub registered: usize,
+    /// From the start until the last device was registered (or gave up).
+    pub seconds: f64,
+    /// registered / seconds.
+    pub per_s: f64,
+    /// Registrations whose TLS handshake was resumed.
+    pub resumed: usize,
+    /// resumed / registered.
+    pub resumed_fraction: f64,
+    /// Attempts after a failed one, all devices.
+    pub retries: usize,
+    /// Why attempts were retried, by kind.
+    pub retry_causes: Errors,
+    /// Devices that gave up, by the kind of their last failure.
+    pub errors: Errors,
+    /// Server CPU time (user + system) over the storm / registered, in ms.
+    pub cpu_ms_per_handshake: Option<f64>,
+    /// Handshakes the broker counted over the storm (`remoteproxy_tls_handshakes_total`), when
+    /// its metrics endpoint was given: (full, resumed).
+    pub server_handshakes: Option<(u64, u64)>,
+    /// Round trips of the ping-pong tunnels while the storm ran, in ms.
+    pub rtt_ms: Percentiles,
+    /// Ping-pong tunnels that failed during the storm.
+    pub rtt_errors: Errors,
 }
 
 /// A reading before, during and after.
@@ -522,6 +598,73 @@ impl FleetResult {
     }
 }
 
+fn phase_line(name: &str, p: &StormPhase) -> String {
+    let counted = p
+        .server_handshakes
+        .map(|(full, resumed)| format!("; broker counted {full} full, {resumed} resumed"))
+        .unwrap_or_default();
+    format!(
+        "        {name}: {}/{} registered in {:.2} s = {}/s, {:.1}% resumed, CPU {} per handshake, {} retries, \
+         {} gave up; tunnel RTT p50/p99/max {}/{}/{} ms ({} round trips){counted}",
+        p.registered,
+        p.attempted,
+        p.seconds,
+        three_digits(p.per_s),
+        p.resumed_fraction * 100.0,
+        opt_ms(p.cpu_ms_per_handshake),
+        p.retries,
+        error_total(&p.errors),
+        three_digits(p.rtt_ms.p50),
+        three_digits(p.rtt_ms.p99),
+        three_digits(p.rtt_ms.max),
+        p.rtt_ms.count
+    )
+}
+
+impl StormResult {
+    /// Human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (b, s) = (&self.broker, &self.baseline);
+        let rate = |p: &Option<StormPhase>| p.as_ref().map(|p| three_digits(p.per_s)).unwrap_or("n/a".into());
+        let mut lines = vec![format!(
+            "storm {} ({} devices, {} in flight, {} ping-pong tunnels): full handshakes broker {}/s, baseline {}/s, \
+                 ratio {}; resumed broker {}/s ({}× its full rate), baseline {}/s ({}×); after restart broker {}/s",
+            self.transport,
+            self.servers,
+            self.in_flight,
+            self.tunnels,
+            three_digits(b.full.per_s),
+            three_digits(s.full.per_s),
+            format_ratio(self.ratio_full),
+            rate(&b.resumed),
+            format_ratio(self.broker_speedup),
+            rate(&s.resumed),
+            format_ratio(self.baseline_speedup),
+            rate(&b.restarted),
+        )];
+        for (role, side) in [("broker", b), ("baseline", s)] {
+            lines.push(format!("    {role}:"));
+            lines.push(phase_line("full", &side.full));
+            for (name, phase) in [("resumed", &side.resumed), ("after restart", &side.restarted)] {
+                if let Some(phase) = phase {
+                    lines.push(phase_line(name, phase));
+                }
+            }
+            let phases = [Some(&side.full), side.resumed.as_ref(), side.restarted.as_ref()];
+            for (name, phase) in ["full", "resumed", "after restart"].iter().zip(phases) {
+                let Some(phase) = phase else { continue };
+                lines.extend(error_details(&format!("{role} {name}"), &phase.errors));
+                lines.extend(
+                    phase.retry_causes.iter().map(|(k, n)| format!("    {role} {name} retry ×{n}: {k}")),
+                );
+                lines.extend(error_details(&format!("{role} {name} ping-pong"), &phase.rtt_errors));
+            }
+        }
+        lines.extend(check_lines(&self.checks));
+        lines
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +711,56 @@ mod tests {
         value.as_object_mut().unwrap().remove("fleet");
         let results: Results = serde_json::from_value(value).unwrap();
         assert!(results.fleet.is_empty());
+    }
+
+    #[test]
+    fn older_documents_without_storm_still_read() {
+        let mut value = serde_json::to_value(Results::new(RunInfo::default())).unwrap();
+        value.as_object_mut().unwrap().remove("storm");
+        let results: Results = serde_json::from_value(value).unwrap();
+        assert!(results.storm.is_empty());
+    }
+
+    #[test]
+    fn storm_lines_and_merge() {
+        let phase = |per_s: f64, resumed: usize| StormPhase {
+            attempted: 10,
+            registered: 10,
+            seconds: 10.0 / per_s,
+            per_s,
+            resumed,
+            resumed_fraction: resumed as f64 / 10.0,
+            server_handshakes: Some((10 - resumed as u64, resumed as u64)),
+            ..StormPhase::default()
+        };
+        let result = StormResult {
+            transport: "v2 tls-tcp".into(),
+            servers: 10,
+            in_flight: 5,
+            retries_allowed: 3,
+            tunnels: 2,
+            broker: StormSide {
+                full: phase(900.0, 0),
+                resumed: Some(phase(2700.0, 10)),
+                restarted: Some(phase(2600.0, 10)),
+            },
+            baseline: StormSide { full: phase(1000.0, 0), resumed: Some(phase(3000.0, 10)), restarted: None },
+            ratio_full: Some(0.9),
+            broker_speedup: Some(3.0),
+            baseline_speedup: Some(3.0),
+            checks: Vec::new(),
+        };
+        let lines = result.human();
+        assert!(lines[0].contains("broker 900/s, baseline 1000/s, ratio 0.90"), "{lines:?}");
+        assert!(lines[0].contains("after restart broker 2600/s"), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("after restart: 10/10") && l.contains("100.0% resumed")));
+        assert!(lines.iter().any(|l| l.contains("broker counted 0 full, 10 resumed")));
+        let mut doc = Results::new(RunInfo::default());
+        doc.storm.push(result);
+        let mut merged = Results::default();
+        merged.merge(serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap());
+        assert_eq!(merged.storm.len(), 1);
+        assert_eq!(merged.storm[0].broker.restarted.as_ref().unwrap().resumed, 10);
     }
 
     #[test]

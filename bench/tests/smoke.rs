@@ -115,3 +115,84 @@ async fn every_hold_shape_runs_against_a_real_broker() {
     }
     broker.stop().await;
 }
+
+/// The reconnect storm at a tiny size, across a broker restart on the same ticket key file: every
+/// device registers with a full handshake, then resumes, on the same broker and on the restarted
+/// one, and the broker's own handshake counter agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storm_resumes_across_a_restart() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("ticket-keys");
+    let start = || {
+        let key_file = key_file.clone();
+        Broker::builder()
+            .config(move |c| {
+                c.tls.ticket_key_file = Some(key_file);
+                c.metrics.enabled = true;
+            })
+            .start()
+    };
+    let first = start().await;
+    let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_remoteproxy-bench"))
+        .args(["storm", "--insecure", "--json", "--no-spread", "--restart-via-stdin"])
+        .args(["--url", &format!("ssl://{}", first.tcp)])
+        .args(["--v2-url", &format!("ssl://{}", first.tcp2)])
+        .args(["--metrics", &first.metrics.unwrap().to_string()])
+        .args(["--storm-servers", "8", "--storm-in-flight", "4", "--storm-tunnels", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the bench runs");
+    let mut stderr = BufReader::new(bench.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line =
+            stderr.next_line().await.unwrap().unwrap_or_else(|| panic!("no restart request:\n{seen:#?}"));
+        let asked = line.starts_with("storm: restart the broker now");
+        seen.push(line);
+        if asked {
+            break;
+        }
+    }
+    first.stop().await;
+    let second = start().await;
+    let named = format!(
+        "url=ssl://{} v2-url=ssl://{} metrics={}\n",
+        second.tcp,
+        second.tcp2,
+        second.metrics.unwrap()
+    );
+    bench.stdin.as_mut().unwrap().write_all(named.as_bytes()).await.unwrap();
+    let rest = tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            seen.push(line);
+        }
+        seen
+    });
+    let output = bench.wait_with_output().await.unwrap();
+    let seen = rest.await.unwrap().join("\n");
+    assert!(output.status.success(), "the bench failed:\n{seen}");
+    let results: Results = serde_json::from_slice(&output.stdout).expect("--json prints a results document");
+    let storm = &results.storm[0];
+    assert_eq!((storm.transport.as_str(), storm.servers), ("v2 tls-tcp", 8));
+    let broker_phases =
+        [Some(&storm.broker.full), storm.broker.resumed.as_ref(), storm.broker.restarted.as_ref()];
+    let baseline_phases = [Some(&storm.baseline.full), storm.baseline.resumed.as_ref()];
+    for (i, phase) in broker_phases.into_iter().chain(baseline_phases).enumerate() {
+        let phase = phase.unwrap_or_else(|| panic!("phase {i} ran:\n{seen}"));
+        assert_eq!(phase.registered, 8, "phase {i}: {:?}\n{seen}", phase.errors);
+        assert!(phase.errors.is_empty() && phase.rtt_errors.is_empty(), "phase {i}:\n{seen}");
+        let full = i == 0 || i == 3;
+        assert_eq!(phase.resumed, if full { 0 } else { 8 }, "phase {i}:\n{seen}");
+        assert!(phase.rtt_ms.count > 0 || phase.seconds < 0.05, "phase {i}: ping-pong ran");
+    }
+    assert!(storm.baseline.restarted.is_none());
+    assert_eq!(storm.broker.full.server_handshakes, Some((8, 0)), "{seen}");
+    assert_eq!(storm.broker.resumed.as_ref().unwrap().server_handshakes, Some((0, 8)), "{seen}");
+    assert_eq!(storm.broker.restarted.as_ref().unwrap().server_handshakes, Some((0, 8)), "{seen}");
+    second.stop().await;
+}

@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod hold;
 pub mod latency;
 pub mod setup;
+pub mod storm;
 pub mod throughput;
 
 use std::sync::Arc;
@@ -45,6 +46,16 @@ pub struct Params {
     pub reach_clients: usize,
     /// Fleet (v2 shapes): when a held server sends its first ping after registering.
     pub first_ping: Duration,
+    /// Storm: devices (v2 servers) per storm.
+    pub storm_servers: usize,
+    /// Storm: devices between connect and registration at once.
+    pub storm_in_flight: usize,
+    /// Storm: retries a device makes after a failed attempt.
+    pub storm_retries: usize,
+    /// Storm: v1 tunnels doing ping-pong during each storm.
+    pub storm_tunnels: usize,
+    /// Storm: ask the driver to restart the broker (stderr, stdin) and storm the new one.
+    pub restart_via_stdin: bool,
     /// Repetitions per side of setup, throughput and latency.
     pub rounds: usize,
     /// Bound of one transfer (throughput, latency, hold traffic).
@@ -137,7 +148,7 @@ impl Bench {
     pub fn baseline_args(&self) -> BaselineArgs {
         let tls_stream = self.broker.stream.tls;
         let tls_ws = self.broker.ws.as_ref().map_or(tls_stream, |ws| ws.tls);
-        BaselineArgs { tls_stream, tls_ws }
+        BaselineArgs { tls_stream, tls_ws, tickets: false }
     }
 }
 
