@@ -3,7 +3,7 @@
 //! Every wait is bounded by [`WAIT`] so a broken broker fails a test instead of hanging it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,26 @@ impl Authenticator for TestAuthenticator {
     }
 }
 
+/// A file of the TLS test fixtures (`tests/fixtures/tls/`, see its README).
+pub fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls").join(name)
+}
+
+/// A TLS client configuration (with its own session store) trusting `certificates`.
+pub fn connector_trusting(certificates: &[CertificateDer<'static>]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates {
+        let _ = roots.add(cert.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
 /// How a test client reaches the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -126,6 +146,14 @@ impl BrokerBuilder {
 
     pub fn config(mut self, edit: impl FnOnce(&mut Config)) -> Self {
         edit(&mut self.config);
+        self
+    }
+
+    /// Serves the fixed test certificate (`tests/fixtures/tls/ecdsa.crt`, for `localhost`), so
+    /// that one client trusts every broker of a test.
+    pub fn fixture_certificate(mut self) -> Self {
+        self.config.tls.certificate = Some(tls_fixture("ecdsa.crt"));
+        self.config.tls.certificate_key = Some(tls_fixture("ecdsa.key"));
         self
     }
 
@@ -215,17 +243,7 @@ impl Broker {
 
     /// A TLS client configuration that trusts this broker's certificate.
     pub fn client_tls(&self) -> TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in &self.certificates {
-            let _ = roots.add(cert.clone());
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
+        connector_trusting(&self.certificates)
     }
 
     /// A raw byte stream to a v1 listener: TLS when the broker uses it, except for unix.

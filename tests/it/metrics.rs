@@ -591,15 +591,7 @@ async fn a_slow_client_cannot_hold_the_endpoint() {
 /// before it runs out.
 #[tokio::test]
 async fn the_certificate_expiry_is_exported() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
-    let broker = Broker::builder()
-        .config(|c| {
-            c.metrics.enabled = true;
-            c.tls.certificate = Some(fixture.join("ecdsa.crt"));
-            c.tls.certificate_key = Some(fixture.join("ecdsa.key"));
-        })
-        .start()
-        .await;
+    let broker = Broker::builder().fixture_certificate().config(|c| c.metrics.enabled = true).start().await;
     let scrape = scrape(&broker).await;
     let (_, leaf) = x509_parser::parse_x509_certificate(broker.certificates[0].as_ref()).unwrap();
     let expected = leaf.validity().not_after.timestamp() as f64;
@@ -661,15 +653,7 @@ async fn the_alert_rules_and_the_dashboard_name_only_metrics_the_broker_exports(
         }
     }
 
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
-    let broker = Broker::builder()
-        .config(|c| {
-            c.metrics.enabled = true;
-            c.tls.certificate = Some(fixture.join("ecdsa.crt"));
-            c.tls.certificate_key = Some(fixture.join("ecdsa.key"));
-        })
-        .start()
-        .await;
+    let broker = Broker::builder().fixture_certificate().config(|c| c.metrics.enabled = true).start().await;
     // One tunnel, so that the series that appear with their first event (an authenticator's
     // results) are there too.
     let (mut a, mut b) = tunnel(&broker, Kind::Tcp, Kind::WebSocket, "monitoring").await;

@@ -5,8 +5,7 @@
 use crate::common::*;
 use crate::metrics::{Scrape, scrape_until};
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use rustls::HandshakeKind;
@@ -16,19 +15,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
-}
-
 /// A broker serving the fixed test certificate (so one client trusts every broker of a test),
 /// with its ticket keys in `key_file` (in memory when `None`) rotating every `rotation`.
 async fn broker(key_file: Option<&Path>, rotation: Duration, resumption: bool) -> Broker {
     let key_file = key_file.map(Path::to_path_buf);
     Broker::builder()
+        .fixture_certificate()
         .config(move |c| {
             c.metrics.enabled = true;
-            c.tls.certificate = Some(fixture("ecdsa.crt"));
-            c.tls.certificate_key = Some(fixture("ecdsa.key"));
             c.tls.session_resumption = resumption;
             c.tls.ticket_key_rotation = rotation;
             c.tls.ticket_key_file = key_file;
@@ -40,23 +34,11 @@ async fn broker(key_file: Option<&Path>, rotation: Duration, resumption: bool) -
 /// A client with its own session store (rustls keeps tickets per server name), trusting the
 /// fixed test certificate.
 fn client() -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(fixture("ecdsa.crt")).unwrap();
-    for cert in rustls_pemfile_certs(&pem) {
-        roots.add(cert).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
-fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem).map(Result::unwrap).collect()
+    let pem = std::fs::read(tls_fixture("ecdsa.crt")).unwrap();
+    let certificates: Vec<_> = CertificateDer::pem_slice_iter(&pem).map(Result::unwrap).collect();
+    connector_trusting(&certificates)
 }
 
 /// Connects, answers one Hello (so the tickets the broker sends after the handshake are read),
