@@ -169,7 +169,6 @@ impl Server {
             stop_accepting: stop.clone(),
             tracker: tracker.clone(),
             stats: stats.clone(),
-            handshakes: accept::handshake_limit(),
             keepalive: config.timeouts.keep_alive_interval.map(|interval| {
                 Arc::new(KeepAlive {
                     interval,

@@ -46,9 +46,6 @@ pub struct AcceptContext {
     pub tracker: TaskTracker,
     /// Refusals and TLS failures are counted here.
     pub stats: Arc<Stats>,
-    /// TLS handshakes in progress at once ([`MAX_HANDSHAKES_PER_CORE`] per core): a reconnect
-    /// storm queues here instead of in front of the established tunnels on the same workers.
-    pub handshakes: Semaphore,
     /// `keepAliveInterval` and `keepAliveTimeout`: WebSocket pings, and TCP keepalive on
     /// accepted TCP sockets; `None` when the interval is 0.
     pub keepalive: Option<Arc<KeepAlive>>,
@@ -61,18 +58,6 @@ pub type Handler = Arc<dyn Fn(Connection) -> Pin<Box<dyn Future<Output = ()> + S
 /// again, doubling up to [`MAX_ACCEPT_BACKOFF`], so an exhausted process does not spin.
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
-
-/// TLS handshakes in progress at once per core. A handshake is a few hundred microseconds of CPU;
-/// with a thousand of them runnable (a fleet reconnecting after a restart), an established
-/// tunnel's next read waited behind them for tens of milliseconds. A handful per core keeps the
-/// cores busy with handshakes while a tunnel's turn comes within a few milliseconds.
-pub const MAX_HANDSHAKES_PER_CORE: usize = 8;
-
-/// The handshake limit of this machine.
-pub fn handshake_limit() -> Semaphore {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Semaphore::new(MAX_HANDSHAKES_PER_CORE * cores)
-}
 
 /// How a listener's connections are carried once accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,17 +232,9 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
         None => Box::new(stream),
         Some(acceptor) => {
-            // A turn among the handshakes in progress; the wait is not part of the handshake's
-            // own time limit (the client's hello simply waits in the socket).
-            let turn = tokio::select! {
-                _ = ctx.stop_accepting.cancelled() => return None,
-                turn = ctx.handshakes.acquire() => turn.ok()?,
-            };
             let handshake = acceptor.accept(stream);
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
-            let tls = step.await;
-            drop(turn);
-            let Some(tls) = tls else {
+            let Some(tls) = step.await else {
                 if !ctx.stop_accepting.is_cancelled() {
                     ctx.stats.tls_handshake_failed();
                 }
