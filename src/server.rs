@@ -21,7 +21,8 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
-use crate::transport::accept::{self, AcceptContext, Carriage, Handler};
+use crate::transport::accept::{self, AcceptContext, Carriage, Handler, TlsAccept};
+use crate::transport::handshakes::Handshakes;
 use crate::transport::websocket::KeepAlive;
 use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
@@ -160,7 +161,13 @@ impl Server {
             ));
         }
         let accept_ctx = Arc::new(AcceptContext {
-            tls: tls.map(|material| TlsAcceptor::from(material.server_config)),
+            tls: match tls {
+                None => None,
+                Some(material) => Some(TlsAccept {
+                    acceptor: TlsAcceptor::from(material.server_config),
+                    handshakes: Handshakes::new(),
+                }),
+            },
             tls_handshake_timeout: config.timeouts.tls_handshake,
             upgrade_timeout: config.timeouts.inactive,
             max_message_size: config.server.max_message_size,

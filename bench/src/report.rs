@@ -315,8 +315,8 @@ fn storm_table(out: &mut String, results: &Results) {
          devices come back with the tickets they were given (\"resumed\"; the share that actually resumed is \
          from the client's `handshake_kind()`), and, for the broker, once more after it was restarted on the same \
          `ticketKeyFile`. Baseline: the v2 registry baseline (TLS handshake, one line in, one line out) with \
-         rustls' own stateless ticketer. Meanwhile 4 v1 tunnels on the same server do 64-byte ping-pong back \
-         to back; their round trips during the storm are the RTT.\n"
+         rustls' own stateless ticketer. Meanwhile 4 v1 tunnels on the same server do 64-byte ping-pong, one \
+         round trip every 5 ms each; their round trips during the storm are the RTT.\n"
     );
 }
 

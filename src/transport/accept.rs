@@ -3,7 +3,8 @@
 //! layered on by the same code whatever the kind.
 //!
 //! Per connection: enforce `maxConnections`, then (in the connection's own task) the TLS
-//! handshake bounded by `tlsHandshakeTimeout`, then the WebSocket upgrade bounded by
+//! handshake bounded by `tlsHandshakeTimeout` (run on the lower-priority handshake threads, see
+//! `handshakes`), then the WebSocket upgrade bounded by
 //! `inactiveTimeout`, then hand the connection to the API's session handler. Every task is
 //! spawned on the server's tracker so shutdown can wait for them, and runs in a span carrying the
 //! connection id, peer and transport.
@@ -26,13 +27,14 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::BoxStream;
 use super::connection::{Connection, Wire};
+use super::handshakes::Handshakes;
 use super::websocket::{self, KeepAlive};
 use crate::stats::{Refusal, Stats};
 
 /// What the accept loops of one server share.
 pub struct AcceptContext {
     /// TLS for TCP and WebSocket listeners; `None` when `[SSL] enabled=false`.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<TlsAccept>,
     pub tls_handshake_timeout: Duration,
     /// Bound for the WebSocket upgrade (`inactiveTimeout`).
     pub upgrade_timeout: Duration,
@@ -49,6 +51,12 @@ pub struct AcceptContext {
     /// `keepAliveInterval` and `keepAliveTimeout`: WebSocket pings, and TCP keepalive on
     /// accepted TCP sockets; `None` when the interval is 0.
     pub keepalive: Option<Arc<KeepAlive>>,
+}
+
+/// The TLS side of accepting: the configuration, and the threads the handshakes run on.
+pub struct TlsAccept {
+    pub acceptor: TlsAcceptor,
+    pub handshakes: Handshakes,
 }
 
 /// The session a connection is handed to once established (v1 proxy, later v2).
@@ -231,8 +239,10 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut client_certificates = None;
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
         None => Box::new(stream),
-        Some(acceptor) => {
-            let handshake = acceptor.accept(stream);
+        Some(tls) => {
+            // On the handshake threads, so a storm of them waits behind established tunnels.
+            let handshake = tls.handshakes.run(tls.acceptor.accept(stream));
+            let handshake = async move { handshake.await.unwrap_or_else(|| Err(io::ErrorKind::Interrupted.into())) };
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
             let Some(tls) = step.await else {
                 if !ctx.stop_accepting.is_cancelled() {

@@ -3,6 +3,7 @@
 //! * `listeners`: binding TCP and unix sockets (startup errors name the address).
 //! * `accept`: accept loops, connection limit, TLS handshake and WebSocket upgrade.
 //! * `tls`: certificates and keys, or a generated self-signed certificate.
+//! * `handshakes`: the lower-priority threads TLS handshakes run on (fair to established tunnels).
 //! * `tickets`: TLS session tickets whose keys persist and rotate (resumption across restarts).
 //! * `websocket`: the upgrade, the frame layer with its keepalive, closing with a code and reason.
 //! * `frames`: remembers WebSocket frame types of bytes still buffered at the switch.
@@ -14,6 +15,7 @@ pub(crate) mod certificate;
 pub(crate) mod connection;
 pub(crate) mod frames;
 pub(crate) mod halves;
+pub(crate) mod handshakes;
 pub mod listeners;
 pub(crate) mod tickets;
 pub(crate) mod tls;

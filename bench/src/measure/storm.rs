@@ -25,7 +25,7 @@
 //!    `ticketKeyFile` kept across the restart, the tickets from before it still resume.
 //!
 //! While each storm runs, K v1 tunnels (`--storm-tunnels`, opened before it on the same server's
-//! v1 listener) do 64-byte ping-pong back to back, one round trip at a time, on a thread of the
+//! v1 listener) do 64-byte ping-pong, one round trip every 5 ms each, on a thread of the
 //! bench of their own; the round trips that start during the storm are its tunnel RTT. The
 //! machine is shared: that thread, the bench's device tasks and the server compete for the same
 //! cores, for the broker and the baseline alike.
@@ -429,15 +429,24 @@ impl Pingers {
     }
 }
 
-/// Round trips through one tunnel, one at a time, until `flags.stop`; keeps those that started
-/// while `flags.recording`.
+/// How often each ping-pong tunnel starts a round trip. Paced, not back to back: established
+/// tunnels then put the same load on broker and baseline, and the RTT measures how long a tunnel's
+/// message waits during the storm rather than how much CPU a busy loop can take from it (which
+/// would also move that CPU away from the storm, differently on broker and baseline).
+const PING_EVERY: Duration = Duration::from_millis(5);
+
+/// Round trips through one tunnel, one every [`PING_EVERY`], until `flags.stop`; keeps those that
+/// started while `flags.recording`.
 async fn ping_pong(a: Conn, b: Conn, flags: Arc<Flags>, limit: Duration) -> (Vec<Duration>, Option<Failure>) {
     let (mut a_in, mut a_out) = a.split();
     let (mut b_in, mut b_out) = b.split();
     let message: Bytes = payload_chunk(PING_BYTES);
     let mut scratch = [0u8; PING_BYTES];
     let mut samples = Vec::new();
+    let mut ticks = tokio::time::interval(PING_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !flags.stop.load(Ordering::Acquire) {
+        ticks.tick().await;
         let recording = flags.recording.load(Ordering::Acquire);
         let start = Instant::now();
         let round_trip = async {
