@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use remoteproxy_authenticators::Authenticator;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info};
@@ -164,7 +163,7 @@ impl Server {
             tls: match tls {
                 None => None,
                 Some(material) => Some(TlsAccept {
-                    acceptor: TlsAcceptor::from(material.server_config),
+                    config: material.server_config,
                     handshakes: Handshakes::new(),
                 }),
             },

@@ -20,7 +20,6 @@ use remoteproxy_authenticators::{PeerAddress, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
@@ -55,7 +54,7 @@ pub struct AcceptContext {
 
 /// The TLS side of accepting: the configuration, and the threads the handshakes run on.
 pub struct TlsAccept {
-    pub acceptor: TlsAcceptor,
+    pub config: Arc<rustls::ServerConfig>,
     pub handshakes: Handshakes,
 }
 
@@ -241,7 +240,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         None => Box::new(stream),
         Some(tls) => {
             // On the handshake threads, so a storm of them waits behind established tunnels.
-            let handshake = tls.handshakes.run(tls.acceptor.accept(stream));
+            let handshake = tls.handshakes.run(super::tls_stream::accept(stream, tls.config.clone()));
             let handshake = async move { handshake.await.unwrap_or_else(|| Err(io::ErrorKind::Interrupted.into())) };
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
             let Some(tls) = step.await else {
@@ -250,11 +249,10 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 return None;
             };
-            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            let resumed = tls.connection().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             ctx.stats.tls_handshake_done(resumed);
             client_certificates = tls
-                .get_ref()
-                .1
+                .connection()
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.as_ref().to_vec()).collect());
             Box::new(tls)

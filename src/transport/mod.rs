@@ -3,6 +3,7 @@
 //! * `listeners`: binding TCP and unix sockets (startup errors name the address).
 //! * `accept`: accept loops, connection limit, TLS handshake and WebSocket upgrade.
 //! * `tls`: certificates and keys, or a generated self-signed certificate.
+//! * `tls_stream`: the server side of TLS on rustls' unbuffered API (no buffer held while idle).
 //! * `handshakes`: the lower-priority threads TLS handshakes run on (fair to established tunnels).
 //! * `tickets`: TLS session tickets whose keys persist and rotate (resumption across restarts).
 //! * `websocket`: the upgrade, the frame layer with its keepalive, closing with a code and reason.
@@ -19,6 +20,7 @@ pub(crate) mod handshakes;
 pub mod listeners;
 pub(crate) mod tickets;
 pub(crate) mod tls;
+pub(crate) mod tls_stream;
 pub(crate) mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -24,7 +24,7 @@ use crate::config::{ConfigError, TlsSettings};
 
 /// What the listeners need to terminate TLS.
 pub struct TlsMaterial {
-    /// The rustls configuration to hand to `tokio_rustls::TlsAcceptor`: TLS 1.2 and 1.3, no
+    /// The rustls configuration the listeners accept with (`tls_stream::accept`): TLS 1.2 and 1.3, no
     /// client authentication, no ALPN.
     pub server_config: Arc<ServerConfig>,
     /// The chain served to clients, leaf first. Kept so that a self-signed certificate can be
@@ -279,7 +279,7 @@ mod tests {
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
+    use tokio_rustls::TlsConnector;
 
     const CONF: &str = "/etc/remoteproxy.conf";
 
@@ -341,10 +341,10 @@ mod tests {
         tls12_only: bool,
     ) -> (usize, ProtocolVersion) {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        let acceptor = TlsAcceptor::from(material.server_config.clone());
         let connector = client(roots, tls12_only);
         let name = ServerName::try_from(server_name.to_string()).unwrap();
-        let (server, client) = tokio::join!(acceptor.accept(server_io), connector.connect(name, client_io));
+        let accept = super::super::tls_stream::accept(server_io, material.server_config.clone());
+        let (server, client) = tokio::join!(accept, connector.connect(name, client_io));
         let mut server = server.expect("server handshake");
         let mut client = client.expect("client handshake");
         client.write_all(b"ping").await.unwrap();

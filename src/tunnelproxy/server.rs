@@ -85,7 +85,9 @@ pub async fn run(
     info!(server = %uuid, %name, "TunnelProxy server registered");
     let idle_limit = ctx.timeouts.tunnel_proxy_server;
     let mut idle = pin!(sleep(idle_limit));
-    let mut exit = actor.feed(&early).await.err();
+    // The busy phases (feeding bytes, serving a control request) are boxed: the task keeps only
+    // the waiting state (the select below) for an idle server's whole life.
+    let mut exit = Box::pin(actor.feed(&early)).await.err();
     drop(early);
     while exit.is_none() {
         tokio::select! {
@@ -94,11 +96,11 @@ pub async fn run(
             // A stopping broker waits (up to its grace period) only for tunnels: a server
             // without clients goes at once, and one with clients when its last one leaves.
             _ = ctx.stop.cancelled(), if actor.clients.is_empty() => exit = Some(Exit::shutdown()),
-            Some(request) = control.recv() => actor.control(request).await,
+            Some(request) = control.recv() => Box::pin(actor.control(request)).await,
             chunk = reader.read() => match chunk {
                 Ok(Some(bytes)) => {
                     idle.as_mut().reset(Instant::now() + idle_limit);
-                    exit = actor.feed(&bytes).await.err();
+                    exit = Box::pin(actor.feed(&bytes)).await.err();
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                     info!(server = %uuid, "TunnelProxy server answered no keepalive; closing it");

@@ -38,18 +38,40 @@ enum Registered {
 }
 
 /// Serves one v2 connection to its end.
-pub async fn serve(mut conn: Connection, ctx: Arc<TunnelProxyContext>) {
+pub async fn serve(conn: Connection, ctx: Arc<TunnelProxyContext>) {
+    // Boxed: everything before the registration (the handshake, the connection in its JSON
+    // phase) is freed when it ends, so the task of a registered server, which lives for days, is
+    // only as large as the server's own state. A client, which lives briefly, is boxed too.
+    let Some((ctx, carrier, registered)) = Box::pin(register(conn, ctx)).await else { return };
+    match registered {
+        Registered::Server { uuid, name, guard, control } => {
+            server::run(ctx, carrier, uuid, name, guard, control).await;
+        }
+        Registered::Client { guard, joined, server } => {
+            Box::pin(super::client::run(ctx, carrier, joined, server, guard)).await;
+        }
+    }
+}
+
+/// Answers requests until a registration succeeds, then splits the connection for its role;
+/// `None` when the connection ended first.
+async fn register(
+    mut conn: Connection,
+    ctx: Arc<TunnelProxyContext>,
+) -> Option<(Arc<TunnelProxyContext>, Carrier, Registered)> {
     conn.stats = Some(ctx.stats.open(conn.id, Api::V2, conn.peer, conn.transport));
     let mut session = Session { conn, ctx };
-    // Boxed: the handshake's state is freed when it ends, instead of sizing the task of a
-    // registered server (which lives for days) by it.
-    let registered = match Box::pin(session.handshake()).await {
+    let registered = match session.handshake().await {
         Ok(registered) => registered,
         Err(Exit::Close(kind, reason)) => {
             debug!(%reason, "closing");
-            return session.conn.close(kind, &reason).await;
+            session.conn.close(kind, &reason).await;
+            return None;
         }
-        Err(Exit::Done) => return debug!("disconnected"),
+        Err(Exit::Done) => {
+            debug!("disconnected");
+            return None;
+        }
     };
     let ctx = session.ctx;
     session.conn.decoder.skip_separator();
@@ -62,16 +84,8 @@ pub async fn serve(mut conn: Connection, ctx: Arc<TunnelProxyContext>) {
         }
     };
     let (reader, writer) = halves::split(wire);
-    let stats = stats.expect("registered in the statistics at the start of `serve`");
-    let carrier = Carrier { reader, writer, early, stats };
-    match registered {
-        Registered::Server { uuid, name, guard, control } => {
-            server::run(ctx, carrier, uuid, name, guard, control).await;
-        }
-        Registered::Client { guard, joined, server } => {
-            super::client::run(ctx, carrier, joined, server, guard).await;
-        }
-    }
+    let stats = stats.expect("registered in the statistics at the start of `register`");
+    Some((ctx, Carrier { reader, writer, early, stats }, registered))
 }
 
 struct Session {
