@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use futures_util::SinkExt;
 use tracing::debug;
 
-use super::control::{Control, Joined, Kick, Upstream};
+use super::control::{Control, ControlSender, Joined, Kick, Upstream};
 use super::registry::Guard;
 use super::{Carrier, TunnelProxyContext};
 use crate::protocol::reasons::{self, STOP_SERVER};
@@ -52,7 +52,7 @@ pub async fn run(
     ctx: Arc<TunnelProxyContext>,
     carrier: Carrier,
     joined: Joined,
-    server: mpsc::Sender<Control>,
+    mut server: ControlSender,
     guard: Guard,
 ) {
     let Carrier { mut reader, mut writer, early, stats } = carrier;

@@ -18,6 +18,19 @@ use crate::transport::websocket::CloseKind;
 /// Bytes a client may have waiting on its way to the server.
 pub const CLIENT_IN_FLIGHT: usize = 256 << 10;
 
+/// The actor's inbox, and the queue to its writer, are futures-channel's: those allocate a node
+/// per message, where tokio's allocate a block of 32 slots with the channel, memory that a
+/// registered server sitting idle for days would hold for nothing.
+pub type ControlSender = futures_channel::mpsc::Sender<Control>;
+pub type ControlReceiver = futures_channel::mpsc::Receiver<Control>;
+pub(super) type OutgoingSender = futures_channel::mpsc::UnboundedSender<Outgoing>;
+pub(super) type OutgoingReceiver = futures_channel::mpsc::UnboundedReceiver<Outgoing>;
+
+/// A server actor's inbox holding up to `capacity` requests.
+pub fn control_channel(capacity: usize) -> (ControlSender, ControlReceiver) {
+    futures_channel::mpsc::channel(capacity)
+}
+
 /// What a server's actor is asked from outside.
 pub enum Control {
     /// A client registered for this server. Boxed: the channel's first block of slots is
@@ -77,7 +90,7 @@ pub struct Joined {
 /// A client's way to send frames to the server.
 pub struct Upstream {
     pub(super) address: u16,
-    pub(super) writer: mpsc::UnboundedSender<Outgoing>,
+    pub(super) writer: OutgoingSender,
     pub(super) budget: Arc<Semaphore>,
 }
 
@@ -88,7 +101,7 @@ impl Upstream {
         let frame = slip::encode(self.address, payload);
         let permits = frame.len().min(CLIENT_IN_FLIGHT) as u32;
         let permit = self.budget.clone().acquire_many_owned(permits).await.map_err(|_| ())?;
-        self.writer.send(Outgoing::Data { bytes: frame, permit }).map_err(|_| ())
+        self.writer.unbounded_send(Outgoing::Data { bytes: frame, permit }).map_err(|_| ())
     }
 }
 

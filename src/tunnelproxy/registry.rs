@@ -8,15 +8,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::control::Control;
+use super::control::ControlSender;
 
 /// How to reach a registered server's actor.
 #[derive(Clone)]
 pub struct ServerHandle {
-    pub control: mpsc::Sender<Control>,
+    pub control: ControlSender,
 }
 
 enum Entry {

@@ -21,13 +21,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::{Bytes, BytesMut};
 use remoteproxy_wire::{self as slip, Frame, FrameError, JSON_RPC_ADDRESS};
 use serde_json::{Value, json};
+use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
-use super::control::{CLIENT_IN_FLIGHT, Control, Join, JoinRefusal, Joined, Kick, Outgoing, Upstream};
+use super::control::{
+    CLIENT_IN_FLIGHT, Control, ControlReceiver, Join, JoinRefusal, Joined, Kick, Outgoing, OutgoingReceiver,
+    OutgoingSender, Upstream,
+};
 use super::registry::{Guard, Refusal};
 use super::{Carrier, TunnelProxyContext};
 use crate::protocol::reasons::{self, STOP_SERVER};
@@ -65,11 +69,12 @@ pub async fn run(
     uuid: Uuid,
     name: String,
     guard: Guard,
-    mut control: mpsc::Receiver<Control>,
+    mut control: ControlReceiver,
 ) {
     let Carrier { mut reader, writer, early, stats } = carrier;
-    let (out, out_rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(write_loop(writer, out_rx));
+    let (out, out_rx) = futures_channel::mpsc::unbounded();
+    let mut writer_task = tokio::spawn(write_loop(writer, out_rx));
+    let mut writer_done = false;
     let mut actor = Actor {
         ctx: ctx.clone(),
         uuid,
@@ -96,7 +101,7 @@ pub async fn run(
             // A stopping broker waits (up to its grace period) only for tunnels: a server
             // without clients goes at once, and one with clients when its last one leaves.
             _ = ctx.stop.cancelled(), if actor.clients.is_empty() => exit = Some(Exit::shutdown()),
-            Some(request) = control.recv() => Box::pin(actor.control(request)).await,
+            Some(request) = control.next() => Box::pin(actor.control(request)).await,
             chunk = reader.read() => match chunk {
                 Ok(Some(bytes)) => {
                     idle.as_mut().reset(Instant::now() + idle_limit);
@@ -109,7 +114,11 @@ pub async fn run(
                 Ok(None) | Err(_) => exit = Some(Exit::Done),
             },
             _ = &mut idle => exit = Some(Exit::error(reasons::INACTIVE)),
-            _ = actor.out.closed() => exit = Some(Exit::Done),
+            // The writer stops when the socket fails.
+            _ = &mut writer_task, if !writer_done => {
+                writer_done = true;
+                exit = Some(Exit::Done);
+            }
         }
     }
     // Free the uuid first, so the server can register again at once.
@@ -128,17 +137,19 @@ pub async fn run(
         _ => (CloseKind::Error, Cow::Borrowed(reasons::SERVER_GONE)),
     };
     debug!(%reason, "closing the server connection");
-    let _ = actor.out.send(Outgoing::Close { kind, reason });
+    let _ = actor.out.unbounded_send(Outgoing::Close { kind, reason });
     drop(actor);
-    let _ = writer_task.await;
+    if !writer_done {
+        let _ = writer_task.await;
+    }
     info!(server = %uuid, clients, "TunnelProxy server gone");
 }
 
 /// Sends what the actor and the clients queue, batching small frames into one write.
-async fn write_loop(mut writer: WriteHalf, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_loop(mut writer: WriteHalf, mut queue: OutgoingReceiver) {
     let mut batch = BytesMut::new();
     let mut permits = Vec::new();
-    while let Some(first) = queue.recv().await {
+    while let Some(first) = queue.next().await {
         let mut close = None;
         let mut next = Some(first);
         while let Some(item) = next.take() {
@@ -176,7 +187,7 @@ struct Actor {
     clients: HashMap<u16, ClientSlot>,
     next_address: u16,
     next_id: AtomicU64,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: OutgoingSender,
     json_budget: Arc<Semaphore>,
     slip: slip::Decoder,
     json: Decoder,
@@ -369,7 +380,7 @@ impl Actor {
         let frame = slip::encode(JSON_RPC_ADDRESS, &message::encode(value));
         let permits = frame.len().min(JSON_IN_FLIGHT) as u32;
         let Ok(permit) = self.json_budget.clone().acquire_many_owned(permits).await else { return };
-        let _ = self.out.send(Outgoing::Data { bytes: frame, permit });
+        let _ = self.out.unbounded_send(Outgoing::Data { bytes: frame, permit });
     }
 }
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use remoteproxy_authenticators::PeerAddress;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use futures_util::SinkExt;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::api::{TunnelProxyError, V2_API, common_answer};
-use super::control::{Control, Join, JoinRefusal, Joined};
+use super::control::{Control, ControlReceiver, ControlSender, Join, JoinRefusal, Joined, control_channel};
 use super::registry::{Guard, Refusal, ServerHandle};
 use super::server;
 use super::{Carrier, TunnelProxyContext};
@@ -33,8 +34,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A successful registration.
 enum Registered {
-    Server { uuid: Uuid, name: String, guard: Guard, control: mpsc::Receiver<Control> },
-    Client { guard: Guard, joined: Joined, server: mpsc::Sender<Control> },
+    Server { uuid: Uuid, name: String, guard: Guard, control: ControlReceiver },
+    Client { guard: Guard, joined: Joined, server: ControlSender },
 }
 
 /// Serves one v2 connection to its end.
@@ -158,7 +159,7 @@ impl Session {
             return Ok(None);
         };
         let name = string_param(&request.params, "serverName").unwrap_or_default();
-        let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
+        let (control_tx, control) = control_channel(CONTROL_QUEUE);
         match self.ctx.registry.register_server(uuid, ServerHandle { control: control_tx }) {
             Ok(guard) => {
                 self.describe(&name, uuid, Role::Server);
@@ -181,7 +182,7 @@ impl Session {
             self.reply(request.id, answer(TunnelProxyError::InvalidUuid)).await?;
             return Ok(None);
         };
-        let (guard, server) = match self.ctx.registry.register_client(client_uuid, server_uuid) {
+        let (guard, mut server) = match self.ctx.registry.register_client(client_uuid, server_uuid) {
             Ok(pair) => pair,
             Err(refusal) => {
                 let error = match refusal {
