@@ -162,10 +162,9 @@ impl Server {
         let accept_ctx = Arc::new(AcceptContext {
             tls: match tls {
                 None => None,
-                Some(material) => Some(TlsAccept {
-                    config: material.server_config,
-                    handshakes: Handshakes::new(),
-                }),
+                Some(material) => {
+                    Some(TlsAccept { config: material.server_config, handshakes: Handshakes::new() })
+                }
             },
             tls_handshake_timeout: config.timeouts.tls_handshake,
             upgrade_timeout: config.timeouts.inactive,

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::BoxStream;
 use super::connection::{Connection, Wire};
-use super::handshakes::Handshakes;
+use super::handshakes::{Handshakes, Rehome};
 use super::websocket::{self, KeepAlive};
 use crate::stats::{Refusal, Stats};
 
@@ -82,7 +82,7 @@ pub enum Carriage {
 /// protocol front, a rendezvous port) is an implementation of this and a line in the wiring.
 pub trait Listener: Send + Sync {
     /// The accepted stream.
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Stream: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static;
     /// What the connections of this kind are called in logs, statistics and authenticators.
     const TRANSPORT: Transport;
     /// Whether TLS (when configured) terminates on this kind.
@@ -227,7 +227,7 @@ async fn bounded<T, E: std::fmt::Display>(
 /// TLS handshake (when `tls` and configured) and WebSocket upgrade, each bounded. `None` when
 /// the client failed or was too slow (logged at debug: scanners and plain-text clients on TLS
 /// ports are routine).
-async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
     ctx: &AcceptContext,
     accepted: Accepted<S>,
     tls: bool,
@@ -240,8 +240,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         None => Box::new(stream),
         Some(tls) => {
             // On the handshake threads, so a storm of them waits behind established tunnels.
-            let handshake = tls.handshakes.run(super::tls_stream::accept(stream, tls.config.clone()));
-            let handshake = async move { handshake.await.unwrap_or_else(|| Err(io::ErrorKind::Interrupted.into())) };
+            let handshake = tls.handshakes.accept(stream, tls.config.clone());
             let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
             let Some(tls) = step.await else {
                 if !ctx.stop_accepting.is_cancelled() {

@@ -112,6 +112,23 @@ impl<IO> TlsStream<IO> {
     pub fn connection(&self) -> &UnbufferedServerConnection {
         &self.conn
     }
+
+    /// The same connection over `f(io)`: the socket in another form (moved between reactors).
+    pub fn try_map_io<T>(self, f: impl FnOnce(IO) -> io::Result<T>) -> io::Result<TlsStream<T>> {
+        Ok(TlsStream {
+            io: f(self.io)?,
+            conn: self.conn,
+            incoming: self.incoming,
+            plain: self.plain,
+            outgoing: self.outgoing,
+            sent: self.sent,
+            records: self.records,
+            records_per_key: self.records_per_key,
+            peer_closed: self.peer_closed,
+            eof: self.eof,
+            close_notify_queued: self.close_notify_queued,
+        })
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {

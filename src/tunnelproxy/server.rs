@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use remoteproxy_wire::{self as slip, Frame, FrameError, JSON_RPC_ADDRESS};
 use serde_json::{Value, json};
-use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::SinkExt;
 use remoteproxy_authenticators::PeerAddress;
 use serde_json::{Value, json};
-use futures_util::SinkExt;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};

@@ -27,8 +27,11 @@
 //! While each storm runs, K v1 tunnels (`--storm-tunnels`, opened before it on the same server's
 //! v1 listener) do 64-byte ping-pong, one round trip every 5 ms each, on a thread of the
 //! bench of their own; the round trips that start during the storm are its tunnel RTT. The
-//! machine is shared: that thread, the bench's device tasks and the server compete for the same
-//! cores, for the broker and the baseline alike.
+//! machine is shared: that thread, the devices and the server compete for the same cores, for
+//! the broker and the baseline alike. The devices stand for thousands of other machines, so
+//! their side runs on threads of its own at a lower priority (`nice` +10, Linux): on the same
+//! host at the same priority they would take the CPU from the tunnels' ends, and the RTT would
+//! measure the bench.
 //!
 //! The baseline is the v2 registry of [`crate::baseline`] with rustls' own ticketer
 //! (`--tickets`): TLS handshake, read one line, answer one line, a map entry; the bare rustls
@@ -251,14 +254,18 @@ async fn storm(
     pingers.flags.recording.store(true, Ordering::Release);
     let start = Instant::now();
     let gate = Arc::new(Semaphore::new(p.storm_in_flight.max(1)));
+    let devices_side = DeviceThreads::start();
     let mut tasks = JoinSet::new();
     for index in 0..devices.len() {
         let (client, endpoint, devices, gate) =
             (bench.client.clone(), endpoint.clone(), devices.clone(), gate.clone());
         let retries = p.storm_retries;
-        tasks.spawn(async move {
-            connect_device(&client, &endpoint, &devices[index], index, &gate, retries).await
-        });
+        let device =
+            async move { connect_device(&client, &endpoint, &devices[index], index, &gate, retries).await };
+        match &devices_side {
+            Some(threads) => tasks.spawn_on(device, threads.handle()),
+            None => tasks.spawn(device),
+        };
     }
     let mut phase = StormPhase { attempted: devices.len(), ..StormPhase::default() };
     let mut held = Vec::with_capacity(devices.len());
@@ -299,8 +306,55 @@ async fn storm(
     phase.rtt_ms = Percentiles::of_durations(&rtts, Duration::from_millis(1)).0;
     phase.rtt_errors = rtt_errors;
     drop(held);
+    drop(devices_side);
     wait_for_descriptors(server, before).await;
     phase
+}
+
+/// The runtime the devices run on: two threads below normal priority. `None` (devices on the
+/// bench's own runtime) where it cannot be started.
+struct DeviceThreads {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl DeviceThreads {
+    fn start() -> Option<DeviceThreads> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("storm-devices")
+            .enable_all()
+            .on_thread_start(lower_priority)
+            .build()
+            .ok()?;
+        Some(DeviceThreads { runtime: Some(runtime) })
+    }
+}
+
+impl std::ops::Deref for DeviceThreads {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.runtime.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for DeviceThreads {
+    fn drop(&mut self) {
+        // Inside the bench's runtime a runtime must not be dropped in place.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `nice` +10 for the calling thread (Linux: per thread; elsewhere nothing).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let thread = Some(rustix::thread::gettid());
+        if let Ok(current) = rustix::process::getpriority_process(thread) {
+            let _ = rustix::process::setpriority_process(thread, (current + 10).min(19));
+        }
+    }
 }
 
 /// What became of one device.
