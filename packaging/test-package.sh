@@ -126,7 +126,8 @@ broker_pid=
 grep -q "ci-user" /var/log/remoteproxy/statistics.log || fail "no statistics line for the tunnel"
 
 step "the broker kept within the unit's sandbox"
-# The system calls SystemCallFilter=@system-service allows, less ~@privileged @resources, plus @chown.
+# The system calls SystemCallFilter=@system-service allows, less ~@privileged @resources, plus @chown
+# and setpriority.
 expand() {
     systemd-analyze syscall-filter "$1" | tail -n +2 | grep -v '^ *#' | awk 'NF {print $1}' |
         while read -r entry; do
@@ -135,7 +136,7 @@ expand() {
 }
 expand @system-service | sort -u >"$work/allowed"
 { expand @privileged; expand @resources; } | sort -u >"$work/denied"
-{ comm -23 "$work/allowed" "$work/denied"; expand @chown; } | sort -u >"$work/permitted"
+{ comm -23 "$work/allowed" "$work/denied"; expand @chown; echo setpriority; } | sort -u >"$work/permitted"
 sed -n 's/^[0-9]* *\([a-z0-9_]*\)(.*/\1/p' "$work/trace/strace" | sort -u >"$work/used"
 outside=$(comm -23 "$work/used" "$work/permitted" | tr '\n' ' ')
 [ -z "$outside" ] || fail "system calls outside the unit's filter: $outside"
