@@ -51,7 +51,7 @@ pub const SETUP_BUCKETS: [f64; 13] =
 
 const APIS: [Api; 2] = [Api::V1, Api::V2];
 const TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::WebSocket, Transport::Unix];
-const REFUSALS: [Refusal; 2] = [Refusal::MaxConnections, Refusal::MaxClientsPerServer];
+const REFUSALS: [Refusal; Refusal::ALL.len()] = Refusal::ALL;
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -82,20 +82,13 @@ fn outcome_index(outcome: SessionOutcome) -> usize {
     SessionOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0)
 }
 
-fn refusal_index(refusal: Refusal) -> usize {
-    match refusal {
-        Refusal::MaxConnections => 0,
-        Refusal::MaxClientsPerServer => 1,
-    }
-}
-
 /// The broker's Prometheus metrics.
 pub struct Metrics {
     registry: Registry,
     /// `[api][transport]`.
     connections: [[Counter; 3]; 2],
     connections_active: [[Gauge; 3]; 2],
-    refused: [Counter; 2],
+    refused: [Counter; Refusal::ALL.len()],
     tls_failures: Counter,
     /// Completed handshakes: [full, resumed].
     tls_handshakes: [Counter; 2],
@@ -253,7 +246,7 @@ impl StatsSink for Metrics {
     }
 
     fn connection_refused(&self, refusal: Refusal) {
-        self.refused[refusal_index(refusal)].inc();
+        self.refused[refusal.index()].inc();
     }
 
     fn tls_handshake_failed(&self) {

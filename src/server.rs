@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use remoteproxy_authenticators::Authenticator;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +20,7 @@ use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
 use crate::transport::accept::{self, AcceptContext, Carriage, Handler, TlsAccept};
+use crate::transport::admission::Admission;
 use crate::transport::handshakes::Handshakes;
 use crate::transport::websocket::KeepAlive;
 use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
@@ -169,7 +169,7 @@ impl Server {
             tls_handshake_timeout: config.timeouts.tls_handshake,
             upgrade_timeout: config.timeouts.inactive,
             max_message_size: config.server.max_message_size,
-            limiter: Arc::new(Semaphore::new(config.server.max_connections.min(Semaphore::MAX_PERMITS))),
+            admission: Arc::new(Admission::new(config.server.max_connections, &config.limits, stats.clone())),
             ids: AtomicU64::new(1),
             stop_accepting: stop.clone(),
             tracker: tracker.clone(),

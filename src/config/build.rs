@@ -10,7 +10,9 @@ use remoteproxy_authenticators::config::{self as authentication_config, BrokerFa
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
 use super::schema::declared;
-use super::{Config, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings};
+use super::{
+    Config, LimitsSettings, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings,
+};
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -128,6 +130,20 @@ impl Document<'_> {
             address: SocketAddr::new(ip, port as u16),
         };
 
+        const LIMITS: &str = "Limits";
+        let limit = |key| -> Result<Option<u64>, ConfigError> {
+            let value = self.given(LIMITS, key, self.number(LIMITS, key, u64::from(u32::MAX))?)?;
+            Ok((value > 0).then_some(value))
+        };
+        let prefix = self.given(LIMITS, "ipv6PrefixLength", self.number(LIMITS, "ipv6PrefixLength", 128)?)?;
+        let limits = LimitsSettings {
+            max_connections_per_ip: limit("maxConnectionsPerIp")?.map(|n| n as u32),
+            max_new_connections_per_ip_per_second: limit("maxNewConnectionsPerIpPerSecond")?
+                .map(|n| n as u32),
+            ipv6_prefix_length: prefix as u8,
+            max_pending_handshakes: limit("maxPendingHandshakes")?.map(|n| n as usize),
+        };
+
         let facts = BrokerFacts {
             client_ca_configured: tls.enabled && tls.client_ca.is_some(),
             authentication_timeout: timeouts.authentication,
@@ -143,6 +159,7 @@ impl Document<'_> {
             listeners,
             tunnel_proxy_listeners,
             metrics,
+            limits,
             authentication,
             authentication_implied,
         };

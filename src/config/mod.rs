@@ -48,6 +48,8 @@ pub struct Config {
     pub tunnel_proxy_listeners: ListenerSettings,
     /// `[Metrics]`: the Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// `[Limits]`.
+    pub limits: LimitsSettings,
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,
@@ -92,6 +94,19 @@ pub struct ServerSettings {
     pub shutdown_grace_period: Duration,
     /// `maxClientsPerServer`: clients one registered TunnelProxy server may have at once.
     pub max_clients_per_server: usize,
+}
+
+/// `[Limits]`: limits checked at accept (`None`: the limit is off, 0 in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsSettings {
+    /// `maxConnectionsPerIp`: connections at once from one source.
+    pub max_connections_per_ip: Option<u32>,
+    /// `maxNewConnectionsPerIpPerSecond`: new connections per second from one source.
+    pub max_new_connections_per_ip_per_second: Option<u32>,
+    /// `ipv6PrefixLength`: the bits of an IPv6 address that make a source.
+    pub ipv6_prefix_length: u8,
+    /// `maxPendingHandshakes`: connections not yet authenticated or registered.
+    pub max_pending_handshakes: Option<usize>,
 }
 
 /// `[Metrics]`.

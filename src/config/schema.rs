@@ -252,6 +252,36 @@ const BROKER: &[Section] = &[
         ],
     },
     Section {
+        name: "Limits",
+        doc: "Limits that hold under abuse, checked at accept; each refusal is counted by reason in remoteproxy_connections_refused_total. 0 turns a limit off.",
+        keys: &[
+            key(
+                "maxConnectionsPerIp",
+                Kind::Count,
+                "0",
+                "Connections at once from one source address, any state (a site behind one NAT shares one; behind a load balancer all clients have its address).",
+            ),
+            key(
+                "maxNewConnectionsPerIpPerSecond",
+                Kind::Count,
+                "0",
+                "New connections per second from one source address; a second's worth may come at once.",
+            ),
+            key(
+                "ipv6PrefixLength",
+                Kind::Count,
+                "64",
+                "IPv6 sources are counted by this prefix (a customer network), at most 128.",
+            ),
+            key(
+                "maxPendingHandshakes",
+                Kind::Count,
+                "8192",
+                "Connections not yet authenticated (v1) or registered (v2) at once; more are closed at accept.",
+            ),
+        ],
+    },
+    Section {
         name: "Metrics",
         doc: "The Prometheus endpoint (/metrics and /healthz).",
         keys: &[

@@ -242,6 +242,10 @@ impl Session {
             self.send(&auth_response(auth.request_id, verdict.error)).await?;
             return Err(Exit::error(reasons::NOT_SUCCESSFUL));
         }
+        // No longer pending: `maxPendingHandshakes` counts connections not yet authenticated.
+        if let Some(ticket) = &mut self.conn.ticket {
+            ticket.authenticated();
+        }
         // The tunnel line names both users; per client this is detail.
         debug!(uuid = %auth.uuid, name = %auth.name, user = verdict.user_name.as_deref().unwrap_or(""), "authenticated");
         if let Some(stats) = &self.conn.stats {
@@ -385,6 +389,7 @@ impl Session {
         let ids = (partner.id, self.conn.id);
         let (a_transport, b_transport) = (partner.transport, self.conn.transport);
         let (a_half_close, b_half_close) = (partner.half_close, self.conn.half_close);
+        let tickets = (partner.ticket.take(), self.conn.ticket.take());
         let (a_wire, a_early) = partner.into_raw();
         let (b_wire, b_early) = self.conn.into_raw();
         Some(Tunnel {
@@ -397,6 +402,7 @@ impl Session {
             started: std::time::SystemTime::now(),
             record,
             guard,
+            tickets,
         })
     }
 

@@ -15,6 +15,7 @@ use super::ProxyContext;
 use super::pairing::{Identity, SlotGuard};
 use crate::relay::{self, TunnelEnd};
 use crate::stats::{SessionOutcome, TunnelHandle, TunnelRecord, TunnelSide};
+use crate::transport::admission::Ticket;
 
 /// An established tunnel, ready to relay.
 pub struct Tunnel {
@@ -36,15 +37,19 @@ pub struct Tunnel {
     pub record: Option<TunnelHandle>,
     /// Holds the tunnel's slot in the registry (one tunnel per token and nonce).
     pub guard: SlotGuard,
+    /// What the two connections hold against `maxConnections` and `[Limits]`, given back when
+    /// the tunnel ends.
+    pub tickets: (Option<Ticket>, Option<Ticket>),
 }
 
 impl Tunnel {
     /// Relays until either end closes, the tunnel idles out or the broker's grace period ends.
     pub async fn run(self) {
-        let Tunnel { ctx, a, b, a_side, b_side, ids, started, record, guard } = self;
+        let Tunnel { ctx, a, b, a_side, b_side, ids, started, record, guard, tickets } = self;
         let report = relay::run(a, b, ctx.timeouts.tunnel_idle, ctx.hard_stop.clone()).await;
         drop(record);
         drop(guard);
+        drop(tickets);
         let side = |(identity, transport): &(Identity, Transport), bytes_sent| TunnelSide {
             transport: *transport,
             user_name: identity.user_name.clone(),

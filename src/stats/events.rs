@@ -25,22 +25,46 @@ impl Api {
     }
 }
 
-/// Why a connection was refused before it was served.
+/// Why a connection was refused before it was served: the setting whose limit it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::enum_variant_names, reason = "each variant is named after its setting, max... all")]
 pub enum Refusal {
     /// `maxConnections` reached.
     MaxConnections,
     /// `maxClientsPerServer` reached (v2).
     MaxClientsPerServer,
+    /// `[Limits] maxConnectionsPerIp` reached.
+    MaxConnectionsPerIp,
+    /// `[Limits] maxNewConnectionsPerIpPerSecond` exceeded.
+    MaxNewConnectionsPerIpPerSecond,
+    /// `[Limits] maxPendingHandshakes` reached.
+    MaxPendingHandshakes,
 }
 
 impl Refusal {
-    /// The label value.
+    /// Every reason, in label order.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::MaxConnections,
+        Refusal::MaxClientsPerServer,
+        Refusal::MaxConnectionsPerIp,
+        Refusal::MaxNewConnectionsPerIpPerSecond,
+        Refusal::MaxPendingHandshakes,
+    ];
+
+    /// The label value: the name of the setting that refused.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::MaxConnections => "maxConnections",
             Refusal::MaxClientsPerServer => "maxClientsPerServer",
+            Refusal::MaxConnectionsPerIp => "maxConnectionsPerIp",
+            Refusal::MaxNewConnectionsPerIpPerSecond => "maxNewConnectionsPerIpPerSecond",
+            Refusal::MaxPendingHandshakes => "maxPendingHandshakes",
         }
+    }
+
+    /// Its place in [`Refusal::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

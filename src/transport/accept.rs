@@ -2,7 +2,7 @@
 //! [`serve`], for every kind of socket (a [`Listener`]); TLS and the WebSocket upgrade are
 //! layered on by the same code whatever the kind.
 //!
-//! Per connection: enforce `maxConnections`, then (in the connection's own task) the TLS
+//! Per connection: admit it (`maxConnections` and `[Limits]`, see `admission`), then (in the connection's own task) the TLS
 //! handshake bounded by `tlsHandshakeTimeout` (run on the lower-priority handshake threads, see
 //! `handshakes`), then the WebSocket upgrade bounded by
 //! `inactiveTimeout`, then hand the connection to the API's session handler. Every task is
@@ -19,16 +19,16 @@ use std::time::Duration;
 use remoteproxy_authenticators::{PeerAddress, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::BoxStream;
+use super::admission::{Admission, Ticket};
 use super::connection::{Connection, Wire};
 use super::handshakes::{Handshakes, Rehome};
 use super::websocket::{self, KeepAlive};
-use crate::stats::{Refusal, Stats};
+use crate::stats::Stats;
 
 /// What the accept loops of one server share.
 pub struct AcceptContext {
@@ -38,8 +38,8 @@ pub struct AcceptContext {
     /// Bound for the WebSocket upgrade (`inactiveTimeout`).
     pub upgrade_timeout: Duration,
     pub max_message_size: usize,
-    /// One permit per open connection (`maxConnections`).
-    pub limiter: Arc<Semaphore>,
+    /// `maxConnections` and `[Limits]`: what a connection holds against them.
+    pub admission: Arc<Admission>,
     pub ids: AtomicU64,
     /// Cancelled when the broker stops accepting.
     pub stop_accepting: CancellationToken,
@@ -151,14 +151,14 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
                 continue;
             }
         };
-        let Some(permit) = admit(&ctx, &peer) else { continue };
+        let Some(ticket) = ctx.admission.admit(&peer) else { continue };
         if let Some(settings) = &ctx.keepalive {
             L::keep_alive(&stream, settings);
         }
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
-        let accepted = Accepted { stream, peer, transport, id, permit };
+        let accepted = Accepted { stream, peer, transport, id, ticket };
         ctx.tracker.spawn(async move {
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
@@ -179,19 +179,7 @@ struct Accepted<S> {
     peer: PeerAddress,
     transport: Transport,
     id: u64,
-    permit: OwnedSemaphorePermit,
-}
-
-/// Takes a `maxConnections` permit, or refuses the connection (dropping it closes it).
-fn admit(ctx: &AcceptContext, peer: &PeerAddress) -> Option<OwnedSemaphorePermit> {
-    match ctx.limiter.clone().try_acquire_owned() {
-        Ok(permit) => Some(permit),
-        Err(_) => {
-            warn!(%peer, "connection refused: maxConnections reached");
-            ctx.stats.connection_refused(Refusal::MaxConnections);
-            None
-        }
-    }
+    ticket: Ticket,
 }
 
 async fn accept_failed(error: io::Error, backoff: Duration) -> Duration {
@@ -233,7 +221,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
     tls: bool,
     carriage: Carriage,
 ) -> Option<Connection> {
-    let Accepted { stream, peer, transport, id, permit } = accepted;
+    let Accepted { stream, peer, transport, id, ticket } = accepted;
     let accepted_at = tokio::time::Instant::now();
     let mut client_certificates = None;
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
@@ -271,7 +259,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
     };
     debug!("connected");
     let mut conn =
-        Connection::new(id, peer, transport, accepted_at, wire, ctx.max_message_size, Some(permit));
+        Connection::new(id, peer, transport, accepted_at, wire, ctx.max_message_size, Some(ticket));
     conn.client_certificates = client_certificates;
     conn.half_close = half_close;
     Some(conn)

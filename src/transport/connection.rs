@@ -17,10 +17,10 @@ use futures_util::{SinkExt, StreamExt};
 use remoteproxy_authenticators::{PeerAddress, Transport};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::BoxStream;
+use super::admission::Ticket;
 use super::frames::FrameLog;
 use super::websocket::{self, CloseKind, MAX_TUNNEL_MESSAGE, WsStream};
 use crate::protocol::{Decoder, message};
@@ -121,8 +121,9 @@ pub struct Connection {
     /// WebSocket frame boundaries of the bytes in `decoder`.
     frames: FrameLog,
     wire: Wire,
-    /// Counts against `maxConnections` for as long as the connection lives, wherever it moves.
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Counts against `maxConnections` and `[Limits]` for as long as the connection lives:
+    /// sessions move it into the tunnel or the v2 carrier, as they do `stats`.
+    pub ticket: Option<Ticket>,
     /// The log span of the connection (id, peer, transport). The session runs its phases in it;
     /// an established tunnel does not keep it (see `proxy::tunnel`), because the subscriber keeps
     /// storage for as many spans as were ever open at once.
@@ -138,7 +139,7 @@ impl Connection {
         accepted_at: Instant,
         wire: Wire,
         max_message_size: usize,
-        permit: Option<OwnedSemaphorePermit>,
+        ticket: Option<Ticket>,
     ) -> Self {
         Connection {
             id,
@@ -151,7 +152,7 @@ impl Connection {
             half_close: false,
             frames: FrameLog::default(),
             wire,
-            _permit: permit,
+            ticket,
             span: tracing::Span::none(),
         }
     }

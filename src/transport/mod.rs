@@ -1,7 +1,9 @@
 //! Listeners and connections: everything below the JSON-RPC dialect.
 //!
 //! * `listeners`: binding TCP and unix sockets (startup errors name the address).
-//! * `accept`: accept loops, connection limit, TLS handshake and WebSocket upgrade.
+//! * `accept`: accept loops, TLS handshake and WebSocket upgrade.
+//! * `admission`: the limits checked at accept (`maxConnections`, `[Limits]`) and the ticket a
+//!   connection holds against them.
 //! * `tls`: certificates and keys, or a generated self-signed certificate.
 //! * `tls_stream`: the server side of TLS on rustls' unbuffered API (no buffer held while idle).
 //! * `handshakes`: the lower-priority threads TLS handshakes run on (fair to established tunnels).
@@ -12,6 +14,7 @@
 //! * `connection`: one connection in its JSON phase, and its hand-over to the relay.
 
 pub(crate) mod accept;
+pub(crate) mod admission;
 pub(crate) mod certificate;
 pub(crate) mod connection;
 pub(crate) mod frames;

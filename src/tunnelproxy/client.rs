@@ -55,7 +55,8 @@ pub async fn run(
     mut server: ControlSender,
     guard: Guard,
 ) {
-    let Carrier { mut reader, mut writer, early, stats } = carrier;
+    // `_ticket` lives to the end: the connection counts against the limits until it is gone.
+    let Carrier { mut reader, mut writer, early, stats, ticket: _ticket } = carrier;
     let Joined { server_stats, address, id, mut data, queued, mut kick, upstream } = joined;
     let end = {
         let to_server = async {

@@ -36,6 +36,8 @@ pub struct Carrier {
     pub early: Bytes,
     /// Its statistics entry.
     pub stats: ConnHandle,
+    /// What it holds against `maxConnections` and `[Limits]` while it lives.
+    pub ticket: Option<crate::transport::admission::Ticket>,
 }
 
 pub(crate) use registry::Registry;

@@ -71,7 +71,8 @@ pub async fn run(
     guard: Guard,
     mut control: ControlReceiver,
 ) {
-    let Carrier { mut reader, writer, early, stats } = carrier;
+    // `_ticket` lives to the end: the connection counts against the limits until it is gone.
+    let Carrier { mut reader, writer, early, stats, ticket: _ticket } = carrier;
     let (out, out_rx) = futures_channel::mpsc::unbounded();
     let mut writer_task = tokio::spawn(write_loop(writer, out_rx));
     let mut writer_done = false;

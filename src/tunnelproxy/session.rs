@@ -77,6 +77,11 @@ async fn register(
     let ctx = session.ctx;
     session.conn.decoder.skip_separator();
     let stats = session.conn.stats.take();
+    // Registered: no longer pending (`maxPendingHandshakes`); still a connection.
+    let mut ticket = session.conn.ticket.take();
+    if let Some(ticket) = &mut ticket {
+        ticket.authenticated();
+    }
     let (wire, early) = session.conn.into_raw();
     let early = match early {
         EarlyData::Bytes(bytes) => bytes,
@@ -86,7 +91,7 @@ async fn register(
     };
     let (reader, writer) = halves::split(wire);
     let stats = stats.expect("registered in the statistics at the start of `register`");
-    Some((ctx, Carrier { reader, writer, early, stats }, registered))
+    Some((ctx, Carrier { reader, writer, early, stats, ticket }, registered))
 }
 
 struct Session {

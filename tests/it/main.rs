@@ -17,6 +17,7 @@ mod cli;
 mod half_close;
 mod keepalive;
 mod lifecycle;
+mod limits;
 mod listeners;
 mod metrics;
 mod monitor;

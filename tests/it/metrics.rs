@@ -189,7 +189,14 @@ fn check_label_values(scrape: &Scrape, authenticators: &[&str]) {
                 "api" => ["v1", "v2"].contains(&value.as_str()),
                 "transport" => TRANSPORTS.contains(&value.as_str()),
                 "outcome" => OUTCOMES.contains(&value.as_str()),
-                "reason" => ["maxConnections", "maxClientsPerServer"].contains(&value.as_str()),
+                "reason" => [
+                    "maxConnections",
+                    "maxClientsPerServer",
+                    "maxConnectionsPerIp",
+                    "maxNewConnectionsPerIpPerSecond",
+                    "maxPendingHandshakes",
+                ]
+                .contains(&value.as_str()),
                 "authenticator" => authenticators.contains(&value.as_str()),
                 "result" => RESULTS.contains(&value.as_str()),
                 "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
