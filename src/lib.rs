@@ -27,6 +27,8 @@
 
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod logging;
 mod maps;
