@@ -169,6 +169,7 @@ impl Server {
             tls_handshake_timeout: config.timeouts.tls_handshake,
             upgrade_timeout: config.timeouts.inactive,
             max_message_size: config.server.max_message_size,
+            health_path: config.server.health_check_path.clone(),
             admission: Arc::new(Admission::new(config.server.max_connections, &config.limits, stats.clone())),
             ids: AtomicU64::new(1),
             stop_accepting: stop.clone(),

@@ -68,6 +68,16 @@ impl Document<'_> {
             max_connections: count("maxConnections", 1, u64::MAX)?,
             shutdown_grace_period: millis("shutdownGracePeriod")?,
             max_clients_per_server: count("maxClientsPerServer", 1, 0xFFFE)?,
+            health_check_path: match self.non_empty(PS, "healthCheckPath") {
+                Some(path) if !path.starts_with('/') || path.chars().any(char::is_whitespace) => {
+                    return Err(self.bad(
+                        PS,
+                        "healthCheckPath",
+                        "must be a path starting with / and without spaces",
+                    ));
+                }
+                path => path.map(str::to_string),
+            },
         };
         let timeouts = Timeouts {
             json_rpc: timeout("jsonRpcTimeout")?,

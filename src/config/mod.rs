@@ -94,6 +94,9 @@ pub struct ServerSettings {
     pub shutdown_grace_period: Duration,
     /// `maxClientsPerServer`: clients one registered TunnelProxy server may have at once.
     pub max_clients_per_server: usize,
+    /// `healthCheckPath` (ours): a plain HTTP GET of this path on a WebSocket listener is
+    /// answered `200 OK`; `None` (not given) answers it 426 like any other plain request.
+    pub health_check_path: Option<String>,
 }
 
 /// `[Limits]`: limits checked at accept (`None`: the limit is off, 0 in the file).

@@ -133,6 +133,11 @@ const BROKER: &[Section] = &[
                 "60000",
                 "A registered TunnelProxy server that sends nothing for this long is closed.",
             ),
+            optional(
+                "healthCheckPath",
+                Kind::Text,
+                "A plain HTTP GET of this path on a WebSocket listener gets 200 OK (a load balancer's health check); off when not given.",
+            ),
             key("monitorSocketMode", Kind::Mode, "0660", "Permissions of the monitor socket."),
             optional(
                 "monitorSocketGroup",

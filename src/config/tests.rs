@@ -544,6 +544,7 @@ fn defaults_build() {
             max_connections: 65536,
             shutdown_grace_period: Duration::from_secs(30),
             max_clients_per_server: 1024,
+            health_check_path: None,
         }
     );
     assert_eq!(
@@ -701,4 +702,35 @@ fn log_levels_are_checked() {
         "/etc/remoteproxy.conf: [ProxyServer] logLevel: \"info,remoteproxy=loud\" is not a log level or filter \
          (error, warn, info, debug, trace, or a filter like info,remoteproxy=debug)"
     );
+}
+
+#[test]
+fn limits_and_the_health_path_read_and_refuse_bad_values() {
+    let config = parse_str(
+        "[ProxyServer]\nhealthCheckPath=/healthz\n[Limits]\nmaxConnectionsPerIp=20\n\
+         maxNewConnectionsPerIpPerSecond=0\nipv6PrefixLength=56\nmaxPendingHandshakes=0\n",
+        Path::new("t.conf"),
+    )
+    .unwrap();
+    assert_eq!(config.server.health_check_path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        config.limits,
+        crate::config::LimitsSettings {
+            max_connections_per_ip: Some(20),
+            max_new_connections_per_ip_per_second: None,
+            ipv6_prefix_length: 56,
+            max_pending_handshakes: None,
+        }
+    );
+    let defaults = crate::config::Config::default();
+    assert_eq!(defaults.limits.max_pending_handshakes, Some(8192));
+    assert_eq!(defaults.limits.max_connections_per_ip, None);
+    for (text, needle) in [
+        ("[ProxyServer]\nhealthCheckPath=healthz\n", "healthCheckPath"),
+        ("[Limits]\nipv6PrefixLength=129\n", "ipv6PrefixLength"),
+        ("[Limits]\nmaxConnectionsPerIp=-1\n", "maxConnectionsPerIp"),
+    ] {
+        let message = parse_str(text, Path::new("t.conf")).unwrap_err().to_string();
+        assert!(message.contains(needle) && !message.contains('\n'), "{message}");
+    }
 }

@@ -50,6 +50,8 @@ pub struct AcceptContext {
     /// `keepAliveInterval` and `keepAliveTimeout`: WebSocket pings, and TCP keepalive on
     /// accepted TCP sockets; `None` when the interval is 0.
     pub keepalive: Option<Arc<KeepAlive>>,
+    /// `healthCheckPath`: a plain GET of it on a WebSocket listener is answered 200.
+    pub health_path: Option<String>,
 }
 
 /// The TLS side of accepting: the configuration, and the threads the handshakes run on.
@@ -249,7 +251,8 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
     let wire = if let Carriage::WebSocket { half_close: offer } = carriage {
         // A message before the tunnel is a JSON request, perhaps with the first tunnel bytes.
         let limit = ctx.max_message_size + 64 * 1024;
-        let upgrade = websocket::accept(stream, limit, offer, ctx.keepalive.clone());
+        let upgrade =
+            websocket::accept(stream, limit, offer, ctx.keepalive.clone(), ctx.health_path.as_deref());
         let (ws, granted) =
             bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
         half_close = granted;

@@ -123,3 +123,21 @@ async fn unix_sockets_take_the_configured_mode_and_group() {
     let error = ServerListeners::bind(&config).await.unwrap_err().to_string();
     assert!(error.contains("\"no-such-group-here\"") && error.contains("unixSocketGroup"), "{error}");
 }
+
+/// Plain HTTP on a WebSocket listener (here over TLS, as a load balancer or a browser sends it)
+/// gets an answer instead of a silent close: `200 OK` on `healthCheckPath`, `426` elsewhere.
+#[tokio::test]
+async fn plain_http_on_a_websocket_listener_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broker =
+        Broker::builder().config(|c| c.server.health_check_path = Some("/healthz".to_string())).start().await;
+    for (path, status) in [("/healthz", "HTTP/1.1 200 OK\r\n"), ("/", "HTTP/1.1 426 Upgrade Required\r\n")] {
+        let tcp = TcpStream::connect(broker.websocket).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = within("TLS handshake", broker.client_tls().connect(name, tcp)).await.unwrap();
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: lb\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        within("the answer and the close", tls.read_to_string(&mut answer)).await.unwrap();
+        assert!(answer.starts_with(status), "{path}: {answer}");
+    }
+}

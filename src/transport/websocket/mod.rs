@@ -53,8 +53,9 @@ pub async fn accept(
     pre_tunnel_limit: usize,
     offer_half_close: bool,
     keepalive: Option<Arc<KeepAlive>>,
+    health_path: Option<&str>,
 ) -> Result<(WsStream, bool), UpgradeError> {
-    let upgraded = upgrade::upgrade(&mut stream, offer_half_close).await?;
+    let upgraded = upgrade::upgrade(&mut stream, offer_half_close, health_path).await?;
     let ws = WebSocket::new(stream, upgraded.tail, pre_tunnel_limit, keepalive);
     Ok((ws, upgraded.half_close))
 }

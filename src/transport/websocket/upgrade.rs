@@ -63,6 +63,7 @@ struct Request {
 pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     offer_half_close: bool,
+    health_path: Option<&str>,
 ) -> Result<Upgraded, UpgradeError> {
     let mut buf = BytesMut::with_capacity(1024);
     let (request, head_len) = loop {
@@ -76,6 +77,9 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         match parse(&buf) {
             Ok(Some(parsed)) => break parsed,
             Ok(None) => continue,
+            Err((426, _)) if health_path.is_some() && plain_get_of(&buf) == health_path => {
+                return Err(healthy(stream).await);
+            }
             Err((status, why)) => return Err(refuse(stream, status, why).await),
         }
     };
@@ -136,6 +140,28 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, (u16, &'static str)> {
     Ok(Some((Request { key, half_close }, head_len)))
 }
 
+/// The path of a complete plain `GET` request head (no query string), if that is what `buf` is.
+fn plain_get_of(buf: &[u8]) -> Option<&str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) if request.method == Some("GET") => {
+            request.path.map(|path| path.split('?').next().unwrap_or(path))
+        }
+        _ => None,
+    }
+}
+
+/// Answers a load balancer's health check: the broker is up and accepting.
+async fn healthy<S: AsyncWrite + Unpin>(stream: &mut S) -> UpgradeError {
+    let response = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                    Content-Length: 3\r\n\r\nOK\n";
+    match answer(stream, response).await {
+        Ok(()) => UpgradeError::Refused(200, "health check"),
+        Err(error) => UpgradeError::Io(error),
+    }
+}
+
 /// Answers a refused request with a short plain-text response and reports why.
 async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, why: &'static str) -> UpgradeError {
     let reason = match status {
@@ -150,16 +176,17 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, why: &'stati
          Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    if let Err(error) = async {
-        stream.write_all(response.as_bytes()).await?;
-        stream.flush().await?;
-        stream.shutdown().await
+    match answer(stream, &response).await {
+        Ok(()) => UpgradeError::Refused(status, why),
+        Err(error) => UpgradeError::Io(error),
     }
-    .await
-    {
-        return UpgradeError::Io(error);
-    }
-    UpgradeError::Refused(status, why)
+}
+
+/// Writes a whole HTTP answer and ends the connection's sending side.
+async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, response: &str) -> io::Result<()> {
+    stream.write_all(response.as_bytes()).await?;
+    stream.flush().await?;
+    stream.shutdown().await
 }
 
 #[cfg(test)]
@@ -172,7 +199,7 @@ mod tests {
     async fn run(request: &[u8], offer_half_close: bool) -> (Result<Upgraded, UpgradeError>, String) {
         let (mut client, mut server) = tokio::io::duplex(64 << 10);
         client.write_all(request).await.unwrap();
-        let result = upgrade(&mut server, offer_half_close).await;
+        let result = upgrade(&mut server, offer_half_close, Some("/healthz")).await;
         drop(server);
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.unwrap();
@@ -201,6 +228,27 @@ mod tests {
         let (result, answer) = run(request.as_bytes(), false).await;
         assert!(!result.unwrap().half_close);
         assert!(!answer.contains(HALF_CLOSE_HEADER));
+    }
+
+    #[tokio::test]
+    async fn the_health_path_gets_200_and_nothing_else_does() {
+        let (result, answer) = run(b"GET /healthz?probe=1 HTTP/1.1\r\nHost: lb\r\n\r\n", false).await;
+        assert!(matches!(result, Err(UpgradeError::Refused(200, _))));
+        assert_eq!(
+            answer,
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nOK\n"
+        );
+        for other in [
+            &b"GET /healthzz HTTP/1.1\r\nHost: lb\r\n\r\n"[..],
+            b"POST /healthz HTTP/1.1\r\nHost: lb\r\n\r\n",
+        ] {
+            let (result, answer) = run(other, false).await;
+            assert!(!matches!(result, Err(UpgradeError::Refused(200, _))), "{answer}");
+        }
+        // An upgrade on the health path is still an upgrade.
+        let request = format!("{}\r\n", UPGRADE.replacen("/any/path", "/healthz", 1));
+        let (result, answer) = run(request.as_bytes(), false).await;
+        assert!(result.is_ok() && answer.starts_with("HTTP/1.1 101"), "{answer}");
     }
 
     #[tokio::test]
