@@ -1,7 +1,7 @@
 //! One client of a registered server, as the server's application sees it.
 //!
 //! All clients share the server's single connection to the broker. What a client sends arrives
-//! in a bounded per-client queue filled by the demultiplexer ([`super::mux`]); what the
+//! in a per-client queue filled by the demultiplexer ([`super::mux`]), bounded in bytes; what the
 //! application writes becomes SLIP frames for the client's socket address, queued (bounded) for
 //! the connection's one writer.
 
@@ -43,7 +43,9 @@ pub struct IncomingClient {
 ///
 /// * Reading returns what the client sent, and end of stream once the broker reports the client
 ///   gone (`ClientDisconnected`). When the connection to the broker is lost instead, reading
-///   fails with [`io::ErrorKind::ConnectionAborted`].
+///   fails with [`io::ErrorKind::ConnectionAborted`]. When the application lets more than 4 MiB
+///   of the client's data pile up unread, the client is disconnected (the other clients go on)
+///   and reading fails after the queued bytes: data was lost.
 /// * Each write becomes one SLIP frame (at most 16 KiB of payload; larger writes are partial).
 ///   Writes wait while the connection's write queue is full, and fail with
 ///   [`io::ErrorKind::BrokenPipe`] once the client is gone.
@@ -55,7 +57,7 @@ pub struct IncomingClient {
 #[derive(Debug)]
 pub struct IncomingStream {
     state: Arc<ClientState>,
-    data: mpsc::Receiver<Bytes>,
+    data: mpsc::UnboundedReceiver<Bytes>,
     pending: Bytes,
     writer: PollSender<Outgoing>,
     ids: Arc<AtomicI64>,
@@ -68,7 +70,7 @@ pub struct IncomingStream {
 impl IncomingStream {
     pub(crate) fn new(
         state: Arc<ClientState>,
-        data: mpsc::Receiver<Bytes>,
+        data: mpsc::UnboundedReceiver<Bytes>,
         writer: mpsc::Sender<Outgoing>,
         ids: Arc<AtomicI64>,
         dropped: mpsc::UnboundedSender<Arc<ClientState>>,
@@ -95,7 +97,9 @@ impl IncomingStream {
     }
 
     fn gone(&self) -> io::Error {
-        if self.state.is_disconnected() {
+        if self.state.is_overflowed() {
+            overflowed()
+        } else if self.state.is_disconnected() {
             io::Error::new(io::ErrorKind::BrokenPipe, "the client disconnected")
         } else if self.shut_down {
             io::Error::new(io::ErrorKind::BrokenPipe, "the stream was shut down")
@@ -103,6 +107,12 @@ impl IncomingStream {
             lost()
         }
     }
+}
+
+fn overflowed() -> io::Error {
+    io::Error::other(
+        "the application did not read this client's data in time; the client was disconnected and data was lost",
+    )
 }
 
 fn lost() -> io::Error {
@@ -117,8 +127,12 @@ impl AsyncRead for IncomingStream {
         }
         while this.pending.is_empty() {
             match ready!(this.data.poll_recv(cx)) {
-                Some(chunk) => this.pending = chunk,
+                Some(chunk) => {
+                    this.state.queued.fetch_sub(chunk.len(), Ordering::AcqRel);
+                    this.pending = chunk;
+                }
                 // The demultiplexer marks the client before it drops the queue's sender.
+                None if this.state.is_overflowed() => return Poll::Ready(Err(overflowed())),
                 None if this.state.is_disconnected() => return Poll::Ready(Ok(())),
                 None => return Poll::Ready(Err(lost())),
             }
@@ -133,7 +147,7 @@ impl AsyncRead for IncomingStream {
 impl AsyncWrite for IncomingStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.state.is_disconnected() || this.shut_down {
+        if this.state.is_disconnected() || this.state.is_overflowed() || this.shut_down {
             return Poll::Ready(Err(this.gone()));
         }
         if data.is_empty() {

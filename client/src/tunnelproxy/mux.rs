@@ -5,9 +5,11 @@
 //!
 //! * the **demultiplexer** reads SLIP frames; address 0 is JSON from the broker (responses and
 //!   the `ClientConnected`/`ClientDisconnected` notifications), every other address is a
-//!   client's data, handed to that client's bounded queue. A full queue makes the
-//!   demultiplexer wait, which stops reading from the broker: memory stays bounded, at the price
-//!   that one client whose reader stalls stalls all clients of the connection.
+//!   client's data, handed to that client's queue. The demultiplexer never waits for a client:
+//!   a client whose application lets more than [`CLIENT_QUEUE_BYTES`] pile up is disconnected
+//!   (`DisconnectClient`) and its stream fails after the bytes it had, so one stalled reader
+//!   never stalls the other clients of the connection, and memory stays bounded (the broker
+//!   treats its slow clients the same way).
 //! * the **writer** owns the write half; everything (client data, `DisconnectClient`, pings)
 //!   goes through one bounded queue of encoded frames, so frames never interleave and a
 //!   `DisconnectClient` follows the data written before it.
@@ -37,8 +39,8 @@ use crate::tunnelproxy::register::outcome;
 /// How often the server pings the broker.
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Chunks queued per client before the demultiplexer waits for the application.
-const CLIENT_QUEUE: usize = 16;
+/// Bytes queued for one client's application before that client is disconnected.
+pub const CLIENT_QUEUE_BYTES: usize = 4 << 20;
 /// Encoded frames queued for the writer before writers wait.
 const WRITE_QUEUE: usize = 64;
 /// Largest frame payload accepted from the broker; a longer frame is dropped, not buffered.
@@ -108,7 +110,7 @@ impl Liveness {
 
 /// A connected client as the demultiplexer keeps it.
 struct Entry {
-    data: mpsc::Sender<Bytes>,
+    data: mpsc::UnboundedSender<Bytes>,
     state: Arc<ClientState>,
 }
 
@@ -183,10 +185,27 @@ impl Demux<'_> {
             return;
         };
         trace!(address, bytes = payload.len(), "<-- client data");
-        self.liveness.wait_start();
+        let queued = entry.state.queued.fetch_add(payload.len(), Ordering::AcqRel) + payload.len();
+        if queued > CLIENT_QUEUE_BYTES {
+            return self.overflowed(address).await;
+        }
         // A dropped stream fails the send; its disconnect is already on the way.
-        let _ = entry.data.send(payload).await;
-        self.liveness.wait_end();
+        let _ = entry.data.send(payload);
+    }
+
+    /// The application stopped reading `address`'s data: disconnect that client, and only it.
+    async fn overflowed(&mut self, address: u16) {
+        let Some(entry) = self.clients.remove(&address) else { return };
+        warn!(
+            address,
+            limit = CLIENT_QUEUE_BYTES,
+            "the application did not read a client's data; disconnecting that client"
+        );
+        // Before the sender drops: its stream reads an error after the queued bytes, not an end.
+        entry.state.mark_overflowed();
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let item = Outgoing::for_client(disconnect_frame(id, address), entry.state);
+        let _ = self.queue.send(item).await;
     }
 
     async fn json(&mut self, payload: &[u8]) -> Result<(), ClientError> {
@@ -216,7 +235,7 @@ impl Demux<'_> {
         };
         let text = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         let state = ClientState::new(address);
-        let (data, queue) = mpsc::channel(CLIENT_QUEUE);
+        let (data, queue) = mpsc::unbounded_channel();
         let entry = Entry { data, state: state.clone() };
         if let Some(old) = self.clients.insert(address, entry) {
             warn!(address, "the broker reused a socket address without ClientDisconnected");
@@ -262,7 +281,8 @@ impl Demux<'_> {
     /// entry stays until `ClientDisconnected`, which marks the state so that this request is
     /// not sent once the address may belong to someone else.
     async fn disconnect_dropped(&mut self, state: Arc<ClientState>) -> Result<(), ClientError> {
-        if state.is_disconnected() {
+        // An overflowed client's disconnect went out already.
+        if state.is_disconnected() || state.is_overflowed() {
             return Ok(());
         }
         debug!(address = state.address, "stream dropped; disconnecting its client");

@@ -4,7 +4,7 @@
 //! it and not on each other.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use remoteproxy_wire::JSON_RPC_ADDRESS;
@@ -17,11 +17,29 @@ pub(crate) struct ClientState {
     /// The broker said `ClientDisconnected` (or gave the address to someone else): nothing more
     /// may be sent to this address on this client's behalf.
     disconnected: AtomicBool,
+    /// Bytes from the client queued for the application and not read yet.
+    pub(crate) queued: AtomicUsize,
+    /// The application let `queued` pass the limit: the client was disconnected and bytes were
+    /// lost, which its stream reports as an error.
+    overflowed: AtomicBool,
 }
 
 impl ClientState {
     pub(crate) fn new(address: u16) -> Arc<ClientState> {
-        Arc::new(ClientState { address, disconnected: AtomicBool::new(false) })
+        Arc::new(ClientState {
+            address,
+            disconnected: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn mark_overflowed(&self) {
+        self.overflowed.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::SeqCst)
     }
 
     pub(crate) fn mark_disconnected(&self) {

@@ -314,18 +314,69 @@ async fn an_application_that_does_not_read_is_not_a_dead_broker() {
     let (mut broker, mut incoming, task) = session();
     broker.connect_client(1, "slow").await;
     let mut client = accept(&mut incoming).await;
-    // More chunks than the client's queue holds: the demultiplexer waits for the application.
+    // Data the application does not read yet (well under the client's queue limit): the
+    // demultiplexer keeps reading the broker, so its ping answers still count.
     for i in 0..40u8 {
         broker.send_data(1, &[i; 100]).await;
     }
-    // Five ping intervals pass; the broker answers nothing (the server cannot read anyway).
     for _ in 0..5 {
-        assert_eq!(broker.next_request().await["method"], "TunnelProxy.Ping");
+        let ping = broker.next_request().await;
+        assert_eq!(ping["method"], "TunnelProxy.Ping");
+        broker.send_json(json!({"id": ping["id"], "status": "success", "params": {}})).await;
     }
     assert!(!task.is_finished(), "the session must not give up because the application is slow");
     let mut got = vec![0u8; 4000];
     within("all data", client.stream.read_exact(&mut got)).await.unwrap();
     assert!(got.chunks(100).enumerate().all(|(i, c)| c.iter().all(|b| *b == i as u8)));
+    assert!(!task.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_application_stops_reading_is_dropped_and_the_others_flow() {
+    let (mut broker, mut incoming, task) = session();
+    broker.connect_client(1, "stalled").await;
+    let mut stalled = accept(&mut incoming).await;
+    broker.connect_client(2, "reading").await;
+    let mut reading = accept(&mut incoming).await;
+    let chunk = vec![7u8; 60 << 10];
+    let mut reader_got = 0usize;
+    let mut sent_to_stalled = 0usize;
+    // The stalled client's application never reads; the other one reads everything sent to it.
+    while sent_to_stalled <= mux::CLIENT_QUEUE_BYTES {
+        broker.send_data(1, &chunk).await;
+        sent_to_stalled += chunk.len();
+        broker.send_data(2, &chunk).await;
+        let mut got = vec![0u8; chunk.len()];
+        within("the reading client's data", reading.stream.read_exact(&mut got)).await.unwrap();
+        reader_got += got.len();
+    }
+    // The stalled client is disconnected, once, and only it.
+    let request = broker.next_request().await;
+    assert_eq!(request["method"], "TunnelProxy.DisconnectClient");
+    assert_eq!(request["params"]["socketAddress"], 1);
+    broker.disconnect_client(1).await;
+    // Its application gets the bytes that were queued, then an error: bytes were lost.
+    let mut drained = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    let error = loop {
+        match within("the stalled stream", stalled.stream.read(&mut buf)).await {
+            Ok(0) => panic!("an overflowed client must not read a clean end"),
+            Ok(n) => drained += n,
+            Err(error) => break error,
+        }
+    };
+    assert!(drained <= mux::CLIENT_QUEUE_BYTES && drained > 0, "{drained}");
+    assert!(error.to_string().contains("data was lost"), "{error}");
+    assert!(stalled.stream.write_all(b"late").await.is_err());
+    // The other client is undisturbed, both ways.
+    broker.send_data(2, b"still here").await;
+    let mut got = [0u8; 10];
+    within("more data", reading.stream.read_exact(&mut got)).await.unwrap();
+    assert_eq!(&got, b"still here");
+    reading.stream.write_all(b"reply").await.unwrap();
+    reading.stream.flush().await.unwrap();
+    assert_eq!(broker.data_from(2, 5).await, b"reply");
+    assert!(reader_got > mux::CLIENT_QUEUE_BYTES);
     assert!(!task.is_finished());
 }
 
