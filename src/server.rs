@@ -187,7 +187,7 @@ impl Server {
             server_name: config.server.name.clone(),
             timeouts: config.timeouts,
             authenticator,
-            registry: Arc::new(Registry::default()),
+            registry: Arc::new(Registry::new(config.limits.max_tunnels_per_token)),
             notification_ids: AtomicU64::new(0),
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),

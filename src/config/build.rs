@@ -152,6 +152,7 @@ impl Document<'_> {
                 .map(|n| n as u32),
             ipv6_prefix_length: prefix as u8,
             max_pending_handshakes: limit("maxPendingHandshakes")?.map(|n| n as usize),
+            max_tunnels_per_token: limit("maxTunnelsPerToken")?.map(|n| n as usize),
         };
 
         let facts = BrokerFacts {

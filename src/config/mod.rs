@@ -110,6 +110,8 @@ pub struct LimitsSettings {
     pub ipv6_prefix_length: u8,
     /// `maxPendingHandshakes`: connections not yet authenticated or registered.
     pub max_pending_handshakes: Option<usize>,
+    /// `maxTunnelsPerToken`: v1 tunnels, waiting or running, per token.
+    pub max_tunnels_per_token: Option<usize>,
 }
 
 /// `[Metrics]`.

@@ -284,6 +284,12 @@ const BROKER: &[Section] = &[
                 "8192",
                 "Connections not yet authenticated (v1) or registered (v2) at once; more are closed at accept.",
             ),
+            key(
+                "maxTunnelsPerToken",
+                Kind::Count,
+                "0",
+                "v1 tunnels (waiting or running) one token may have at once; another Authenticate gets ProxyError.",
+            ),
         ],
     },
     Section {

@@ -720,6 +720,7 @@ fn limits_and_the_health_path_read_and_refuse_bad_values() {
             max_new_connections_per_ip_per_second: None,
             ipv6_prefix_length: 56,
             max_pending_handshakes: None,
+            max_tunnels_per_token: None,
         }
     );
     let defaults = crate::config::Config::default();

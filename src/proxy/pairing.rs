@@ -38,9 +38,12 @@ pub struct Parked {
     pub identity: Identity,
 }
 
-/// (token, nonce) as a digest.
+/// (token, nonce) as a digest, and the token's own digest (for `maxTunnelsPerToken`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TunnelKey([u8; 32]);
+pub struct TunnelKey {
+    pair: [u8; 32],
+    token: [u8; 32],
+}
 
 impl TunnelKey {
     /// The key of a token and nonce. The token's length is hashed first so ("ab","c") and
@@ -49,8 +52,9 @@ impl TunnelKey {
         let mut hasher = Sha256::new();
         hasher.update((token.expose_secret().len() as u64).to_le_bytes());
         hasher.update(token.expose_secret().as_bytes());
+        let token_digest: [u8; 32] = hasher.clone().finalize().into();
         hasher.update(nonce.as_bytes());
-        TunnelKey(hasher.finalize().into())
+        TunnelKey { pair: hasher.finalize().into(), token: token_digest }
     }
 }
 
@@ -80,6 +84,8 @@ pub enum Refusal {
     TunnelExists,
     /// The waiting client has the same uuid.
     DuplicateUuid,
+    /// The token has `maxTunnelsPerToken` tunnels (waiting or running) already.
+    TooManyTunnels,
 }
 
 impl Refusal {
@@ -88,6 +94,7 @@ impl Refusal {
         match self {
             Refusal::TunnelExists => "Tunnel already exists for this token nonce combination.",
             Refusal::DuplicateUuid => "Duplicated client UUID.",
+            Refusal::TooManyTunnels => "Too many tunnels for this token.",
         }
     }
 }
@@ -115,17 +122,40 @@ pub enum Pairing {
 /// Every waiting and active v1 tunnel.
 #[derive(Default)]
 pub struct Registry {
-    slots: Mutex<HashMap<TunnelKey, Slot>>,
+    table: Mutex<Table>,
     epochs: AtomicU64,
+    /// `[Limits] maxTunnelsPerToken`.
+    max_per_token: Option<usize>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: HashMap<TunnelKey, Slot>,
+    /// Keys in `slots` per token digest; a token without any has no entry.
+    per_token: HashMap<[u8; 32], usize>,
 }
 
 impl Registry {
+    /// A registry that allows at most `max_per_token` tunnels (waiting or running) per token.
+    pub fn new(max_per_token: Option<usize>) -> Registry {
+        Registry { max_per_token, ..Registry::default() }
+    }
+
     /// Parks the client or pairs it with the waiting one, in one critical section.
     pub fn pair_or_park(self: &Arc<Self>, key: TunnelKey, uuid: &str) -> Pairing {
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed);
-        let mut slots = self.slots.lock().expect("registry lock poisoned");
+        let mut table = self.table.lock().expect("registry lock poisoned");
+        let Table { slots, per_token } = &mut *table;
         match slots.remove(&key) {
             None => {
+                let count = per_token.entry(key.token).or_default();
+                if self.max_per_token.is_some_and(|max| *count >= max) {
+                    if *count == 0 {
+                        per_token.remove(&key.token);
+                    }
+                    return Pairing::Refused(Refusal::TooManyTunnels);
+                }
+                *count += 1;
                 let (tx, rx) = oneshot::channel();
                 slots.insert(key, Slot::Waiting { epoch, uuid: uuid.to_string(), join: tx });
                 Pairing::Parked { guard: self.guard(key, epoch), join: rx }
@@ -149,15 +179,15 @@ impl Registry {
     /// its slot.
     pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> oneshot::Receiver<JoinRequest> {
         let (tx, rx) = oneshot::channel();
-        let mut slots = self.slots.lock().expect("registry lock poisoned");
-        slots.insert(guard.key, Slot::Waiting { epoch: guard.epoch, uuid: uuid.to_string(), join: tx });
+        let mut table = self.table.lock().expect("registry lock poisoned");
+        table.slots.insert(guard.key, Slot::Waiting { epoch: guard.epoch, uuid: uuid.to_string(), join: tx });
         rx
     }
 
     /// How many keys are waiting or tunnelled.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.slots.lock().expect("registry lock poisoned").len()
+        self.table.lock().expect("registry lock poisoned").slots.len()
     }
 
     /// Whether no key is in use.
@@ -180,10 +210,18 @@ pub struct SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let mut slots = self.registry.slots.lock().expect("registry lock poisoned");
+        let mut table = self.registry.table.lock().expect("registry lock poisoned");
+        let Table { slots, per_token } = &mut *table;
         if slots.get(&self.key).is_some_and(|slot| slot.epoch() == self.epoch) {
             slots.remove(&self.key);
-            shrink_when_sparse(&mut slots);
+            shrink_when_sparse(slots);
+            if let Some(count) = per_token.get_mut(&self.key.token) {
+                *count -= 1;
+                if *count == 0 {
+                    per_token.remove(&self.key.token);
+                    shrink_when_sparse(per_token);
+                }
+            }
         }
     }
 }
@@ -218,6 +256,39 @@ mod tests {
     }
 
     #[test]
+    fn a_token_has_at_most_its_tunnels_and_they_come_back() {
+        let registry = Arc::new(Registry::new(Some(2)));
+        let Pairing::Parked { guard: one, .. } = registry.pair_or_park(key("t", "1"), "a") else { panic!() };
+        let Pairing::Join { guard: joined, .. } = registry.pair_or_park(key("t", "1"), "b") else { panic!() };
+        let Pairing::Parked { guard: two, .. } = registry.pair_or_park(key("t", "2"), "c") else { panic!() };
+        assert!(matches!(
+            registry.pair_or_park(key("t", "3"), "d"),
+            Pairing::Refused(Refusal::TooManyTunnels)
+        ));
+        // Joining an existing pair is not a new tunnel; another token has its own count.
+        let Pairing::Join { guard: two_joined, .. } = registry.pair_or_park(key("t", "2"), "e") else {
+            panic!()
+        };
+        let Pairing::Parked { guard: _other, .. } = registry.pair_or_park(key("other", "3"), "f") else {
+            panic!()
+        };
+        // The first tunnel ends when its last owner goes (the joiner owns it now).
+        drop(one);
+        assert!(matches!(
+            registry.pair_or_park(key("t", "3"), "d"),
+            Pairing::Refused(Refusal::TooManyTunnels)
+        ));
+        drop(joined);
+        assert!(matches!(registry.pair_or_park(key("t", "3"), "d"), Pairing::Parked { .. }));
+        drop((two, two_joined));
+        assert_eq!(
+            registry.table.lock().unwrap().per_token.len(),
+            1,
+            "only the other token has a tunnel left"
+        );
+    }
+
+    #[test]
     fn same_nonce_different_tokens_do_not_meet() {
         let registry = Arc::new(Registry::default());
         let _a = registry.pair_or_park(key("t1", "n"), "a");
@@ -231,11 +302,14 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let parked: Vec<_> =
             (0..5000).map(|i| registry.pair_or_park(key("t", &i.to_string()), "a")).collect();
-        let burst = registry.slots.lock().unwrap().capacity();
+        let burst = registry.table.lock().unwrap().slots.capacity();
         assert!(burst >= 5000);
         drop(parked);
         assert!(registry.is_empty());
-        assert!(registry.slots.lock().unwrap().capacity() < burst / 8, "the capacity shrank with the map");
+        assert!(
+            registry.table.lock().unwrap().slots.capacity() < burst / 8,
+            "the capacity shrank with the map"
+        );
         // Pairing still works on the shrunk table.
         let _a = registry.pair_or_park(key("t", "x"), "a");
         assert!(matches!(registry.pair_or_park(key("t", "x"), "b"), Pairing::Join { .. }));

@@ -30,7 +30,9 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::ProxyContext;
 use super::api::V1_API;
-use super::pairing::{Identity, JoinRequest, Pairing, Parked, SlotGuard, TunnelKey};
+use super::pairing::{
+    Identity, JoinRequest, Pairing, Parked, Refusal as PairingRefusal, SlotGuard, TunnelKey,
+};
 use super::tunnel::Tunnel;
 use crate::protocol::api::string_param;
 use crate::protocol::reasons::{self, PARTNER_GONE};
@@ -269,7 +271,13 @@ impl Session {
         let registry = self.ctx.registry.clone();
         let (guard, join) = match registry.pair_or_park(auth.key, &auth.identity.uuid) {
             Pairing::Refused(refusal) => {
-                info!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
+                if refusal == PairingRefusal::TooManyTunnels {
+                    // A limit: counted, and not a line per refusal (a token holder could flood).
+                    self.ctx.stats.connection_refused(crate::stats::Refusal::MaxTunnelsPerToken);
+                    debug!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
+                } else {
+                    info!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
+                }
                 self.outcome = Some(SessionOutcome::Redundant);
                 let exit =
                     match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {

@@ -39,16 +39,19 @@ pub enum Refusal {
     MaxNewConnectionsPerIpPerSecond,
     /// `[Limits] maxPendingHandshakes` reached.
     MaxPendingHandshakes,
+    /// `[Limits] maxTunnelsPerToken` reached (v1, after authentication).
+    MaxTunnelsPerToken,
 }
 
 impl Refusal {
     /// Every reason, in label order.
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::MaxConnections,
         Refusal::MaxClientsPerServer,
         Refusal::MaxConnectionsPerIp,
         Refusal::MaxNewConnectionsPerIpPerSecond,
         Refusal::MaxPendingHandshakes,
+        Refusal::MaxTunnelsPerToken,
     ];
 
     /// The label value: the name of the setting that refused.
@@ -59,6 +62,7 @@ impl Refusal {
             Refusal::MaxConnectionsPerIp => "maxConnectionsPerIp",
             Refusal::MaxNewConnectionsPerIpPerSecond => "maxNewConnectionsPerIpPerSecond",
             Refusal::MaxPendingHandshakes => "maxPendingHandshakes",
+            Refusal::MaxTunnelsPerToken => "maxTunnelsPerToken",
         }
     }
 

@@ -20,6 +20,7 @@ fn limits() -> LimitsSettings {
         max_new_connections_per_ip_per_second: None,
         ipv6_prefix_length: 64,
         max_pending_handshakes: None,
+        max_tunnels_per_token: None,
     }
 }
 

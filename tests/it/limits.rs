@@ -145,3 +145,33 @@ async fn silent_connections_cannot_crowd_out_authenticated_ones() {
     partner.write_all(authenticate).await.unwrap();
     assert_eq!(device.wait_tunnel().await["name"], "partner");
 }
+
+#[tokio::test]
+async fn a_token_has_at_most_its_tunnels() {
+    let broker = Broker::builder()
+        .config(|c| {
+            c.metrics.enabled = true;
+            c.limits.max_tunnels_per_token = Some(1);
+        })
+        .start()
+        .await;
+    let mut first = broker.connect(Kind::Tcp).await;
+    assert_eq!(first.authenticate("uuid-1", "first", "tok", Some("n1")).await, "AuthenticationErrorNoError");
+    // A second tunnel (another nonce) for the same token is refused after authentication.
+    let mut second = broker.connect(Kind::WebSocket).await;
+    assert_eq!(
+        second.authenticate("uuid-2", "second", "tok", Some("n2")).await,
+        "AuthenticationErrorProxyError"
+    );
+    expect_close(&mut second, "Too many tunnels for this token.").await;
+    refused_count(&broker, "maxTunnelsPerToken", 1.0).await;
+    // Another token has its own count, and the first tunnel can still be joined.
+    let mut other = broker.connect(Kind::Tcp).await;
+    assert_eq!(other.authenticate("uuid-3", "other", "tok2", Some("n2")).await, "AuthenticationErrorNoError");
+    let mut partner = broker.connect(Kind::Tcp).await;
+    assert_eq!(
+        partner.authenticate("uuid-4", "partner", "tok", Some("n1")).await,
+        "AuthenticationErrorNoError"
+    );
+    assert_eq!(partner.wait_tunnel().await["name"], "first");
+}

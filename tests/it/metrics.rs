@@ -195,6 +195,7 @@ fn check_label_values(scrape: &Scrape, authenticators: &[&str]) {
                     "maxConnectionsPerIp",
                     "maxNewConnectionsPerIpPerSecond",
                     "maxPendingHandshakes",
+                    "maxTunnelsPerToken",
                 ]
                 .contains(&value.as_str()),
                 "authenticator" => authenticators.contains(&value.as_str()),
