@@ -63,8 +63,12 @@ struct Source {
     refilled: Instant,
 }
 
-/// What a connection holds against the limits; dropping it gives everything back.
-pub struct Ticket {
+/// What a connection holds against the limits; dropping it gives everything back. Boxed: it
+/// travels in every task and future of its connection for the connection's whole life, and one
+/// pointer there keeps those from growing into the next allocator size class.
+pub struct Ticket(Box<Held>);
+
+struct Held {
     _connection: OwnedSemaphorePermit,
     pending: Option<OwnedSemaphorePermit>,
     source: Option<(Arc<Admission>, SourceKey)>,
@@ -73,11 +77,11 @@ pub struct Ticket {
 impl Ticket {
     /// The connection authenticated (v1) or registered (v2): it no longer counts as pending.
     pub fn authenticated(&mut self) {
-        self.pending = None;
+        self.0.pending = None;
     }
 }
 
-impl Drop for Ticket {
+impl Drop for Held {
     fn drop(&mut self) {
         if let Some((admission, key)) = self.source.take() {
             admission.left(key);
@@ -123,7 +127,7 @@ impl Admission {
             }
             _ => None,
         };
-        Some(Ticket { _connection: connection, pending, source })
+        Some(Ticket(Box::new(Held { _connection: connection, pending, source })))
     }
 
     /// A connection from `key` arrived at `now`: counted, or the limit it would break.
