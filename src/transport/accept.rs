@@ -2,9 +2,9 @@
 //! [`serve`], for every kind of socket (a [`Listener`]); TLS and the WebSocket upgrade are
 //! layered on by the same code whatever the kind.
 //!
-//! Per connection: admit it (`maxConnections` and `[Limits]`, see `admission`), then (in the connection's own task) the TLS
-//! handshake bounded by `tlsHandshakeTimeout` (run on the lower-priority handshake threads, see
-//! `handshakes`), then the WebSocket upgrade bounded by
+//! Per connection: admit it (`maxConnections` and `[Limits]`, see `admission`), then, in the
+//! connection's own task, the TLS handshake bounded by `tlsHandshakeTimeout` (on the
+//! lower-priority handshake threads, see `handshakes`), then the WebSocket upgrade bounded by
 //! `inactiveTimeout`, then hand the connection to the API's session handler. Every task is
 //! spawned on the server's tracker so shutdown can wait for them, and runs in a span carrying the
 //! connection id, peer and transport.
