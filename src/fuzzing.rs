@@ -4,12 +4,20 @@
 //! `fuzz/corpus/<target>/` through the same functions, and proptest checks the invariants on
 //! generated input. Hidden from the documentation: a test seam, not an API.
 
+use std::io;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use futures_util::{FutureExt, StreamExt};
 use remoteproxy_wire as slip;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::protocol::{DecodeError, Decoder, Request};
+use crate::transport::proxy_protocol::{self, Step};
+use crate::transport::websocket::{WebSocket, frame};
 
 /// The message size limit the JSON targets run with: small, so inputs reach it.
 pub const MAX_MESSAGE: usize = 1024;
@@ -94,12 +102,123 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// The PROXY protocol header reader on `data` as a connection's first bytes: it reads exactly
+/// what it asks for and never past the header (whatever follows does not change the outcome),
+/// and never asks for more than a header can hold.
+pub fn proxy_header(data: &[u8]) {
+    let (consumed, outcome) = read_proxy_header(data);
+    assert!(consumed <= 16 + usize::from(u16::MAX), "read {consumed} bytes for one header");
+    if let Some(Ok(_)) = &outcome {
+        let mut followed = data[..consumed].to_vec();
+        followed.extend_from_slice(b"\x16\x03\x01 what follows the header");
+        assert_eq!(read_proxy_header(&followed), (consumed, outcome), "bytes after the header changed it");
+    }
+}
+
+type HeaderOutcome = Option<Result<Option<std::net::SocketAddr>, proxy_protocol::HeaderError>>;
+
+/// Feeds `data` to [`proxy_protocol::step`] as it asks: the bytes it took and its outcome
+/// (`None`: the input ended first).
+fn read_proxy_header(data: &[u8]) -> (usize, HeaderOutcome) {
+    let mut taken = 0;
+    loop {
+        match proxy_protocol::step(&data[..taken]) {
+            Step::Done(result) => return (taken, Some(result)),
+            Step::Read(n) if taken + n > data.len() => return (taken, None),
+            Step::Read(n) => {
+                assert!(n > 0, "asked to read nothing");
+                taken += n;
+            }
+        }
+    }
+}
+
+/// The WebSocket layer of a tunnel: `data[1..]` is what a client sends after the upgrade, read
+/// in chunks of a size `data[0]` chooses. Chunking changes nothing (the same messages, the
+/// same bytes for the tunnel, the same end); no message is larger than the limit; and the data
+/// messages, framed again, decode to themselves.
+pub fn websocket(data: &[u8]) {
+    let Some((&seed, data)) = data.split_first() else { return };
+    let chunk = usize::from(seed % 64) + 1;
+    let whole = websocket_messages(data, data.len().max(1));
+    let split = websocket_messages(data, chunk);
+    assert_eq!(whole, split, "chunks of {chunk} changed what the WebSocket layer read");
+    let (messages, _) = whole;
+    let mut again = Vec::new();
+    for message in &messages {
+        assert!(message.len() <= MAX_MESSAGE, "a message of {} bytes passed the limit", message.len());
+        let first = match message {
+            Message::Binary(_) => 0x82,
+            Message::Text(_) => 0x81,
+            _ => continue,
+        };
+        again.extend(frame::client_frame(first, &message.clone().into_data(), [0x37, 0xfa, 0x21, 0x3d]));
+    }
+    let data_only: Vec<Message> =
+        messages.into_iter().filter(|m| matches!(m, Message::Binary(_) | Message::Text(_))).collect();
+    let (reread, _) = websocket_messages(&again, again.len().max(1));
+    assert_eq!(reread, data_only, "data messages framed again did not read back the same");
+}
+
+/// What the broker's WebSocket layer reads from `data` fed in `chunk`-byte reads: the messages,
+/// and how the stream ended (the error's text, or `None` for a clean close).
+fn websocket_messages(data: &[u8], chunk: usize) -> (Vec<Message>, Option<String>) {
+    let replay = Replay { data, chunk };
+    let mut socket = WebSocket::new(replay, bytes::BytesMut::new(), MAX_MESSAGE, None);
+    let mut messages = Vec::new();
+    loop {
+        let next = socket.next().now_or_never().expect("the WebSocket layer waited on input that was ready");
+        match next {
+            None => return (messages, None),
+            Some(Ok(message)) => messages.push(message),
+            Some(Err(error)) => return (messages, Some(error.to_string())),
+        }
+    }
+}
+
+/// A client's bytes, handed out `chunk` at a time; whatever the broker writes is dropped.
+struct Replay<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl AsyncRead for Replay<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = self.chunk.min(self.data.len()).min(buf.remaining());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Replay<'_> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A fuzz target: bytes in, a panic only when an invariant breaks.
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 4] =
-    [("json_stream", json_stream), ("request", request), ("slip", slip), ("config", config)];
+pub const TARGETS: [(&str, Target); 6] = [
+    ("json_stream", json_stream),
+    ("request", request),
+    ("slip", slip),
+    ("config", config),
+    ("proxy_header", proxy_header),
+    ("websocket", websocket),
+];
 
 #[cfg(test)]
 #[path = "fuzzing_tests.rs"]

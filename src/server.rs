@@ -170,6 +170,7 @@ impl Server {
             upgrade_timeout: config.timeouts.inactive,
             max_message_size: config.server.max_message_size,
             health_path: config.server.health_check_path.clone(),
+            proxy_protocol: config.proxy_protocol.clone(),
             admission: Arc::new(Admission::new(config.server.max_connections, &config.limits, stats.clone())),
             ids: AtomicU64::new(1),
             stop_accepting: stop.clone(),

@@ -10,6 +10,7 @@ use remoteproxy_authenticators::config::{self as authentication_config, BrokerFa
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
 use super::schema::declared;
+use super::trusted::Trusted;
 use super::{
     Config, LimitsSettings, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings,
 };
@@ -155,6 +156,8 @@ impl Document<'_> {
             max_tunnels_per_token: limit("maxTunnelsPerToken")?.map(|n| n as usize),
         };
 
+        let proxy_protocol = self.proxy_protocol()?;
+
         let facts = BrokerFacts {
             client_ca_configured: tls.enabled && tls.client_ca.is_some(),
             authentication_timeout: timeouts.authentication,
@@ -171,11 +174,36 @@ impl Document<'_> {
             tunnel_proxy_listeners,
             metrics,
             limits,
+            proxy_protocol,
             authentication,
             authentication_implied,
         };
         self.check_distinct_addresses(&config)?;
         Ok(config)
+    }
+
+    /// `[ProxyProtocol]`: the trusted senders when it is on (at least one).
+    fn proxy_protocol(&self) -> Result<Option<Trusted>, ConfigError> {
+        const SECTION: &str = "ProxyProtocol";
+        if !self.flag(SECTION, "enabled")? {
+            return Ok(None);
+        }
+        let list = self.given(SECTION, "trusted", self.get(SECTION, "trusted"))?;
+        let trusted = Trusted::parse(list).map_err(|entry| {
+            self.bad(
+                SECTION,
+                "trusted",
+                format!("{} is not an IP address or prefix like 10.0.0.0/8", shown("trusted", &entry)),
+            )
+        })?;
+        if trusted.is_empty() {
+            return Err(self.bad(
+                SECTION,
+                "trusted",
+                "must name the load balancers that send the header when enabled=true",
+            ));
+        }
+        Ok(Some(trusted))
     }
 
     fn flag(&self, section: &str, key: &str) -> Result<bool, ConfigError> {

@@ -17,6 +17,7 @@ mod build;
 mod error;
 mod ini;
 mod schema;
+mod trusted;
 mod values;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use remoteproxy_authenticators::settings::{
     StaticSettings, SubjectField, ThrottleSettings,
 };
 pub use schema::commented_file;
+pub use trusted::Trusted;
 
 /// The whole broker configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `[Limits]`.
     pub limits: LimitsSettings,
+    /// `[ProxyProtocol]`: who may send a PROXY protocol header; `None` when it is off.
+    pub proxy_protocol: Option<Trusted>,
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,

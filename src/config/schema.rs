@@ -293,6 +293,24 @@ const BROKER: &[Section] = &[
         ],
     },
     Section {
+        name: "ProxyProtocol",
+        doc: "The PROXY protocol header (v1 or v2) a load balancer sends first on the TCP and WebSocket listeners; the client address it gives stands for the connection everywhere.",
+        keys: &[
+            key(
+                "enabled",
+                Kind::Flag,
+                "false",
+                "Read the header from the trusted addresses; others are served under their own address, and a header from them closes the connection.",
+            ),
+            key(
+                "trusted",
+                Kind::Text,
+                "",
+                "The load balancers: addresses and prefixes, comma-separated (10.0.0.0/8, 192.0.2.7, fd00::/8); a connection from one must start with a valid header.",
+            ),
+        ],
+    },
+    Section {
         name: "Metrics",
         doc: "The Prometheus endpoint (/metrics and /healthz).",
         keys: &[

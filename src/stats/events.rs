@@ -41,17 +41,23 @@ pub enum Refusal {
     MaxPendingHandshakes,
     /// `[Limits] maxTunnelsPerToken` reached (v1, after authentication).
     MaxTunnelsPerToken,
+    /// A PROXY protocol header from an address not in `[ProxyProtocol] trusted`.
+    ProxyProtocolTrusted,
+    /// A trusted address sent no valid PROXY protocol header in time.
+    ProxyProtocolHeader,
 }
 
 impl Refusal {
     /// Every reason, in label order.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::MaxConnections,
         Refusal::MaxClientsPerServer,
         Refusal::MaxConnectionsPerIp,
         Refusal::MaxNewConnectionsPerIpPerSecond,
         Refusal::MaxPendingHandshakes,
         Refusal::MaxTunnelsPerToken,
+        Refusal::ProxyProtocolTrusted,
+        Refusal::ProxyProtocolHeader,
     ];
 
     /// The label value: the name of the setting that refused.
@@ -63,6 +69,19 @@ impl Refusal {
             Refusal::MaxNewConnectionsPerIpPerSecond => "maxNewConnectionsPerIpPerSecond",
             Refusal::MaxPendingHandshakes => "maxPendingHandshakes",
             Refusal::MaxTunnelsPerToken => "maxTunnelsPerToken",
+            Refusal::ProxyProtocolTrusted => "proxyProtocolTrusted",
+            Refusal::ProxyProtocolHeader => "proxyProtocolHeader",
+        }
+    }
+
+    /// What happened, for the (rate-limited) log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Refusal::ProxyProtocolTrusted => {
+                "a PROXY protocol header came from an address not in [ProxyProtocol] trusted"
+            }
+            Refusal::ProxyProtocolHeader => "a trusted address sent no valid PROXY protocol header",
+            _ => "a limit was reached",
         }
     }
 

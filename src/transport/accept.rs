@@ -27,8 +27,9 @@ use super::BoxStream;
 use super::admission::{Admission, Ticket};
 use super::connection::{Connection, Wire};
 use super::handshakes::{Handshakes, Rehome};
+use super::proxy_protocol::{self, Trusted};
 use super::websocket::{self, KeepAlive};
-use crate::stats::Stats;
+use crate::stats::{Refusal, Stats};
 
 /// What the accept loops of one server share.
 pub struct AcceptContext {
@@ -52,6 +53,8 @@ pub struct AcceptContext {
     pub keepalive: Option<Arc<KeepAlive>>,
     /// `healthCheckPath`: a plain GET of it on a WebSocket listener is answered 200.
     pub health_path: Option<String>,
+    /// `[ProxyProtocol] trusted` when the PROXY protocol is on.
+    pub proxy_protocol: Option<Trusted>,
 }
 
 /// The TLS side of accepting: the configuration, and the threads the handshakes run on.
@@ -93,6 +96,15 @@ pub trait Listener: Send + Sync {
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, PeerAddress)>> + Send;
     /// Sets up the kind's own keepalive on an accepted stream, where it has one.
     fn keep_alive(_stream: &Self::Stream, _settings: &KeepAlive) {}
+    /// With the PROXY protocol on: who the client really is (see `proxy_protocol`), or why the
+    /// connection is refused (`None`: it went away first). Kinds without it keep `peer`.
+    fn proxied(
+        _stream: &mut Self::Stream,
+        peer: PeerAddress,
+        _trusted: &Trusted,
+    ) -> impl Future<Output = Result<PeerAddress, Option<Refusal>>> + Send {
+        std::future::ready(Ok(peer))
+    }
 }
 
 impl Listener for TcpListener {
@@ -117,6 +129,29 @@ impl Listener for TcpListener {
             .with_retries(3);
         if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
             debug!(%error, "cannot set TCP keepalive");
+        }
+    }
+
+    async fn proxied(
+        stream: &mut TcpStream,
+        peer: PeerAddress,
+        trusted: &Trusted,
+    ) -> Result<PeerAddress, Option<Refusal>> {
+        let PeerAddress::Ip(sender) = peer else { return Ok(peer) };
+        if !trusted.contains(sender.ip()) {
+            return match proxy_protocol::starts_like_header(stream).await {
+                Ok(false) => Ok(peer),
+                Ok(true) => Err(Some(Refusal::ProxyProtocolTrusted)),
+                Err(_) => Err(None),
+            };
+        }
+        match proxy_protocol::read_header(stream).await {
+            Ok(Some(client)) => Ok(PeerAddress::Ip(client)),
+            Ok(None) => Ok(peer),
+            Err(error) => {
+                debug!(%error, %peer, "PROXY protocol header refused");
+                Err(Some(Refusal::ProxyProtocolHeader))
+            }
         }
     }
 }
@@ -153,15 +188,24 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
                 continue;
             }
         };
-        let Some(ticket) = ctx.admission.admit(&peer) else { continue };
+        // Behind a PROXY protocol sender the client is known only after its header: the
+        // per-source limits wait for it.
+        let admitted = match ctx.proxy_protocol {
+            None => ctx.admission.admit(&peer),
+            Some(_) => ctx.admission.admit_globally(&peer),
+        };
+        let Some(ticket) = admitted else { continue };
         if let Some(settings) = &ctx.keepalive {
             L::keep_alive(&stream, settings);
         }
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
         let (ctx2, handler) = (ctx.clone(), handler.clone());
-        let accepted = Accepted { stream, peer, transport, id, ticket };
         ctx.tracker.spawn(async move {
+            let Some((stream, peer, ticket)) = proxied::<L>(&ctx2, stream, peer, ticket).await else {
+                return;
+            };
+            let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
+            let accepted = Accepted { stream, peer, transport, id, ticket };
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
             let establish = Box::pin(establish(&ctx2, accepted, L::TLS, carriage));
@@ -182,6 +226,40 @@ struct Accepted<S> {
     transport: Transport,
     id: u64,
     ticket: Ticket,
+}
+
+/// The PROXY protocol step (when it is on), bounded by `tlsHandshakeTimeout`: the client's
+/// address, admitted against the per-source limits; `None` when the connection is refused.
+async fn proxied<L: Listener>(
+    ctx: &AcceptContext,
+    mut stream: L::Stream,
+    peer: PeerAddress,
+    mut ticket: Ticket,
+) -> Option<(L::Stream, PeerAddress, Ticket)> {
+    let Some(trusted) = &ctx.proxy_protocol else { return Some((stream, peer, ticket)) };
+    let step = tokio::time::timeout(ctx.tls_handshake_timeout, L::proxied(&mut stream, peer, trusted));
+    let client = tokio::select! {
+        _ = ctx.stop_accepting.cancelled() => return None,
+        result = step => match result {
+            Ok(Ok(client)) => client,
+            Ok(Err(refusal)) => {
+                if let Some(refusal) = refusal {
+                    ctx.admission.refused(refusal, &peer);
+                }
+                return None;
+            }
+            Err(_) => {
+                // Silence from a balancer is a missing header; from anyone else, a silent client.
+                let from_sender = matches!(&peer, PeerAddress::Ip(a) if trusted.contains(a.ip()));
+                if from_sender {
+                    ctx.admission.refused(Refusal::ProxyProtocolHeader, &peer);
+                }
+                debug!(%peer, "no PROXY protocol header or first bytes in time");
+                return None;
+            }
+        },
+    };
+    ctx.admission.admit_source(&mut ticket, &client).then_some((stream, client, ticket))
 }
 
 async fn accept_failed(error: io::Error, backoff: Duration) -> Duration {

@@ -107,6 +107,14 @@ impl Admission {
 
     /// Admits a connection from `peer`, or refuses it (counted and, rate-limited, logged).
     pub fn admit(self: &Arc<Self>, peer: &PeerAddress) -> Option<Ticket> {
+        let mut ticket = self.admit_globally(peer)?;
+        self.admit_source(&mut ticket, peer).then_some(ticket)
+    }
+
+    /// The first half of [`Admission::admit`]: `maxConnections` and `maxPendingHandshakes`,
+    /// which do not depend on who the client is. Behind a PROXY protocol sender the client is
+    /// known only once its header is read; until then the connection counts as pending.
+    pub fn admit_globally(self: &Arc<Self>, peer: &PeerAddress) -> Option<Ticket> {
         let Ok(connection) = self.connections.clone().try_acquire_owned() else {
             return self.refuse(Refusal::MaxConnections, peer);
         };
@@ -117,17 +125,30 @@ impl Admission {
                 Err(_) => return self.refuse(Refusal::MaxPendingHandshakes, peer),
             },
         };
-        let source = match peer {
+        Some(Ticket(Box::new(Held { _connection: connection, pending, source: None })))
+    }
+
+    /// The second half: the per-source limits, for the client at `peer`; `false` (counted and
+    /// logged) when it is refused.
+    pub fn admit_source(self: &Arc<Self>, ticket: &mut Ticket, peer: &PeerAddress) -> bool {
+        match peer {
             PeerAddress::Ip(addr) if self.per_ip.is_some() || self.per_ip_rate.is_some() => {
                 let key = self.key(addr.ip());
                 if let Err(refusal) = self.arrived(key, Instant::now()) {
-                    return self.refuse(refusal, peer);
+                    self.refuse(refusal, peer);
+                    return false;
                 }
-                Some((self.clone(), key))
+                ticket.0.source = Some((self.clone(), key));
+                true
             }
-            _ => None,
-        };
-        Some(Ticket(Box::new(Held { _connection: connection, pending, source })))
+            _ => true,
+        }
+    }
+
+    /// A connection refused for a reason outside the limits (the PROXY protocol's), counted
+    /// and logged the same way.
+    pub fn refused(&self, refusal: Refusal, peer: &PeerAddress) {
+        self.refuse(refusal, peer);
     }
 
     /// A connection from `key` arrived at `now`: counted, or the limit it would break.
@@ -242,12 +263,17 @@ impl RefusalLog {
         let due = last == 0 || now.saturating_sub(last - 1) >= LOG_EVERY.as_millis() as u64;
         if due && self.last.compare_exchange(last, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             let skipped = self.skipped.swap(0, Ordering::Relaxed);
+            let what = match refusal {
+                Refusal::ProxyProtocolTrusted | Refusal::ProxyProtocolHeader => {
+                    refusal.describe().to_string()
+                }
+                _ => format!("{} reached", refusal.as_str()),
+            };
             warn!(
                 %peer,
                 limit = refusal.as_str(),
                 more = skipped,
-                "connection refused: {} reached (the count is in remoteproxy_connections_refused_total)",
-                refusal.as_str()
+                "connection refused: {what} (the count is in remoteproxy_connections_refused_total)"
             );
         } else {
             self.skipped.fetch_add(1, Ordering::Relaxed);

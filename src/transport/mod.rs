@@ -4,6 +4,7 @@
 //! * `accept`: accept loops, TLS handshake and WebSocket upgrade.
 //! * `admission`: the limits checked at accept (`maxConnections`, `[Limits]`) and the ticket a
 //!   connection holds against them.
+//! * `proxy_protocol`: the PROXY protocol header a trusted load balancer sends first (v1, v2).
 //! * `tls`: certificates and keys, or a generated self-signed certificate.
 //! * `tls_stream`: the server side of TLS on rustls' unbuffered API (no buffer held while idle).
 //! * `handshakes`: the lower-priority threads TLS handshakes run on (fair to established tunnels).
@@ -21,6 +22,7 @@ pub(crate) mod frames;
 pub(crate) mod halves;
 pub(crate) mod handshakes;
 pub mod listeners;
+pub mod proxy_protocol;
 pub(crate) mod tickets;
 pub(crate) mod tls;
 pub(crate) mod tls_stream;

@@ -22,6 +22,7 @@ mod listeners;
 mod metrics;
 mod monitor;
 mod pairing;
+mod proxy_protocol;
 mod reload;
 mod resumption;
 mod service;

@@ -108,8 +108,8 @@ pub fn unmask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// A client's frame as it arrives: masked with `mask`, `first` holding FIN and the opcode.
-#[cfg(test)]
+/// A client's frame as it arrives: masked with `mask`, `first` holding FIN and the opcode
+/// (for the tests and the WebSocket fuzz target).
 pub fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![first];
     match payload.len() {

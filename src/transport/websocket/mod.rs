@@ -6,7 +6,7 @@
 //! written. tungstenite provides the message types; the frame layer is the broker's own, for
 //! memory (see [`socket`]).
 
-mod frame;
+pub(crate) mod frame;
 mod socket;
 mod upgrade;
 
