@@ -107,6 +107,7 @@ fn main() -> ExitCode {
             Err(error) => return fail(STARTUP_ERROR, &error),
         };
         tokio::spawn(remoteproxy::reload::on_hangup(reloader));
+        remoteproxy::shutdown::survive_file_size_limit();
         server.run(listeners, remoteproxy::shutdown::signal()).await;
         ExitCode::SUCCESS
     })

@@ -31,6 +31,22 @@ pub async fn signal() {
     }
 }
 
+/// Makes SIGXFSZ harmless. Its default action kills the process when a write passes the
+/// file-size limit (`LimitFSIZE=`, `ulimit -f`); with a handler installed the write fails with
+/// `EFBIG` instead, which the statistics log and the log file handle like a full disk. tokio's
+/// handler stays installed for the life of the process (it is never uninstalled), and needs no
+/// unsafe code.
+pub fn survive_file_size_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let number = rustix::process::Signal::XFSZ.as_raw();
+        if let Err(error) = signal(SignalKind::from_raw(number)) {
+            warn!(%error, "cannot catch SIGXFSZ; a file-size limit would stop the broker");
+        }
+    }
+}
+
 /// Waits for the tracked connection tasks: up to `grace` on their own, then cancels `hard_stop`
 /// (tunnels close) and waits a little longer for the closing handshakes.
 pub async fn drain(tracker: &TaskTracker, hard_stop: &CancellationToken, grace: Duration) {

@@ -263,7 +263,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(None);
         };
         let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len());
-        let size = so_far as u64 + header.len;
+        // Saturating: a 64-bit length near the top plus the fragments so far must not wrap
+        // around to a small size that passes the limit (found by fuzzing).
+        let size = (so_far as u64).saturating_add(header.len);
         if size > self.max_message as u64 {
             let size = usize::try_from(size).unwrap_or(usize::MAX);
             return Err(Error::Capacity(CapacityError::MessageTooLong { size, max_size: self.max_message }));

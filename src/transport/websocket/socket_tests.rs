@@ -301,3 +301,18 @@ async fn a_reader_answering_a_ping_never_strands_a_blocked_writer() {
         .unwrap();
     reader.abort();
 }
+
+/// A continuation frame whose 64-bit length, added to the fragments so far, would wrap around to
+/// a small size: refused as too long (fuzzing found the sum overflowing; in a release build it
+/// wrapped and passed the limit).
+#[tokio::test]
+async fn a_length_near_the_top_of_u64_after_fragments_is_refused() {
+    let (mut client, mut ws) = pair(1024);
+    let mut wire = client_frame(0x02, b"first part");
+    wire.extend_from_slice(&[0x80, 0x80 | 127]);
+    wire.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+    wire.extend_from_slice(&MASK);
+    client.write_all(&wire).await.unwrap();
+    let error = ws.next().await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Capacity(_)), "{error}");
+}
