@@ -200,12 +200,15 @@ pub async fn serve<L: Listener>(listener: &L, carriage: Carriage, ctx: Arc<Accep
         }
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed);
         let (ctx2, handler) = (ctx.clone(), handler.clone());
+        // `handshakeDeadline` and the TLS handshake's bound count from here, the PROXY protocol
+        // header included: waiting for it must not add a second `tlsHandshakeTimeout`.
+        let at = tokio::time::Instant::now();
         ctx.tracker.spawn(async move {
             let Some((stream, peer, ticket)) = proxied::<L>(&ctx2, stream, peer, ticket).await else {
                 return;
             };
             let span = info_span!("conn", id, peer = %peer, transport = transport.as_str());
-            let accepted = Accepted { stream, peer, transport, id, ticket };
+            let accepted = Accepted { stream, peer, transport, id, ticket, at };
             // Boxed so the TLS handshake's large state is freed once it is done, instead of
             // sizing this task for the connection's whole life.
             let establish = Box::pin(establish(&ctx2, accepted, L::TLS, carriage));
@@ -226,6 +229,8 @@ struct Accepted<S> {
     transport: Transport,
     id: u64,
     ticket: Ticket,
+    /// When it was accepted.
+    at: tokio::time::Instant,
 }
 
 /// The PROXY protocol step (when it is on), bounded by `tlsHandshakeTimeout`: the client's
@@ -301,15 +306,15 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
     tls: bool,
     carriage: Carriage,
 ) -> Option<Connection> {
-    let Accepted { stream, peer, transport, id, ticket } = accepted;
-    let accepted_at = tokio::time::Instant::now();
+    let Accepted { stream, peer, transport, id, ticket, at: accepted_at } = accepted;
     let mut client_certificates = None;
     let stream: BoxStream = match ctx.tls.as_ref().filter(|_| tls) {
         None => Box::new(stream),
         Some(tls) => {
             // On the handshake threads, so a storm of them waits behind established tunnels.
             let handshake = tls.handshakes.accept(stream, tls.config.clone());
-            let step = bounded(&ctx.stop_accepting, ctx.tls_handshake_timeout, "TLS handshake", handshake);
+            let limit = ctx.tls_handshake_timeout.saturating_sub(accepted_at.elapsed());
+            let step = bounded(&ctx.stop_accepting, limit, "TLS handshake", handshake);
             let Some(tls) = step.await else {
                 if !ctx.stop_accepting.is_cancelled() {
                     ctx.stats.tls_handshake_failed();

@@ -191,7 +191,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match self.poll_write_out(cx) {
             Poll::Ready(result) => result,
             Poll::Pending => {
-                if let Some(waiter) = &self.flush_waiter {
+                // Wake the writer under its own name, but never the task polling now: in the
+                // v1 relay one task drives both directions, and waking itself on every read of a
+                // peer that does not read made it spin a core (found by the stress suite).
+                if let Some(waiter) = &self.flush_waiter
+                    && !waiter.will_wake(cx.waker())
+                {
                     waiter.wake_by_ref();
                 }
                 Ok(())

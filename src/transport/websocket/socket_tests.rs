@@ -316,3 +316,30 @@ async fn a_length_near_the_top_of_u64_after_fragments_is_refused() {
     let error = ws.next().await.unwrap().unwrap_err();
     assert!(matches!(error, Error::Capacity(_)), "{error}");
 }
+
+/// Counts its wake-ups.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A task that waits to write (its peer does not read) and then polls for a message must not be
+/// woken by itself: the relay drives both directions in one task, and a self-wake per poll was
+/// a busy loop for as long as the peer did not read.
+#[tokio::test]
+async fn a_blocked_writer_polling_for_messages_does_not_wake_itself() {
+    let (_client, server) = tokio::io::duplex(64);
+    let mut ws = WebSocket::new(server, BytesMut::new(), 1 << 20, None);
+    let counting = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(counting.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(ws.poll_ready_unpin(&mut cx).is_ready());
+    ws.start_send_unpin(Message::binary(vec![7u8; 4096])).unwrap();
+    assert!(ws.poll_flush_unpin(&mut cx).is_pending(), "the peer reads nothing, so the write waits");
+    assert!(ws.poll_next_unpin(&mut cx).is_pending());
+    assert!(ws.poll_next_unpin(&mut cx).is_pending());
+    assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 0, "the task woke itself");
+}
