@@ -654,6 +654,33 @@ impl Reader {
         }
     }
 
+    /// Receives some tunnel payload and appends it to `out` (what [`Reader::read_some`] only
+    /// counts, for callers that check content); its length, 0 at the end of the tunnel.
+    pub async fn read_into(&mut self, out: &mut Vec<u8>, scratch: &mut [u8]) -> Result<usize, Failure> {
+        match self {
+            Reader::Stream { .. } => {
+                let n = self.read_some(scratch).await?;
+                out.extend_from_slice(&scratch[..n]);
+                Ok(n)
+            }
+            Reader::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(data))) => {
+                        out.extend_from_slice(&data);
+                        return Ok(data.len());
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        out.extend_from_slice(text.as_bytes());
+                        return Ok(text.len());
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(0),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(Failure::Data(format!("read: {e}"))),
+                }
+            },
+        }
+    }
+
     /// Receives exactly `total` payload bytes; an early end or a surplus is a failure.
     pub async fn read_exactly(&mut self, total: u64, scratch: &mut [u8]) -> Result<(), Failure> {
         let mut got = 0u64;

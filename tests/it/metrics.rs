@@ -196,6 +196,8 @@ fn check_label_values(scrape: &Scrape, authenticators: &[&str]) {
                     "maxNewConnectionsPerIpPerSecond",
                     "maxPendingHandshakes",
                     "maxTunnelsPerToken",
+                    "proxyProtocolTrusted",
+                    "proxyProtocolHeader",
                 ]
                 .contains(&value.as_str()),
                 "authenticator" => authenticators.contains(&value.as_str()),
