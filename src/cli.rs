@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// The remoteproxy tunnel broker: devices and apps behind NAT meet here and are joined into a
 /// tunnel. Compatible with nymea-remoteproxy clients.
@@ -37,4 +37,68 @@ pub struct Cli {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
+    /// A tool instead of the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The broker's tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the certificates of a rendezvous deployment: a root CA, then leaves it signs (EC
+    /// P-256, in the shape the Micronets scripts make them).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `remoteproxy certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// A self-signed root CA: writes BASENAME.cert.pem and BASENAME.key.pem (keep the key
+    /// offline; it signs every leaf).
+    Root(RootArgs),
+    /// A leaf signed by the root: writes BASENAME.cert.pem, BASENAME.key.pem and
+    /// BASENAME.pkeycert.pem (certificate and key in one file, as Micronets peers load it).
+    Leaf(LeafArgs),
+}
+
+/// What every certificate has: where it goes, who it names, how long it lives.
+#[derive(Debug, Args)]
+pub struct CertificateArgs {
+    /// Files are written as BASENAME.cert.pem, BASENAME.key.pem (and BASENAME.pkeycert.pem);
+    /// none is ever overwritten.
+    #[arg(long = "cert-basename", value_name = "BASENAME")]
+    pub cert_basename: PathBuf,
+    /// The subject's organisation (O=), which names the peer.
+    #[arg(long = "subject-org-name", value_name = "NAME")]
+    pub subject_org_name: String,
+    /// Days the certificate is valid.
+    #[arg(long = "days", visible_alias = "expiration-in-days", default_value_t = 3650)]
+    pub days: u32,
+}
+
+/// `remoteproxy certs root`.
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Where, who, how long.
+    #[command(flatten)]
+    pub certificate: CertificateArgs,
+}
+
+/// `remoteproxy certs leaf`.
+#[derive(Debug, Args)]
+pub struct LeafArgs {
+    /// Where, who, how long.
+    #[command(flatten)]
+    pub certificate: CertificateArgs,
+    /// The root's certificate (PEM).
+    #[arg(long = "ca-cert", visible_alias = "ca-certfile", value_name = "FILE")]
+    pub ca_cert: PathBuf,
+    /// The root's key (PEM).
+    #[arg(long = "ca-key", visible_alias = "ca-keyfile", value_name = "FILE")]
+    pub ca_key: PathBuf,
+    /// For the broker's own certificate: its host name or IP address, put in the subject (CN)
+    /// and the subject alternative name, for peers that check the name.
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_name: Option<String>,
 }

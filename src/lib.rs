@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 #[doc(hidden)]
@@ -38,6 +39,7 @@ pub mod protocol;
 pub(crate) mod proxy;
 pub(crate) mod relay;
 pub mod reload;
+pub mod rendezvous;
 pub mod server;
 pub mod shutdown;
 pub(crate) mod statistics_log;

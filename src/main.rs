@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use remoteproxy::authenticators::Authenticator;
 use remoteproxy::authenticators::mock::MockAuthenticator;
-use remoteproxy::cli::Cli;
+use remoteproxy::cli::{Cli, Command};
 use remoteproxy::config::{self, Config, ConfigError, KindSettings};
 use remoteproxy::{Server, ServerListeners};
 use tracing::{info, warn};
@@ -20,6 +20,17 @@ const STARTUP_ERROR: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Certs(command)) = &cli.command {
+        return match remoteproxy::certs::run(command) {
+            Ok(written) => {
+                for path in written.0 {
+                    println!("wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(USAGE_ERROR, &error),
+        };
+    }
     if cli.print_config {
         print!("{}", config::commented_file());
         return ExitCode::SUCCESS;

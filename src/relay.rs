@@ -99,12 +99,46 @@ pub struct TunnelEnd {
     pub stats: Option<ConnHandle>,
 }
 
-/// Runs the tunnel until it ends, then closes both ends.
+/// How the ends are told the tunnel is over, by how it ended (a shutdown always says
+/// `Stop server`, code 1000).
+pub struct Farewell {
+    /// After a normal end (an end closed, or both directions finished).
+    pub closed: (CloseKind, &'static str),
+    /// After a failure, a keepalive timeout or the idle time.
+    pub failed: (CloseKind, &'static str),
+    /// Called once the tunnel stopped moving, before the closing handshakes (which may take a
+    /// moment): what the tunnel held (a meeting's places) is free at once.
+    pub on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Farewell {
+    /// The v1 API's: `Tunnel client disconnected` with code 1011 either way (PROTOCOL §6).
+    pub fn v1() -> Farewell {
+        Farewell {
+            closed: (CloseKind::Error, PARTNER_GONE),
+            failed: (CloseKind::Error, PARTNER_GONE),
+            on_end: None,
+        }
+    }
+}
+
+/// Runs the tunnel until it ends, then closes both ends (as the v1 API does).
 pub async fn run(
     a: TunnelEnd,
     b: TunnelEnd,
     idle_timeout: Option<Duration>,
     hard_shutdown: CancellationToken,
+) -> Report {
+    run_with(a, b, idle_timeout, hard_shutdown, Farewell::v1()).await
+}
+
+/// [`run`], telling the ends `farewell`.
+pub async fn run_with(
+    a: TunnelEnd,
+    b: TunnelEnd,
+    idle_timeout: Option<Duration>,
+    hard_shutdown: CancellationToken,
+    farewell: Farewell,
 ) -> Report {
     let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
     let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
@@ -126,9 +160,13 @@ pub async fn run(
     };
     let reason = poll_fn(|cx| tunnel.poll(cx)).await;
     let report = Report { a_to_b: tunnel.ab.delivered, b_to_a: tunnel.ba.delivered, reason };
+    if let Some(on_end) = farewell.on_end {
+        on_end();
+    }
     let (kind, text) = match reason {
         EndReason::Shutdown => (CloseKind::Shutdown, STOP_SERVER),
-        _ => (CloseKind::Error, PARTNER_GONE),
+        EndReason::Closed => farewell.closed,
+        EndReason::Failed | EndReason::Idle | EndReason::KeepAlive => farewell.failed,
     };
     let cut = matches!(reason, EndReason::Failed | EndReason::KeepAlive | EndReason::Shutdown);
     // Boxed: the closing handshakes are short-lived and big; inline they would enlarge every

@@ -25,13 +25,15 @@ use crate::transport::handshakes::Handshakes;
 use crate::transport::websocket::KeepAlive;
 use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
-use crate::{monitor, shutdown, systemd};
+use crate::{monitor, rendezvous, shutdown, systemd};
 
 /// A configured broker, ready to serve.
 pub struct Server {
     config: Config,
     authenticator: Arc<dyn Authenticator>,
     tls: Option<tls::TlsMaterial>,
+    /// The rendezvous listener's TLS (client certificates required).
+    rendezvous_tls: Option<Arc<rustls::ServerConfig>>,
     statistics_log: Option<Arc<StatisticsLog>>,
 }
 
@@ -39,7 +41,16 @@ impl Server {
     /// Checks what the configuration names beyond the file itself (certificates and keys) without
     /// creating or changing any file: what `--check-config` runs.
     pub fn check(config: &Config) -> Result<(), ConfigError> {
-        Self::load_tls(config).map(drop)
+        Self::load_tls(config)?;
+        Self::load_rendezvous_tls(config).map(drop)
+    }
+
+    fn load_rendezvous_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+        config
+            .rendezvous
+            .as_ref()
+            .map(|settings| tls::load_rendezvous(settings, config.source.as_deref()))
+            .transpose()
     }
 
     fn load_tls(config: &Config) -> Result<Option<tls::TlsMaterial>, ConfigError> {
@@ -55,6 +66,7 @@ impl Server {
     /// directories).
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
         let mut tls = Self::load_tls(&config)?;
+        let rendezvous_tls = Self::load_rendezvous_tls(&config)?;
         if let Some(material) = &mut tls {
             tickets::configure(Arc::make_mut(&mut material.server_config), &config.tls);
         }
@@ -72,7 +84,7 @@ impl Server {
             ),
             false => None,
         };
-        Ok(Server { config, authenticator, tls, statistics_log })
+        Ok(Server { config, authenticator, tls, rendezvous_tls, statistics_log })
     }
 
     /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files and the
@@ -108,7 +120,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
-        let Server { config, authenticator, tls, statistics_log } = self;
+        let Server { config, authenticator, tls, rendezvous_tls, statistics_log } = self;
         if let Some(material) = &tls {
             if material.self_signed {
                 info!(fingerprint = %material.fingerprint_sha256, "TLS: serving a generated self-signed certificate");
@@ -171,6 +183,7 @@ impl Server {
             max_message_size: config.server.max_message_size,
             health_path: config.server.health_check_path.clone(),
             proxy_protocol: config.proxy_protocol.clone(),
+            path_prefix: None,
             admission: Arc::new(Admission::new(config.server.max_connections, &config.limits, stats.clone())),
             ids: AtomicU64::new(1),
             stop_accepting: stop.clone(),
@@ -214,6 +227,19 @@ impl Server {
         let mut loops = JoinSet::new();
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
         serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);
+        if let (Some(listener), Some(settings), Some(tls)) =
+            (listeners.rendezvous, &config.rendezvous, rendezvous_tls)
+        {
+            let tls = TlsAccept { config: tls, handshakes: Handshakes::new() };
+            let ctx = Arc::new(accept_ctx.sibling(tls, settings.path_prefix.clone()));
+            let sessions =
+                Arc::new(rendezvous::RendezvousContext::new(settings, stop.clone(), hard_stop.clone()));
+            let handler: Handler =
+                Arc::new(move |conn| Box::pin(rendezvous::session::serve(conn, sessions.clone())));
+            info!(address = %display_addr(&listener), prefix = %settings.path_prefix, "rendezvous WebSocket listener");
+            let carriage = Carriage::WebSocket { half_close: false };
+            loops.spawn(async move { accept::serve(&listener, carriage, ctx, handler).await });
+        }
         info!(name = %config.server.name, version = env!("CARGO_PKG_VERSION"), "remoteproxy running");
         systemd::ready();
         services.spawn(systemd::watchdog(ended.clone()));

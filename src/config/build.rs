@@ -12,7 +12,8 @@ use super::ini::{Document, decode};
 use super::schema::declared;
 use super::trusted::Trusted;
 use super::{
-    Config, LimitsSettings, ListenerSettings, MetricsSettings, ServerSettings, Timeouts, TlsSettings,
+    Config, LimitsSettings, ListenerSettings, MetricsSettings, RendezvousSettings, ServerSettings, Timeouts,
+    TlsSettings,
 };
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
@@ -157,6 +158,7 @@ impl Document<'_> {
         };
 
         let proxy_protocol = self.proxy_protocol()?;
+        let rendezvous = self.rendezvous()?;
 
         let facts = BrokerFacts {
             client_ca_configured: tls.enabled && tls.client_ca.is_some(),
@@ -175,11 +177,42 @@ impl Document<'_> {
             metrics,
             limits,
             proxy_protocol,
+            rendezvous,
             authentication,
             authentication_implied,
         };
         self.check_distinct_addresses(&config)?;
         Ok(config)
+    }
+
+    /// `[RendezvousServer]` when its host is given: the files it needs, a sane prefix.
+    fn rendezvous(&self) -> Result<Option<RendezvousSettings>, ConfigError> {
+        const SECTION: &str = "RendezvousServer";
+        let Some(address) = self.socket_address(SECTION)? else { return Ok(None) };
+        let prefix = self.given(SECTION, "pathPrefix", self.get(SECTION, "pathPrefix"))?;
+        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.chars().any(char::is_whitespace) {
+            return Err(self.bad(SECTION, "pathPrefix", "must start and end with / and have no spaces"));
+        }
+        let required = |key: &str| match self.optional_path(SECTION, key).flatten() {
+            Some(path) => Ok(path),
+            None => Err(self.bad(SECTION, key, "is required when host is given (a PEM file)")),
+        };
+        let count = |key: &str| -> Result<usize, ConfigError> {
+            let value = self.given(SECTION, key, self.number(SECTION, key, u64::from(u32::MAX))?)?;
+            Ok(value as usize)
+        };
+        let millis = |key: &str| self.given(SECTION, key, self.millis(SECTION, key)?);
+        Ok(Some(RendezvousSettings {
+            address,
+            path_prefix: prefix.to_string(),
+            certificate: required("certificate")?,
+            certificate_key: self.optional_path(SECTION, "certificateKey").flatten(),
+            ca_certificate: required("caCertificate")?,
+            hello_timeout: millis("helloTimeout")?.max(std::time::Duration::from_millis(1)),
+            alone_timeout: Some(millis("aloneTimeout")?).filter(|d| !d.is_zero()),
+            max_held_messages: count("maxHeldMessages")?,
+            max_held_bytes: count("maxHeldBytes")?,
+        }))
     }
 
     /// `[ProxyProtocol]`: the trusted senders when it is on (at least one).

@@ -54,6 +54,8 @@ pub struct Config {
     pub limits: LimitsSettings,
     /// `[ProxyProtocol]`: who may send a PROXY protocol header; `None` when it is off.
     pub proxy_protocol: Option<Trusted>,
+    /// `[RendezvousServer]`; `None` when it is off.
+    pub rendezvous: Option<RendezvousSettings>,
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,
@@ -116,6 +118,29 @@ pub struct LimitsSettings {
     pub max_pending_handshakes: Option<usize>,
     /// `maxTunnelsPerToken`: v1 tunnels, waiting or running, per token.
     pub max_tunnels_per_token: Option<usize>,
+}
+
+/// `[RendezvousServer]`: path rendezvous with client certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RendezvousSettings {
+    /// `host`, `port`.
+    pub address: SocketAddr,
+    /// `pathPrefix`: starts and ends with `/`.
+    pub path_prefix: String,
+    /// `certificate`, `certificateKey` (`None`: the key is in `certificate`).
+    pub certificate: PathBuf,
+    #[allow(missing_docs)]
+    pub certificate_key: Option<PathBuf>,
+    /// `caCertificate`: the root peers' certificates must chain to.
+    pub ca_certificate: PathBuf,
+    /// `helloTimeout`.
+    pub hello_timeout: Duration,
+    /// `aloneTimeout` (`None`: 0, wait for ever).
+    pub alone_timeout: Option<Duration>,
+    /// `maxHeldMessages`, `maxHeldBytes`.
+    pub max_held_messages: usize,
+    #[allow(missing_docs)]
+    pub max_held_bytes: usize,
 }
 
 /// `[Metrics]`.

@@ -311,6 +311,57 @@ const BROKER: &[Section] = &[
         ],
     },
     Section {
+        name: "RendezvousServer",
+        doc: "Path rendezvous, the Micronets way: two peers with client certificates from one root CA open wss://host:port/<pathPrefix><meeting id> and are joined. Off unless host is given.",
+        keys: &[
+            key("host", Kind::Host, "", "Address to listen on; empty (the default) turns rendezvous off."),
+            key("port", Kind::Port, "5050", "Port to listen on; 0 picks a free one."),
+            key(
+                "pathPrefix",
+                Kind::Text,
+                "/micronets/v1/ws-proxy/",
+                "What precedes the meeting id in the path; any other path gets 404.",
+            ),
+            key(
+                "certificate",
+                Kind::Path,
+                "",
+                "The broker's certificate chain (PEM); may also hold its key (a Micronets pkeycert.pem).",
+            ),
+            key(
+                "certificateKey",
+                Kind::Path,
+                "",
+                "The certificate's key (PEM); empty when certificate holds it.",
+            ),
+            key(
+                "caCertificate",
+                Kind::Path,
+                "",
+                "The root CA (PEM) whose certificates peers must present; required.",
+            ),
+            key(
+                "helloTimeout",
+                Kind::Millis,
+                "10000",
+                "A peer's CONN:HELLO must come within this, or it is closed.",
+            ),
+            key(
+                "aloneTimeout",
+                Kind::Millis,
+                "0",
+                "Close a peer whose partner has not come for this long; 0 waits for ever.",
+            ),
+            key(
+                "maxHeldMessages",
+                Kind::Count,
+                "64",
+                "Messages a peer may send while alone; they reach the partner on join.",
+            ),
+            key("maxHeldBytes", Kind::Bytes, "1048576", "Bytes a peer may send while alone."),
+        ],
+    },
+    Section {
         name: "Metrics",
         doc: "The Prometheus endpoint (/metrics and /healthz).",
         keys: &[

@@ -25,3 +25,27 @@ pub const DISCONNECT_REQUESTED: &str = "Server requested disconnect.";
 pub const TOO_SLOW: &str = "Client did not read fast enough.";
 /// `maxClientsPerServer` reached (v2).
 pub const SERVER_FULL: &str = "Too many clients on this server.";
+
+/// The rendezvous listener's close reasons (`[RendezvousServer]`, the Micronets way).
+pub mod rendezvous {
+    /// The path names no meeting after the prefix (code 1008).
+    pub const NO_MEETING: &str = "No meeting id in the path.";
+    /// A third peer on a meeting that has two (code 1008).
+    pub const FULL: &str = "This meeting already has two peers.";
+    /// No first message within `helloTimeout` (code 1008).
+    pub const NO_HELLO: &str = "No CONN:HELLO within helloTimeout.";
+    /// The first message was not a `CONN:HELLO` (code 1008).
+    pub const NOT_HELLO: &str = "The first message must be a CONN:HELLO.";
+    /// More held than `maxHeldMessages` or `maxHeldBytes` before the partner came (code 1008).
+    pub const TOO_MUCH_HELD: &str = "Too many messages before the partner joined.";
+    /// The partner left the meeting (code 1001): reconnect to meet again.
+    pub const PARTNER_LEFT: &str = "Your partner left the meeting.";
+    /// The partner's connection failed (code 1011).
+    pub const PARTNER_FAILED: &str = "Your partner's connection failed.";
+    /// The partner's hand-over was lost (code 1011).
+    pub const PARTNER_GONE: &str = "Your partner is gone.";
+    /// The peer itself left; the answering close carries this (code 1001).
+    pub const LEFT: &str = "Goodbye.";
+    /// `aloneTimeout` expired (code 1001).
+    pub const ALONE: &str = "No partner joined within aloneTimeout.";
+}

@@ -55,6 +55,31 @@ pub struct AcceptContext {
     pub health_path: Option<String>,
     /// `[ProxyProtocol] trusted` when the PROXY protocol is on.
     pub proxy_protocol: Option<Trusted>,
+    /// The rendezvous listener's `pathPrefix`: WebSocket paths outside it get 404.
+    pub path_prefix: Option<String>,
+}
+
+impl AcceptContext {
+    /// The context of another kind of listener (the rendezvous one): its own TLS and path
+    /// prefix, the same limits, timeouts, keepalive, stop signal and books; ids from its own
+    /// range, so logs never show one id twice.
+    pub fn sibling(&self, tls: TlsAccept, path_prefix: String) -> AcceptContext {
+        AcceptContext {
+            tls: Some(tls),
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            upgrade_timeout: self.upgrade_timeout,
+            max_message_size: self.max_message_size,
+            admission: self.admission.clone(),
+            ids: AtomicU64::new(1 << 48),
+            stop_accepting: self.stop_accepting.clone(),
+            tracker: self.tracker.clone(),
+            stats: self.stats.clone(),
+            keepalive: self.keepalive.clone(),
+            health_path: None,
+            proxy_protocol: self.proxy_protocol.clone(),
+            path_prefix: Some(path_prefix),
+        }
+    }
 }
 
 /// The TLS side of accepting: the configuration, and the threads the handshakes run on.
@@ -331,14 +356,16 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
         }
     };
     let mut half_close = false;
+    let mut path = None;
     let wire = if let Carriage::WebSocket { half_close: offer } = carriage {
         // A message before the tunnel is a JSON request, perhaps with the first tunnel bytes.
         let limit = ctx.max_message_size + 64 * 1024;
-        let upgrade =
-            websocket::accept(stream, limit, offer, ctx.keepalive.clone(), ctx.health_path.as_deref());
-        let (ws, granted) =
+        let (health, prefix) = (ctx.health_path.as_deref(), ctx.path_prefix.as_deref());
+        let upgrade = websocket::accept(stream, limit, offer, ctx.keepalive.clone(), health, prefix);
+        let (ws, granted, requested) =
             bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
         half_close = granted;
+        path = Some(requested);
         Wire::WebSocket(Box::new(ws))
     } else {
         Wire::Stream(stream)
@@ -348,5 +375,6 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
         Connection::new(id, peer, transport, accepted_at, wire, ctx.max_message_size, Some(ticket));
     conn.client_certificates = client_certificates;
     conn.half_close = half_close;
+    conn.path = path;
     Some(conn)
 }

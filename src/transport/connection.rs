@@ -110,6 +110,8 @@ pub struct Connection {
     pub accepted_at: Instant,
     /// Client certificate chain from TLS, when presented.
     pub client_certificates: Option<Vec<Vec<u8>>>,
+    /// The WebSocket upgrade's request path (`None` on byte streams).
+    pub path: Option<String>,
     /// Incoming bytes not yet consumed as messages.
     pub decoder: Decoder,
     /// The connection's entry in the broker's statistics, set by the API's session; it moves
@@ -147,6 +149,7 @@ impl Connection {
             transport,
             accepted_at,
             client_certificates: None,
+            path: None,
             decoder: Decoder::new(max_message_size),
             stats: None,
             half_close: false,

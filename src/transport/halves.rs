@@ -15,7 +15,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::BoxStream;
 use super::connection::{Wire, ws_to_io};
@@ -145,11 +144,8 @@ impl WriteHalf {
                     if !carry.is_empty() {
                         let _ = sink.send(Message::Binary(carry.split().freeze())).await;
                     }
-                    let code = match kind {
-                        CloseKind::Error => CloseCode::Error,
-                        CloseKind::Shutdown => CloseCode::Normal,
-                    };
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    let frame = CloseFrame { code: kind.code(), reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
                     let _ = sink.close().await;
                 }
             }

@@ -26,6 +26,8 @@ pub struct ServerListeners {
     pub monitor: Option<UnixSocketListener>,
     /// The Prometheus endpoint.
     pub metrics: Option<TcpListener>,
+    /// The rendezvous listener (`[RendezvousServer]`).
+    pub rendezvous: Option<TcpListener>,
 }
 
 impl ServerListeners {
@@ -49,11 +51,19 @@ impl ServerListeners {
             ),
             false => None,
         };
+        let rendezvous = match &config.rendezvous {
+            Some(settings) => Some(
+                bind_tcp(settings.address)
+                    .map_err(|source| bind_error(settings.address, "rendezvous listener", source))?,
+            ),
+            None => None,
+        };
         Ok(ServerListeners {
             proxy: Listeners::bind(&config.listeners, "v1").await?,
             tunnel_proxy: Listeners::bind(&config.tunnel_proxy_listeners, "v2").await?,
             monitor,
             metrics,
+            rendezvous,
         })
     }
 }

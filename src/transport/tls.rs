@@ -20,7 +20,7 @@ use super::certificate::{CertificateFiles, ServedCertificate};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, TlsSettings};
+use crate::config::{ConfigError, RendezvousSettings, TlsSettings};
 
 /// What the listeners need to terminate TLS.
 pub struct TlsMaterial {
@@ -139,11 +139,11 @@ pub(crate) fn load_files(
     provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<CertifiedKey, ConfigError> {
     let bad = |key: &str, problem: String| ConfigError::bad_value(source, SECTION, key, problem);
-    let mut chain = read_certificates(certificate, "certificate", source)?;
+    let mut chain = read_certificates((SECTION, "certificate"), certificate, source)?;
     if let Some(extra) = chain_file {
-        chain.extend(read_certificates(extra, "certificateChain", source)?);
+        chain.extend(read_certificates((SECTION, "certificateChain"), extra, source)?);
     }
-    let key = read_private_key(key_path, source)?;
+    let key = read_private_key((SECTION, "certificateKey"), key_path, source)?;
     let signing_key = provider.key_provider.load_private_key(key).map_err(|_| {
         bad(
             "certificateKey",
@@ -193,7 +193,7 @@ fn client_verifier(
     };
     let bad = |problem: String| ConfigError::bad_value(source, SECTION, "clientCaCertificate", problem);
     let mut roots = RootCertStore::empty();
-    for certificate in read_certificates(path, "clientCaCertificate", source)? {
+    for certificate in read_certificates((SECTION, "clientCaCertificate"), path, source)? {
         roots.add(certificate).map_err(|error| {
             bad(format!("a certificate in \"{}\" cannot be used: {error}", path.display()))
         })?;
@@ -206,11 +206,11 @@ fn client_verifier(
 
 /// All certificates of a PEM file, in file order; at least one.
 fn read_certificates(
+    (section, key): (&str, &str),
     path: &Path,
-    key: &str,
     source: Option<&Path>,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let bad = |problem: String| ConfigError::bad_value(source, SECTION, key, problem);
+    let bad = |problem: String| ConfigError::bad_value(source, section, key, problem);
     let bytes =
         std::fs::read(path).map_err(|error| bad(format!("cannot read \"{}\": {error}", path.display())))?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
@@ -228,8 +228,12 @@ fn read_certificates(
 }
 
 /// The first private key of a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
-fn read_private_key(path: &Path, source: Option<&Path>) -> Result<PrivateKeyDer<'static>, ConfigError> {
-    let bad = |problem: String| ConfigError::bad_value(source, SECTION, "certificateKey", problem);
+fn read_private_key(
+    (section, key): (&str, &str),
+    path: &Path,
+    source: Option<&Path>,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let bad = |problem: String| ConfigError::bad_value(source, section, key, problem);
     let bytes =
         std::fs::read(path).map_err(|error| bad(format!("cannot read \"{}\": {error}", path.display())))?;
     match PrivateKeyDer::from_pem_slice(&bytes) {
@@ -248,6 +252,48 @@ fn read_private_key(path: &Path, source: Option<&Path>) -> Result<PrivateKeyDer<
         // The parser's detail could quote part of the key: not shown.
         Err(_) => Err(bad(format!("\"{}\" is not a valid PEM file", path.display()))),
     }
+}
+
+/// The rendezvous listener's TLS: its own certificate (peers verify the broker against their
+/// root), the key from `certificateKey` or from the certificate file itself (a Micronets
+/// `pkeycert.pem`), and client certificates **required**, verified against `caCertificate`
+/// (webpki: EC P-256 and RSA; a leaf without extended key usage is valid for any use, and no
+/// name is checked on a client certificate).
+pub fn load_rendezvous(
+    settings: &RendezvousSettings,
+    source: Option<&Path>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    const RENDEZVOUS: &str = "RendezvousServer";
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = read_certificates((RENDEZVOUS, "certificate"), &settings.certificate, source)?;
+    let (key_name, key_path) = match &settings.certificate_key {
+        Some(path) => ("certificateKey", path.as_path()),
+        None => ("certificate", settings.certificate.as_path()),
+    };
+    let key = read_private_key((RENDEZVOUS, key_name), key_path, source)?;
+    let ca = &settings.ca_certificate;
+    let bad = |key: &str, problem: String| ConfigError::bad_value(source, RENDEZVOUS, key, problem);
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates((RENDEZVOUS, "caCertificate"), ca, source)? {
+        roots.add(certificate).map_err(|error| {
+            bad("caCertificate", format!("a certificate in \"{}\" cannot be used: {error}", ca.display()))
+        })?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|error| bad("caCertificate", format!("cannot verify client certificates: {error}")))?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| bad("certificate", format!("TLS setup failed: {error}")))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|error| {
+            bad(
+                key_name,
+                format!("the key in \"{}\" does not fit the certificate: {error}", key_path.display()),
+            )
+        })?;
+    Ok(Arc::new(config))
 }
 
 /// A fresh ECDSA P-256 certificate for [`SELF_SIGNED_NAMES`] and its PKCS#8 key.

@@ -111,6 +111,8 @@ pub struct Broker {
     pub monitor: PathBuf,
     /// The metrics endpoint, when the config enables it.
     pub metrics: Option<SocketAddr>,
+    /// The rendezvous listener, when the config has `[RendezvousServer]`.
+    pub rendezvous: Option<SocketAddr>,
     pub tls: bool,
     pub certificates: Vec<CertificateDer<'static>>,
     stop: Option<oneshot::Sender<()>>,
@@ -165,6 +167,7 @@ impl BrokerBuilder {
         let monitor = dir.path().join("monitor.sock");
         let tls = self.config.tls.enabled;
         let metrics_enabled = self.config.metrics.enabled;
+        let rendezvous_on = self.config.rendezvous.is_some();
         let server = Server::new(self.config, self.authenticator).expect("test configuration is valid");
         let certificates = server.certificate_chain().map(|c| c.to_vec()).unwrap_or_default();
         let bind = |path: PathBuf| async move {
@@ -179,7 +182,9 @@ impl BrokerBuilder {
             tunnel_proxy: bind(unix2.clone()).await,
             monitor: Some(bind_monitor(&monitor, 0o660, None).await.unwrap()),
             metrics: metrics_enabled.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
+            rendezvous: rendezvous_on.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
         };
+        let rendezvous = listeners.rendezvous.as_ref().map(|l| l.local_addr().unwrap());
         let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());
         let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
         let (tcp, websocket) = (addr(&listeners.proxy.tcp), addr(&listeners.proxy.websocket));
@@ -197,6 +202,7 @@ impl BrokerBuilder {
             unix2,
             monitor,
             metrics,
+            rendezvous,
             tls,
             certificates,
             stop: Some(stop),

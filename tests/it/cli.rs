@@ -508,3 +508,50 @@ fn check_config_leaves_no_file_behind() {
     assert_eq!(before, after);
     assert!(!stats.exists());
 }
+
+/// `remoteproxy certs` with the Micronets scripts' flag names: files written and named, a
+/// second run refused without touching them, a leaf the broker's rendezvous TLS accepts.
+#[test]
+fn certs_make_a_root_and_a_leaf_with_the_micronets_flag_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |name: &str| dir.path().join(name).display().to_string();
+    let root = exec(&[
+        "certs",
+        "root",
+        "--cert-basename",
+        &base("ws-root"),
+        "--subject-org-name",
+        "Root",
+        "--expiration-in-days",
+        "365",
+    ]);
+    assert_eq!(root.code, Some(0), "{}", root.stderr);
+    assert!(
+        root.stdout.contains("ws-root.cert.pem") && root.stdout.contains("ws-root.key.pem"),
+        "{}",
+        root.stdout
+    );
+    let leaf_args = [
+        "certs",
+        "leaf",
+        "--cert-basename",
+        &base("manager"),
+        "--subject-org-name",
+        "Micronets Manager Cert",
+        "--ca-certfile",
+        &base("ws-root.cert.pem"),
+        "--ca-keyfile",
+        &base("ws-root.key.pem"),
+    ];
+    let leaf = exec(&leaf_args);
+    assert_eq!(leaf.code, Some(0), "{}", leaf.stderr);
+    for file in ["manager.cert.pem", "manager.key.pem", "manager.pkeycert.pem"] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+    let before = std::fs::read(dir.path().join("manager.key.pem")).unwrap();
+    let again = exec(&leaf_args);
+    assert_eq!(again.code, Some(2));
+    assert!(again.stderr.contains("manager.cert.pem exists"), "{}", again.stderr);
+    assert_eq!(std::fs::read(dir.path().join("manager.key.pem")).unwrap(), before, "nothing overwritten");
+    assert!(!again.stderr.contains("PRIVATE KEY"), "no key material in messages");
+}

@@ -24,6 +24,7 @@ mod monitor;
 mod pairing;
 mod proxy_protocol;
 mod reload;
+mod rendezvous;
 mod resumption;
 mod service;
 mod statistics;

@@ -47,17 +47,19 @@ pub const HALF_CLOSE_HEADER: &str = "remoteproxy-half-close";
 /// Performs the server side of the upgrade. `pre_tunnel_limit` is the largest message accepted
 /// before the connection is a tunnel (raised with [`WebSocket::set_max_message`] at the switch), so
 /// an unauthenticated client cannot make the broker buffer megabytes. With `offer_half_close` a
-/// client that asks for half-close gets it; the second value says whether it did.
+/// client that asks for half-close gets it; the second value says whether it did, the third is
+/// the request's path (outside `path_prefix`, when given, the client got 404).
 pub async fn accept(
     mut stream: BoxStream,
     pre_tunnel_limit: usize,
     offer_half_close: bool,
     keepalive: Option<Arc<KeepAlive>>,
     health_path: Option<&str>,
-) -> Result<(WsStream, bool), UpgradeError> {
-    let upgraded = upgrade::upgrade(&mut stream, offer_half_close, health_path).await?;
+    path_prefix: Option<&str>,
+) -> Result<(WsStream, bool, String), UpgradeError> {
+    let upgraded = upgrade::upgrade(&mut stream, offer_half_close, health_path, path_prefix).await?;
     let ws = WebSocket::new(stream, upgraded.tail, pre_tunnel_limit, keepalive);
-    Ok((ws, upgraded.half_close))
+    Ok((ws, upgraded.half_close, upgraded.path))
 }
 
 /// How the broker ends a WebSocket connection (PROTOCOL §3 and §6).
@@ -67,15 +69,27 @@ pub enum CloseKind {
     Error,
     /// The broker's own shutdown: code 1000.
     Shutdown,
+    /// A rendezvous peer whose partner left: code 1001 (going away), so it reconnects.
+    GoingAway,
+    /// A rendezvous peer that broke the rules (no HELLO, a full meeting): code 1008.
+    Policy,
+}
+
+impl CloseKind {
+    /// The close frame's code.
+    pub fn code(self) -> CloseCode {
+        match self {
+            CloseKind::Error => CloseCode::Error,
+            CloseKind::Shutdown => CloseCode::Normal,
+            CloseKind::GoingAway => CloseCode::Away,
+            CloseKind::Policy => CloseCode::Policy,
+        }
+    }
 }
 
 /// Sends a close frame with `reason`, waits (bounded) for the peer's close, then drops.
 pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
-    let code = match kind {
-        CloseKind::Error => CloseCode::Error,
-        CloseKind::Shutdown => CloseCode::Normal,
-    };
-    let frame = CloseFrame { code, reason: reason.into() };
+    let frame = CloseFrame { code: kind.code(), reason: reason.into() };
     // Boxed: a closing handshake is short and its future is not; inline it would enlarge every
     // future that may close a WebSocket, for that future's whole life.
     let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, async {

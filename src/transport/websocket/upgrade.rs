@@ -27,6 +27,8 @@ pub struct Upgraded {
     pub tail: BytesMut,
     /// The client asked for half-close and was granted it.
     pub half_close: bool,
+    /// The request's path (the rendezvous listener's meeting id is in it).
+    pub path: String,
 }
 
 /// Why an upgrade failed (logged at debug level: scanners are routine).
@@ -56,14 +58,18 @@ impl From<io::Error> for UpgradeError {
 struct Request {
     key: String,
     half_close: bool,
+    path: String,
 }
 
 /// Reads the request, answers `101 Switching Protocols` or an error status. `offer_half_close`:
 /// a client that asks for half-close gets it.
+/// With `path_prefix`, a path outside it is answered `404 Not Found` (the rendezvous listener:
+/// nothing but meetings lives there).
 pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     offer_half_close: bool,
     health_path: Option<&str>,
+    path_prefix: Option<&str>,
 ) -> Result<Upgraded, UpgradeError> {
     let mut buf = BytesMut::with_capacity(1024);
     let (request, head_len) = loop {
@@ -83,6 +89,11 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             Err((status, why)) => return Err(refuse(stream, status, why).await),
         }
     };
+    if let Some(prefix) = path_prefix
+        && !request.path.starts_with(prefix)
+    {
+        return Err(refuse(stream, 404, "no meeting at this path").await);
+    }
     let half_close = offer_half_close && request.half_close;
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
@@ -96,7 +107,7 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await?;
     let tail = buf.split_off(head_len);
-    Ok(Upgraded { tail, half_close })
+    Ok(Upgraded { tail, half_close, path: request.path })
 }
 
 /// Parses a complete request head: `Ok(None)` while incomplete, or the status to refuse with.
@@ -137,7 +148,8 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, (u16, &'static str)> {
         _ => return Err((400, "no Sec-WebSocket-Key")),
     };
     let half_close = header(HALF_CLOSE_HEADER) == Some(b"1");
-    Ok(Some((Request { key, half_close }, head_len)))
+    let path = request.path.unwrap_or("/").to_string();
+    Ok(Some((Request { key, half_close, path }, head_len)))
 }
 
 /// The path of a complete plain `GET` request head (no query string), if that is what `buf` is.
@@ -199,7 +211,7 @@ mod tests {
     async fn run(request: &[u8], offer_half_close: bool) -> (Result<Upgraded, UpgradeError>, String) {
         let (mut client, mut server) = tokio::io::duplex(64 << 10);
         client.write_all(request).await.unwrap();
-        let result = upgrade(&mut server, offer_half_close, Some("/healthz")).await;
+        let result = upgrade(&mut server, offer_half_close, Some("/healthz"), None).await;
         drop(server);
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.unwrap();
