@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::rendezvous::Refusal as RendezvousRefusal;
 use crate::stats::{Api, Refusal, SessionOutcome, Stats, StatsSink};
 
 /// Connections the endpoint serves at once; more are closed right after accept.
@@ -101,6 +102,9 @@ pub struct Metrics {
     tunnels_active: Gauge,
     setup: Histogram,
     relayed: [Counter; 2],
+    /// With a rendezvous listener: meetings [waiting, joined], refusals by reason; read from
+    /// its table at each scrape.
+    rendezvous: Option<([Gauge; 2], [Counter; RendezvousRefusal::ALL.len()])>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,8 +115,9 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// A registry with every metric, all at zero, and the served certificate's expiry when TLS
-    /// is on (a gauge the certificate reload keeps current).
-    pub fn new(certificate_expiry: Option<Gauge>) -> Arc<Metrics> {
+    /// is on (a gauge the certificate reload keeps current); the rendezvous series only with a
+    /// rendezvous listener.
+    pub fn new(certificate_expiry: Option<Gauge>, rendezvous: bool) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("remoteproxy");
 
         registry.register(
@@ -204,8 +209,29 @@ impl Metrics {
         let relayed = APIS.map(|api| family.get_or_create_owned(&[("api", api.as_str())]));
         registry.register_with_unit("relayed", "Payload bytes relayed through tunnels", Unit::Bytes, family);
 
+        let rendezvous = rendezvous.then(|| {
+            let family = Family::<Labels1, Gauge>::default();
+            let meetings = ["waiting", "joined"].map(|state| family.get_or_create_owned(&[("state", state)]));
+            registry.register(
+                "rendezvous_meetings",
+                "Rendezvous meetings now, waiting for a peer or joined",
+                family,
+            );
+            let family = Family::<Labels1, Counter>::default();
+            let refused =
+                RendezvousRefusal::ALL.map(|r| family.get_or_create_owned(&[("reason", r.as_str())]));
+            registry.register(
+                "rendezvous_refused",
+                "Rendezvous peers closed before joining: full (a third peer), noHello (none in time), \
+                 notHello (another first message), held (too much sent while alone)",
+                family,
+            );
+            (meetings, refused)
+        });
+
         Arc::new(Metrics {
             registry,
+            rendezvous,
             connections,
             connections_active,
             refused,
@@ -225,6 +251,14 @@ impl Metrics {
     /// The OpenMetrics text exposition, with the live values read from `stats`.
     pub fn render(&self, stats: &Stats) -> String {
         self.tunnels_active.set(i64::try_from(stats.live_tunnels().len()).unwrap_or(i64::MAX));
+        if let (Some((meetings, refused)), Some(now)) = (&self.rendezvous, stats.rendezvous()) {
+            meetings[0].set(i64::try_from(now.waiting).unwrap_or(i64::MAX));
+            meetings[1].set(i64::try_from(now.joined).unwrap_or(i64::MAX));
+            for (counter, reason) in refused.iter().zip(RendezvousRefusal::ALL) {
+                let total = now.refused.get(reason.as_str()).copied().unwrap_or(0);
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         let mut text = String::with_capacity(8 * 1024);
         if let Err(error) = encode(&mut text, &self.registry) {
             // Only a formatter error, which writing to a String never gives.
@@ -391,7 +425,7 @@ mod tests {
 
     #[test]
     fn every_fixed_label_value_is_exported_at_zero() {
-        let metrics = Metrics::new(None);
+        let metrics = Metrics::new(None, false);
         let stats = Stats::new("test", vec![]);
         let text = metrics.render(&stats);
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -424,7 +458,7 @@ mod tests {
 
     #[test]
     fn events_move_the_right_series() {
-        let metrics = Metrics::new(None);
+        let metrics = Metrics::new(None, false);
         let stats = Stats::new("test", vec![]);
         metrics.connection_opened(Api::V1, Transport::WebSocket);
         metrics.connection_opened(Api::V1, Transport::WebSocket);

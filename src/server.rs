@@ -134,7 +134,10 @@ impl Server {
         let ended = CancellationToken::new();
         let tracker = TaskTracker::new();
         let certificate_expiry = tls.as_ref().map(|tls| tls.served.expiry_gauge());
-        let metrics = listeners.metrics.is_some().then(|| Metrics::new(certificate_expiry));
+        let metrics = listeners
+            .metrics
+            .is_some()
+            .then(|| Metrics::new(certificate_expiry, config.rendezvous.is_some()));
         let mut sinks: Vec<Arc<dyn StatsSink>> = Vec::new();
         if let Some(metrics) = &metrics {
             sinks.push(metrics.clone());
@@ -234,6 +237,7 @@ impl Server {
             let ctx = Arc::new(accept_ctx.sibling(tls, settings.path_prefix.clone()));
             let sessions =
                 Arc::new(rendezvous::RendezvousContext::new(settings, stop.clone(), hard_stop.clone()));
+            stats.watch_rendezvous(sessions.clone());
             let handler: Handler =
                 Arc::new(move |conn| Box::pin(rendezvous::session::serve(conn, sessions.clone())));
             info!(address = %display_addr(&listener), prefix = %settings.path_prefix, "rendezvous WebSocket listener");

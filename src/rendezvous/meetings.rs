@@ -27,6 +27,8 @@ pub struct Meetings<T> {
 struct Meeting<T> {
     /// At most two.
     seats: Vec<Place<T>>,
+    /// A hand-over was given out and neither peer has left since.
+    joined: bool,
 }
 
 struct Place<T> {
@@ -71,6 +73,8 @@ pub enum Hello<T> {
 pub struct MeetingView {
     /// The meeting id.
     pub id: String,
+    /// The two are joined.
+    pub joined: bool,
     /// Who sits there, in arrival order.
     pub peers: Vec<PeerInfo>,
 }
@@ -84,8 +88,9 @@ impl<T: Send + 'static> Meetings<T> {
     /// Takes a place in `meeting` for a peer that just connected.
     pub fn sit(self: &Arc<Self>, meeting: &str, info: PeerInfo) -> Result<Seat<T>, Full> {
         let mut table = self.lock();
-        let entry =
-            table.entry(meeting.to_string()).or_insert_with(|| Meeting { seats: Vec::with_capacity(2) });
+        let entry = table
+            .entry(meeting.to_string())
+            .or_insert_with(|| Meeting { seats: Vec::with_capacity(2), joined: false });
         if entry.seats.len() >= 2 {
             return Err(Full);
         }
@@ -102,6 +107,7 @@ impl<T: Send + 'static> Meetings<T> {
             && let Some(mailbox) = partner.mailbox.take()
             && !mailbox.is_closed()
         {
+            meeting.joined = true;
             return Hello::Join(mailbox);
         }
         let (tx, rx) = oneshot::channel();
@@ -117,6 +123,7 @@ impl<T: Send + 'static> Meetings<T> {
             .iter()
             .map(|(id, m)| MeetingView {
                 id: id.clone(),
+                joined: m.joined,
                 peers: m.seats.iter().map(|p| p.info.clone()).collect(),
             })
             .collect();
@@ -124,17 +131,18 @@ impl<T: Send + 'static> Meetings<T> {
         views
     }
 
-    /// Meetings with one peer, and with two.
+    /// Meetings not joined (a peer waits, or two still owe their HELLO), and joined ones.
     pub fn counts(&self) -> (usize, usize) {
         let table = self.lock();
-        let pairs = table.values().filter(|m| m.seats.len() == 2).count();
-        (table.len() - pairs, pairs)
+        let joined = table.values().filter(|m| m.joined).count();
+        (table.len() - joined, joined)
     }
 
     fn leave(&self, meeting: &str, id: u64) {
         let mut table = self.lock();
         if let Some(entry) = table.get_mut(meeting) {
             entry.seats.retain(|p| p.id != id);
+            entry.joined = false;
             if entry.seats.is_empty() {
                 table.remove(meeting);
             }

@@ -24,7 +24,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use meetings::{MeetingView, Meetings, PeerInfo};
 
+use remoteproxy_wire::monitor::{Meeting, MeetingPeer, RendezvousStatistic};
+
 use crate::config::RendezvousSettings;
+use crate::stats::RendezvousSource;
 
 /// The largest first message: a HELLO is a few hundred bytes.
 const MAX_HELLO: usize = 64 << 10;
@@ -53,6 +56,8 @@ pub struct RendezvousContext {
     pub hard_stop: CancellationToken,
     /// Refusals by reason, in [`Refusal`] order.
     pub refusals: [AtomicU64; 4],
+    /// Payload bytes relayed by meetings that ended.
+    pub relayed: AtomicU64,
 }
 
 /// Why a peer was closed before it was joined.
@@ -82,12 +87,58 @@ impl RendezvousContext {
             stop,
             hard_stop,
             refusals: Default::default(),
+            relayed: AtomicU64::new(0),
         }
     }
 
     /// Counts a refusal.
     pub fn refused(&self, refusal: Refusal) {
         self.refusals[refusal as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Refusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Refusal; 4] = [Refusal::Full, Refusal::NoHello, Refusal::NotHello, Refusal::Held];
+
+    /// The name in the monitor and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Full => "full",
+            Refusal::NoHello => "noHello",
+            Refusal::NotHello => "notHello",
+            Refusal::Held => "held",
+        }
+    }
+}
+
+impl RendezvousSource for RendezvousContext {
+    fn statistic(&self) -> RendezvousStatistic {
+        let (waiting, joined) = self.meetings.counts();
+        let meetings = self
+            .meetings
+            .view()
+            .into_iter()
+            .map(|m| Meeting {
+                id: m.id,
+                joined: m.joined,
+                peers: m
+                    .peers
+                    .into_iter()
+                    .map(|p| MeetingPeer { subject: p.subject, address: p.address })
+                    .collect(),
+            })
+            .collect();
+        RendezvousStatistic {
+            waiting: waiting as u64,
+            joined: joined as u64,
+            relayed: self.relayed.load(Ordering::Relaxed),
+            refused: Refusal::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), self.refusals[*r as usize].load(Ordering::Relaxed)))
+                .collect(),
+            meetings,
+        }
     }
 }
 

@@ -166,6 +166,7 @@ async fn join(me: Arrival, held: Vec<Message>, partner: Arrival, ctx: &Rendezvou
         on_end: Some(Box::new(move || drop((my_seat, their_seat)))),
     };
     let report = relay::run_with(a, b, None, ctx.hard_stop.clone(), farewell).await;
+    ctx.relayed.fetch_add(report.a_to_b + report.b_to_a, std::sync::atomic::Ordering::Relaxed);
     debug!(a_to_b = report.a_to_b, b_to_a = report.b_to_a, reason = report.reason.as_str(), "meeting ended");
     drop((my_ticket, their_ticket));
 }

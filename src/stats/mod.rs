@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use remoteproxy_authenticators::{AuthenticationError, PeerAddress, Transport};
+use remoteproxy_wire::monitor::RendezvousStatistic;
 
 pub use events::{Api, Refusal, SessionOutcome, StatsSink, TunnelRecord, TunnelSide};
 pub use live::{ConnHandle, ConnInfo, ConnStats, Role, TunnelHandle, TunnelInfo};
@@ -62,6 +63,14 @@ pub struct Stats {
     keepalive_timeouts: AtomicU64,
     /// The served certificate's expiry (Unix time), kept current by reloads; set once TLS is on.
     certificate_expiry: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
+    /// The rendezvous listener's table, read when a snapshot or a scrape is made.
+    rendezvous: std::sync::OnceLock<Arc<dyn RendezvousSource>>,
+}
+
+/// What the rendezvous listener reports: read on demand, as its table is the truth.
+pub trait RendezvousSource: Send + Sync {
+    /// Its meetings now and its refusals so far.
+    fn statistic(&self) -> RendezvousStatistic;
 }
 
 impl std::fmt::Debug for Stats {
@@ -85,7 +94,18 @@ impl Stats {
             sinks,
             keepalive_timeouts: AtomicU64::new(0),
             certificate_expiry: std::sync::OnceLock::new(),
+            rendezvous: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports the rendezvous listener in snapshots and metrics from now on.
+    pub fn watch_rendezvous(&self, source: Arc<dyn RendezvousSource>) {
+        let _ = self.rendezvous.set(source);
+    }
+
+    /// The rendezvous listener's statistic, when there is one.
+    pub fn rendezvous(&self) -> Option<RendezvousStatistic> {
+        self.rendezvous.get().map(|source| source.statistic())
     }
 
     /// Reports the served certificate's expiry in snapshots from now on (the gauge the

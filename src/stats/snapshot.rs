@@ -131,6 +131,7 @@ pub fn snapshot(stats: &Stats, print_all: bool) -> Value {
             clients,
             tunnels: tunnel_list,
         },
+        rendezvous_statistic: stats.rendezvous(),
         tunnel_proxy_statistic: TunnelProxyStatistic {
             client_connections_count: count(client_count),
             server_connections_count: count(servers.len()),

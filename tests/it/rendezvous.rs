@@ -487,3 +487,69 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
         self.0.supported_verify_schemes()
     }
 }
+
+/// A monitor snapshot (`printAll`), as JSON.
+async fn snapshot(broker: &Broker) -> serde_json::Value {
+    use tokio::io::AsyncBufReadExt;
+    let stream = within("the monitor", tokio::net::UnixStream::connect(&broker.monitor)).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"{\"method\":\"refresh\",\"params\":{\"printAll\":true}}\n").await.unwrap();
+    let line =
+        within("a snapshot", tokio::io::BufReader::new(read).lines().next_line()).await.unwrap().unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+#[tokio::test]
+async fn the_monitor_and_the_metrics_show_the_meetings() {
+    let pki = Pki::new();
+    let rendezvous = settings(pki.dir.path(), "proxy", "root");
+    let broker = Broker::builder()
+        .config(|c| {
+            c.rendezvous = Some(rendezvous);
+            c.metrics.enabled = true;
+        })
+        .start()
+        .await;
+    let mut lone = peer(&pki, &broker, "manager", "waiting/room").await;
+    send(&mut lone, &hello("manager", "1")).await;
+    let (_a, _b) = pair(&pki, &broker, "joined").await;
+    let mut third = peer(&pki, &broker, "third", "joined").await;
+    closed(&mut third).await;
+
+    let statistic = within("the monitor shows both meetings", async {
+        loop {
+            let statistic = snapshot(&broker).await["rendezvousStatistic"].clone();
+            if statistic["waiting"] == 1 && statistic["joined"] == 1 && statistic["refused"]["full"] == 1 {
+                return statistic;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let meetings = statistic["meetings"].as_array().unwrap();
+    assert_eq!(meetings.len(), 2, "{statistic}");
+    assert_eq!((&meetings[0]["id"], &meetings[0]["joined"]), (&"joined".into(), &true.into()));
+    let subjects: Vec<&str> =
+        meetings[0]["peers"].as_array().unwrap().iter().map(|p| p["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["Micronets Manager Cert", "Micronets Gateway Cert"]);
+    assert!(meetings[0]["peers"][0]["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!((&meetings[1]["id"], &meetings[1]["joined"]), (&"waiting/room".into(), &false.into()));
+
+    crate::metrics::scrape_until(&broker, "the rendezvous series", |s| {
+        s.get("remoteproxy_rendezvous_meetings", &[("state", "waiting")]) == 1.0
+            && s.get("remoteproxy_rendezvous_meetings", &[("state", "joined")]) == 1.0
+            && s.get("remoteproxy_rendezvous_refused_total", &[("reason", "full")]) == 1.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lone_peer_is_closed_after_the_alone_timeout_when_one_is_set() {
+    let pki = Pki::new();
+    let broker = broker(&pki, |s| s.alone_timeout = Some(Duration::from_millis(300))).await;
+    let mut lone = peer(&pki, &broker, "manager", "m").await;
+    send(&mut lone, &hello("manager", "1")).await;
+    assert_eq!(closed(&mut lone).await, (CloseCode::Away, reasons::ALONE.to_string()));
+    // Its place is free: a pair meets there.
+    pair(&pki, &broker, "m").await;
+}

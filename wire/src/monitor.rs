@@ -26,6 +26,43 @@ pub struct Snapshot {
     pub uptime: Option<u64>,
     pub proxy_statistic: ProxyStatistic,
     pub tunnel_proxy_statistic: TunnelProxyStatistic,
+    /// The rendezvous listener's meetings (ours; absent without `[RendezvousServer]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendezvous_statistic: Option<RendezvousStatistic>,
+}
+
+/// The rendezvous listener (`[RendezvousServer]`): its meetings now and its refusals so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RendezvousStatistic {
+    /// Meetings with a peer waiting for its partner.
+    pub waiting: u64,
+    /// Meetings whose two peers are joined.
+    pub joined: u64,
+    /// Payload bytes relayed by meetings that ended.
+    pub relayed: u64,
+    /// Peers closed before joining, by reason (`full`, `noHello`, `notHello`, `held`).
+    pub refused: BTreeMap<String, u64>,
+    pub meetings: Vec<Meeting>,
+}
+
+/// One meeting: its id and who is in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Meeting {
+    pub id: String,
+    /// Both peers are joined and their messages pass.
+    pub joined: bool,
+    pub peers: Vec<MeetingPeer>,
+}
+
+/// A peer of a meeting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeetingPeer {
+    /// Its client certificate's O (or CN).
+    pub subject: String,
+    pub address: String,
 }
 
 /// The v1 proxy API.
