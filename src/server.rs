@@ -27,13 +27,15 @@ use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, rendezvous, shutdown, systemd};
 
+/// The rendezvous listener's TLS (client certificates required) and its policy file.
+type RendezvousMaterial = (Arc<rustls::ServerConfig>, Option<Arc<rendezvous::Policy>>);
+
 /// A configured broker, ready to serve.
 pub struct Server {
     config: Config,
     authenticator: Arc<dyn Authenticator>,
     tls: Option<tls::TlsMaterial>,
-    /// The rendezvous listener's TLS (client certificates required).
-    rendezvous_tls: Option<Arc<rustls::ServerConfig>>,
+    rendezvous_tls: Option<RendezvousMaterial>,
     statistics_log: Option<Arc<StatisticsLog>>,
 }
 
@@ -45,12 +47,18 @@ impl Server {
         Self::load_rendezvous_tls(config).map(drop)
     }
 
-    fn load_rendezvous_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
-        config
-            .rendezvous
-            .as_ref()
-            .map(|settings| tls::load_rendezvous(settings, config.source.as_deref()))
-            .transpose()
+    /// The rendezvous listener's TLS and policy file, when it is on.
+    fn load_rendezvous_tls(config: &Config) -> Result<Option<RendezvousMaterial>, ConfigError> {
+        let Some(settings) = &config.rendezvous else { return Ok(None) };
+        let source = config.source.as_deref();
+        let tls = tls::load_rendezvous(settings, source)?;
+        let policy = match &settings.policy_file {
+            None => None,
+            Some(path) => Some(Arc::new(rendezvous::Policy::load(path).map_err(|problem| {
+                ConfigError::bad_value(source, "RendezvousServer", "policyFile", problem)
+            })?)),
+        };
+        Ok(Some((tls, policy)))
     }
 
     fn load_tls(config: &Config) -> Result<Option<tls::TlsMaterial>, ConfigError> {
@@ -230,13 +238,17 @@ impl Server {
         let mut loops = JoinSet::new();
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
         serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);
-        if let (Some(listener), Some(settings), Some(tls)) =
+        if let (Some(listener), Some(settings), Some((tls, policy))) =
             (listeners.rendezvous, &config.rendezvous, rendezvous_tls)
         {
             let tls = TlsAccept { config: tls, handshakes: Handshakes::new() };
             let ctx = Arc::new(accept_ctx.sibling(tls, settings.path_prefix.clone()));
-            let sessions =
-                Arc::new(rendezvous::RendezvousContext::new(settings, stop.clone(), hard_stop.clone()));
+            let sessions = Arc::new(rendezvous::RendezvousContext::new(
+                settings,
+                policy,
+                stop.clone(),
+                hard_stop.clone(),
+            ));
             stats.watch_rendezvous(sessions.clone());
             let handler: Handler =
                 Arc::new(move |conn| Box::pin(rendezvous::session::serve(conn, sessions.clone())));

@@ -212,6 +212,7 @@ impl Document<'_> {
             alone_timeout: Some(millis("aloneTimeout")?).filter(|d| !d.is_zero()),
             max_held_messages: count("maxHeldMessages")?,
             max_held_bytes: count("maxHeldBytes")?,
+            policy_file: self.optional_path(SECTION, "policyFile").flatten(),
         }))
     }
 

@@ -141,6 +141,8 @@ pub struct RendezvousSettings {
     pub max_held_messages: usize,
     #[allow(missing_docs)]
     pub max_held_bytes: usize,
+    /// `policyFile`: subjects → meeting patterns (`None`: any peer, any meeting).
+    pub policy_file: Option<PathBuf>,
 }
 
 /// `[Metrics]`.

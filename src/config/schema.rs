@@ -359,6 +359,12 @@ const BROKER: &[Section] = &[
                 "Messages a peer may send while alone; they reach the partner on join.",
             ),
             key("maxHeldBytes", Kind::Bytes, "1048576", "Bytes a peer may send while alone."),
+            key(
+                "policyFile",
+                Kind::Path,
+                "",
+                "Which certificate subjects (O or CN) may join which meetings, one SUBJECT: PATTERN... line each; empty lets any peer of the root join any meeting.",
+            ),
         ],
     },
     Section {

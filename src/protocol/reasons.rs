@@ -34,6 +34,8 @@ pub mod rendezvous {
     pub const FULL: &str = "This meeting already has two peers.";
     /// No first message within `helloTimeout` (code 1008).
     pub const NO_HELLO: &str = "No CONN:HELLO within helloTimeout.";
+    /// `policyFile` does not let this certificate into this meeting (code 1008).
+    pub const NOT_ALLOWED: &str = "Your certificate may not join this meeting.";
     /// The first message was not a `CONN:HELLO` (code 1008).
     pub const NOT_HELLO: &str = "The first message must be a CONN:HELLO.";
     /// More held than `maxHeldMessages` or `maxHeldBytes` before the partner came (code 1008).

@@ -13,6 +13,7 @@
 
 pub mod hello;
 pub mod meetings;
+pub mod policy;
 pub mod session;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use meetings::{MeetingView, Meetings, PeerInfo};
+pub use policy::Policy;
 
 use remoteproxy_wire::monitor::{Meeting, MeetingPeer, RendezvousStatistic};
 
@@ -54,8 +56,10 @@ pub struct RendezvousContext {
     pub stop: CancellationToken,
     #[allow(missing_docs)]
     pub hard_stop: CancellationToken,
+    /// `policyFile`: who may join which meetings (`None`: anyone, anywhere).
+    pub policy: Option<Arc<Policy>>,
     /// Refusals by reason, in [`Refusal`] order.
-    pub refusals: [AtomicU64; 4],
+    pub refusals: [AtomicU64; 5],
     /// Payload bytes relayed by meetings that ended.
     pub relayed: AtomicU64,
 }
@@ -71,11 +75,18 @@ pub enum Refusal {
     NotHello,
     /// Too much sent while alone.
     Held,
+    /// The policy file does not let its certificate into this meeting.
+    Policy,
 }
 
 impl RendezvousContext {
     /// The context of the listener `settings` describe.
-    pub fn new(settings: &RendezvousSettings, stop: CancellationToken, hard_stop: CancellationToken) -> Self {
+    pub fn new(
+        settings: &RendezvousSettings,
+        policy: Option<Arc<Policy>>,
+        stop: CancellationToken,
+        hard_stop: CancellationToken,
+    ) -> Self {
         RendezvousContext {
             prefix: settings.path_prefix.clone(),
             hello_timeout: settings.hello_timeout,
@@ -86,6 +97,7 @@ impl RendezvousContext {
             meetings: Meetings::new(),
             stop,
             hard_stop,
+            policy,
             refusals: Default::default(),
             relayed: AtomicU64::new(0),
         }
@@ -99,7 +111,8 @@ impl RendezvousContext {
 
 impl Refusal {
     /// Every reason, in counter order.
-    pub const ALL: [Refusal; 4] = [Refusal::Full, Refusal::NoHello, Refusal::NotHello, Refusal::Held];
+    pub const ALL: [Refusal; 5] =
+        [Refusal::Full, Refusal::NoHello, Refusal::NotHello, Refusal::Held, Refusal::Policy];
 
     /// The name in the monitor and the metrics.
     pub fn as_str(self) -> &'static str {
@@ -108,6 +121,7 @@ impl Refusal {
             Refusal::NoHello => "noHello",
             Refusal::NotHello => "notHello",
             Refusal::Held => "held",
+            Refusal::Policy => "policy",
         }
     }
 }
@@ -142,12 +156,12 @@ impl RendezvousSource for RendezvousContext {
     }
 }
 
-/// The peer's name for the monitor: the client certificate's O, else its CN, else `-`.
-pub fn subject(chain: Option<&[Vec<u8>]>) -> String {
-    let Some(leaf) = chain.and_then(<[Vec<u8>]>::first) else { return "-".to_string() };
-    let Ok((_, certificate)) = X509Certificate::from_der(leaf) else { return "-".to_string() };
+/// The client certificate's names: its O, then its CN (those it has).
+pub fn subjects(chain: Option<&[Vec<u8>]>) -> Vec<String> {
+    let Some(leaf) = chain.and_then(<[Vec<u8>]>::first) else { return Vec::new() };
+    let Ok((_, certificate)) = X509Certificate::from_der(leaf) else { return Vec::new() };
     let subject = certificate.subject();
     let org = subject.iter_organization().next().and_then(|a| a.as_str().ok());
     let cn = subject.iter_common_name().next().and_then(|a| a.as_str().ok());
-    org.or(cn).unwrap_or("-").to_string()
+    org.into_iter().chain(cn).map(str::to_string).collect()
 }

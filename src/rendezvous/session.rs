@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::hello::is_hello;
 use super::meetings::{Hello, PeerInfo, Seat};
-use super::{RendezvousContext, subject};
+use super::{RendezvousContext, subjects};
 use crate::protocol::reasons::rendezvous as reasons;
 use crate::relay::{self, Farewell, TunnelEnd};
 use crate::transport::Connection;
@@ -34,14 +34,22 @@ pub struct Arrival {
 /// Serves one peer.
 pub async fn serve(mut conn: Connection, ctx: Arc<RendezvousContext>) {
     let meeting = conn.path.as_deref().and_then(|p| p.strip_prefix(ctx.prefix.as_str())).map(str::to_string);
-    let info =
-        PeerInfo { subject: subject(conn.client_certificates.as_deref()), address: conn.peer.to_string() };
+    let names = subjects(conn.client_certificates.as_deref());
+    let subject = names.first().cloned().unwrap_or_else(|| "-".to_string());
+    let info = PeerInfo { subject, address: conn.peer.to_string() };
     let ticket = conn.ticket.take();
     let (wire, _) = conn.into_raw();
     let Wire::WebSocket(mut ws) = wire else { return };
     let Some(meeting) = meeting.filter(|m| !m.is_empty()) else {
         return websocket::close(&mut ws, CloseKind::Policy, reasons::NO_MEETING).await;
     };
+    if let Some(policy) = &ctx.policy
+        && !policy.allows(&names, &meeting)
+    {
+        debug!(meeting, subject = info.subject, "the policy refuses this certificate here");
+        ctx.refused(super::Refusal::Policy);
+        return websocket::close(&mut ws, CloseKind::Policy, reasons::NOT_ALLOWED).await;
+    }
     let seat = match ctx.meetings.sit(&meeting, info) {
         Ok(seat) => seat,
         Err(_) => {

@@ -82,6 +82,7 @@ fn settings(dir: &Path, proxy: &str, root: &str) -> RendezvousSettings {
         alone_timeout: None,
         max_held_messages: 64,
         max_held_bytes: 1 << 20,
+        policy_file: None,
     }
 }
 
@@ -552,4 +553,22 @@ async fn a_lone_peer_is_closed_after_the_alone_timeout_when_one_is_set() {
     assert_eq!(closed(&mut lone).await, (CloseCode::Away, reasons::ALONE.to_string()));
     // Its place is free: a pair meets there.
     pair(&pki, &broker, "m").await;
+}
+
+#[tokio::test]
+async fn a_policy_file_lets_each_subject_into_its_meetings_only() {
+    let pki = Pki::new();
+    let policy = pki.path("policy");
+    std::fs::write(
+        &policy,
+        "# who may meet where\nMicronets Manager Cert: *\nMicronets Gateway Cert: micronets-dhcp-*\n",
+    )
+    .unwrap();
+    let broker = broker(&pki, |s| s.policy_file = Some(policy)).await;
+    let (mut manager, mut gateway) = pair(&pki, &broker, "micronets-dhcp-0001").await;
+    exchange(&mut manager, &mut gateway).await;
+    let mut astray = peer(&pki, &broker, "gateway", "another-site").await;
+    assert_eq!(closed(&mut astray).await, (CloseCode::Policy, reasons::NOT_ALLOWED.to_string()));
+    let mut unlisted = peer(&pki, &broker, "third", "micronets-dhcp-0002").await;
+    assert_eq!(closed(&mut unlisted).await, (CloseCode::Policy, reasons::NOT_ALLOWED.to_string()));
 }
