@@ -344,7 +344,7 @@ async fn a_path_outside_the_prefix_gets_404_before_the_upgrade() {
 }
 
 /// Certificates made the way Micronets deployments have them: openssl, an EC P-256 root, leaves
-/// without extended key usage or subject alternative name.
+/// without extended key usage or subject alternative name (one of them with an RSA key).
 #[tokio::test]
 async fn certificates_made_by_openssl_in_the_micronets_shape_work() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +377,28 @@ async fn certificates_made_by_openssl_in_the_micronets_shape_work() {
         ("manager", "Micronets Manager Cert"),
         ("gateway", "Micronets Gateway Cert"),
     ] {
-        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &format!("{name}.key.pem")]);
+        // The gateway's key is RSA: both kinds are accepted.
+        if name == "gateway" {
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &format!("{name}.key.pem"),
+            ]);
+        } else {
+            openssl(&[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &format!("{name}.key.pem"),
+            ]);
+        }
         openssl(&[
             "req",
             "-new",
@@ -571,4 +592,17 @@ async fn a_policy_file_lets_each_subject_into_its_meetings_only() {
     assert_eq!(closed(&mut astray).await, (CloseCode::Policy, reasons::NOT_ALLOWED.to_string()));
     let mut unlisted = peer(&pki, &broker, "third", "micronets-dhcp-0002").await;
     assert_eq!(closed(&mut unlisted).await, (CloseCode::Policy, reasons::NOT_ALLOWED.to_string()));
+}
+
+#[tokio::test]
+async fn a_lone_peer_that_sends_more_than_may_be_held_is_closed() {
+    let pki = Pki::new();
+    let broker = broker(&pki, |s| s.max_held_messages = 2).await;
+    let mut lone = peer(&pki, &broker, "manager", "m").await;
+    send(&mut lone, &hello("manager", "1")).await;
+    for _ in 0..3 {
+        send(&mut lone, EVENT).await;
+    }
+    assert_eq!(closed(&mut lone).await, (CloseCode::Policy, reasons::TOO_MUCH_HELD.to_string()));
+    pair(&pki, &broker, "m").await;
 }
