@@ -606,3 +606,41 @@ async fn a_lone_peer_that_sends_more_than_may_be_held_is_closed() {
     assert_eq!(closed(&mut lone).await, (CloseCode::Policy, reasons::TOO_MUCH_HELD.to_string()));
     pair(&pki, &broker, "m").await;
 }
+
+/// Real Micronets peers: Python `websockets` clients (`tests/fixtures/micronets_peer.py`, written
+/// as the Micronets scripts write theirs) meet, exchange a REST request and response, and the
+/// gateway is closed with 1001 when the manager leaves. Needs `python3` with `websockets`
+/// (Debian: python3-websockets; `.ci/run` installs it).
+#[tokio::test]
+async fn python_websockets_peers_as_micronets_runs_them_meet_unchanged() {
+    let pki = Pki::new();
+    let broker = broker(&pki, |_| {}).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/micronets_peer.py");
+    let url = format!("wss://127.0.0.1:{}{PREFIX}micronets-dhcp-0001", broker.rendezvous.unwrap().port());
+    let run = |role: &str, id: &str| {
+        let mut command = Command::new("python3");
+        command.arg(&script).arg(&url).arg(pki.path(&format!("{role}.pkeycert.pem")));
+        command.arg(pki.path("root.cert.pem")).arg(role).arg(id);
+        tokio::task::spawn_blocking(move || command.output())
+    };
+    let (gateway, manager) =
+        within("both Python peers", async { tokio::join!(run("gateway", "gw-1"), run("manager", "m-1")) })
+            .await;
+    let (gateway, manager) = (gateway.unwrap(), manager.unwrap());
+    let (gateway, manager) = (gateway.expect("python3 runs"), manager.expect("python3 runs"));
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+    let why = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        manager.status.success(),
+        "the manager failed (python3 with websockets is needed): {}",
+        why(&manager)
+    );
+    assert!(gateway.status.success(), "the gateway failed: {}", why(&gateway));
+    assert!(text(&manager).contains("\"REST:RESPONSE\""), "{}", text(&manager));
+    assert!(text(&gateway).contains("\"REST:REQUEST\""), "{}", text(&gateway));
+    assert!(
+        text(&gateway).contains("closed 1001"),
+        "the gateway was told its partner left: {}",
+        text(&gateway)
+    );
+}
