@@ -32,6 +32,8 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -109,6 +111,9 @@ pub struct Farewell {
     /// Called once the tunnel stopped moving, before the closing handshakes (which may take a
     /// moment): what the tunnel held (a meeting's places) is free at once.
     pub on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// Payload bytes moved so far, both ways, counted as they move (what a monitor shows of a
+    /// tunnel that has no statistics entry, such as a rendezvous meeting).
+    pub live_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Farewell {
@@ -118,6 +123,7 @@ impl Farewell {
             closed: (CloseKind::Error, PARTNER_GONE),
             failed: (CloseKind::Error, PARTNER_GONE),
             on_end: None,
+            live_bytes: None,
         }
     }
 }
@@ -138,7 +144,7 @@ pub async fn run_with(
     b: TunnelEnd,
     idle_timeout: Option<Duration>,
     hard_shutdown: CancellationToken,
-    farewell: Farewell,
+    mut farewell: Farewell,
 ) -> Report {
     let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
     let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
@@ -157,6 +163,7 @@ pub async fn run_with(
             last_activity: Instant::now(),
         }),
         shutdown: Box::pin(hard_shutdown.cancelled_owned()),
+        live_bytes: farewell.live_bytes.take(),
     };
     let reason = poll_fn(|cx| tunnel.poll(cx)).await;
     let report = Report { a_to_b: tunnel.ab.delivered, b_to_a: tunnel.ba.delivered, reason };
@@ -209,6 +216,7 @@ struct Tunnel {
     ba: Pump,
     idle: Option<IdleTimer>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    live_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Tunnel {
@@ -228,6 +236,9 @@ impl Tunnel {
         } else {
             Some(self.ba.poll(cx, &mut self.b, &mut self.a, b_stats, a_stats))
         };
+        if let Some(live) = &self.live_bytes {
+            live.fetch_add(self.ab.delivered + self.ba.delivered - before, Ordering::Relaxed);
+        }
         for step in [ab, ba].into_iter().flatten() {
             match step {
                 Poll::Ready(PumpEnd::Failed) => return Poll::Ready(EndReason::Failed),

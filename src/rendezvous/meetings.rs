@@ -29,6 +29,8 @@ struct Meeting<T> {
     seats: Vec<Place<T>>,
     /// A hand-over was given out and neither peer has left since.
     joined: bool,
+    /// Payload bytes its tunnel moved so far (both ways).
+    bytes: Arc<AtomicU64>,
 }
 
 struct Place<T> {
@@ -75,6 +77,8 @@ pub struct MeetingView {
     pub id: String,
     /// The two are joined.
     pub joined: bool,
+    /// Payload bytes its tunnel moved so far (both ways).
+    pub bytes: u64,
     /// Who sits there, in arrival order.
     pub peers: Vec<PeerInfo>,
 }
@@ -88,9 +92,11 @@ impl<T: Send + 'static> Meetings<T> {
     /// Takes a place in `meeting` for a peer that just connected.
     pub fn sit(self: &Arc<Self>, meeting: &str, info: PeerInfo) -> Result<Seat<T>, Full> {
         let mut table = self.lock();
-        let entry = table
-            .entry(meeting.to_string())
-            .or_insert_with(|| Meeting { seats: Vec::with_capacity(2), joined: false });
+        let entry = table.entry(meeting.to_string()).or_insert_with(|| Meeting {
+            seats: Vec::with_capacity(2),
+            joined: false,
+            bytes: Arc::default(),
+        });
         if entry.seats.len() >= 2 {
             return Err(Full);
         }
@@ -124,6 +130,7 @@ impl<T: Send + 'static> Meetings<T> {
             .map(|(id, m)| MeetingView {
                 id: id.clone(),
                 joined: m.joined,
+                bytes: m.bytes.load(Ordering::Relaxed),
                 peers: m.seats.iter().map(|p| p.info.clone()).collect(),
             })
             .collect();
@@ -158,6 +165,12 @@ impl<T: Send + 'static> Seat<T> {
     /// The meeting id.
     pub fn meeting(&self) -> &str {
         &self.meeting
+    }
+
+    /// The counter of the bytes its meeting's tunnel moves.
+    pub fn bytes(&self) -> Arc<AtomicU64> {
+        let table = self.meetings.lock();
+        table.get(&self.meeting).map(|m| m.bytes.clone()).unwrap_or_default()
     }
 
     /// Frees the place now.

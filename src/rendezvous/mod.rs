@@ -136,6 +136,7 @@ impl RendezvousSource for RendezvousContext {
             .map(|m| Meeting {
                 id: m.id,
                 joined: m.joined,
+                bytes: m.bytes,
                 peers: m
                     .peers
                     .into_iter()

@@ -171,6 +171,7 @@ async fn join(me: Arrival, held: Vec<Message>, partner: Arrival, ctx: &Rendezvou
     let farewell = Farewell {
         closed: (CloseKind::GoingAway, reasons::PARTNER_LEFT),
         failed: (CloseKind::Error, reasons::PARTNER_FAILED),
+        live_bytes: Some(my_seat.bytes()),
         on_end: Some(Box::new(move || drop((my_seat, their_seat)))),
     };
     let report = relay::run_with(a, b, None, ctx.hard_stop.clone(), farewell).await;

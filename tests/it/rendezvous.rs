@@ -555,6 +555,8 @@ async fn the_monitor_and_the_metrics_show_the_meetings() {
         meetings[0]["peers"].as_array().unwrap().iter().map(|p| p["subject"].as_str().unwrap()).collect();
     assert_eq!(subjects, ["Micronets Manager Cert", "Micronets Gateway Cert"]);
     assert!(meetings[0]["peers"][0]["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let hellos = (hello("manager", "1").len() + hello("gateway", "2").len()) as u64;
+    assert_eq!(meetings[0]["bytes"], hellos, "the HELLOs crossed, counted as they moved");
     assert_eq!((&meetings[1]["id"], &meetings[1]["joined"]), (&"waiting/room".into(), &false.into()));
 
     crate::metrics::scrape_until(&broker, "the rendezvous series", |s| {

@@ -53,6 +53,8 @@ pub struct Meeting {
     pub id: String,
     /// Both peers are joined and their messages pass.
     pub joined: bool,
+    /// Payload bytes relayed between them so far (both ways).
+    pub bytes: u64,
     pub peers: Vec<MeetingPeer>,
 }
 
