@@ -69,6 +69,12 @@ pub async fn serve(mut conn: Connection, ctx: Arc<RendezvousContext>) {
         return websocket::close(&mut ws, CloseKind::Policy, reasons::NOT_HELLO).await;
     }
     ws.set_max_message(MAX_TUNNEL_MESSAGE);
+    // Proven by its certificate and its HELLO: no longer a pending handshake (maxPendingHandshakes
+    // must not fill up with peers that wait for their partners).
+    let mut ticket = ticket;
+    if let Some(ticket) = &mut ticket {
+        ticket.authenticated();
+    }
     let mut arrival = Arrival { ws, hello, seat, ticket };
     loop {
         match ctx.meetings.hello(&arrival.seat) {

@@ -646,3 +646,20 @@ async fn python_websockets_peers_as_micronets_runs_them_meet_unchanged() {
         text(&gateway)
     );
 }
+
+/// A peer that said its HELLO is no longer a pending handshake: meetings that wait for hours
+/// must not fill `maxPendingHandshakes` and lock everyone else out.
+#[tokio::test]
+async fn peers_past_their_hello_do_not_count_as_pending_handshakes() {
+    let pki = Pki::new();
+    let rendezvous = settings(pki.dir.path(), "proxy", "root");
+    let broker = Broker::builder()
+        .config(|c| {
+            c.rendezvous = Some(rendezvous);
+            c.limits.max_pending_handshakes = Some(2);
+        })
+        .start()
+        .await;
+    let _first = pair(&pki, &broker, "m").await;
+    let _second = pair(&pki, &broker, "n").await;
+}
