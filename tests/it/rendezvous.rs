@@ -609,6 +609,22 @@ async fn a_lone_peer_that_sends_more_than_may_be_held_is_closed() {
     pair(&pki, &broker, "m").await;
 }
 
+/// The first Python that has `websockets`: `python3` on the PATH, else the system's
+/// `/usr/bin/python3`, which Debian's python3-websockets serves (a PATH may lead to another
+/// Python first, e.g. pyenv's).
+fn python_with_websockets() -> String {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|python| {
+            Command::new(python)
+                .args(["-c", "import websockets"])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+        .expect("no python3 with websockets: install python3-websockets (.ci/run does)")
+        .to_string()
+}
+
 /// Real Micronets peers: Python `websockets` clients (`tests/fixtures/micronets_peer.py`, written
 /// as the Micronets scripts write theirs) meet, exchange a REST request and response, and the
 /// gateway is closed with 1001 when the manager leaves. Needs `python3` with `websockets`
@@ -619,8 +635,9 @@ async fn python_websockets_peers_as_micronets_runs_them_meet_unchanged() {
     let broker = broker(&pki, |_| {}).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/micronets_peer.py");
     let url = format!("wss://127.0.0.1:{}{PREFIX}micronets-dhcp-0001", broker.rendezvous.unwrap().port());
+    let python = python_with_websockets();
     let run = |role: &str, id: &str| {
-        let mut command = Command::new("python3");
+        let mut command = Command::new(&python);
         command.arg(&script).arg(&url).arg(pki.path(&format!("{role}.pkeycert.pem")));
         command.arg(pki.path("root.cert.pem")).arg(role).arg(id);
         tokio::task::spawn_blocking(move || command.output())
