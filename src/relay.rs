@@ -236,8 +236,11 @@ impl Tunnel {
         } else {
             Some(self.ba.poll(cx, &mut self.b, &mut self.a, b_stats, a_stats))
         };
-        if let Some(live) = &self.live_bytes {
-            live.fetch_add(self.ab.delivered + self.ba.delivered - before, Ordering::Relaxed);
+        let moved = self.ab.delivered + self.ba.delivered - before;
+        if moved > 0
+            && let Some(live) = &self.live_bytes
+        {
+            live.fetch_add(moved, Ordering::Relaxed);
         }
         for step in [ab, ba].into_iter().flatten() {
             match step {

@@ -75,13 +75,13 @@ impl Refusal {
     }
 
     /// What happened, for the (rate-limited) log line.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> std::borrow::Cow<'static, str> {
         match self {
             Refusal::ProxyProtocolTrusted => {
-                "a PROXY protocol header came from an address not in [ProxyProtocol] trusted"
+                "a PROXY protocol header came from an address not in [ProxyProtocol] trusted".into()
             }
-            Refusal::ProxyProtocolHeader => "a trusted address sent no valid PROXY protocol header",
-            _ => "a limit was reached",
+            Refusal::ProxyProtocolHeader => "a trusted address sent no valid PROXY protocol header".into(),
+            limit => format!("{} reached", limit.as_str()).into(),
         }
     }
 

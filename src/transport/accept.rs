@@ -365,7 +365,8 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
         let (ws, granted, requested) =
             bounded(&ctx.stop_accepting, ctx.upgrade_timeout, "WebSocket upgrade", upgrade).await?;
         half_close = granted;
-        path = Some(requested);
+        // Only the rendezvous listener reads it; other connections need not carry it.
+        path = prefix.is_some().then_some(requested);
         Wire::WebSocket(Box::new(ws))
     } else {
         Wire::Stream(stream)

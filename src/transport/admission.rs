@@ -263,12 +263,7 @@ impl RefusalLog {
         let due = last == 0 || now.saturating_sub(last - 1) >= LOG_EVERY.as_millis() as u64;
         if due && self.last.compare_exchange(last, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             let skipped = self.skipped.swap(0, Ordering::Relaxed);
-            let what = match refusal {
-                Refusal::ProxyProtocolTrusted | Refusal::ProxyProtocolHeader => {
-                    refusal.describe().to_string()
-                }
-                _ => format!("{} reached", refusal.as_str()),
-            };
+            let what = refusal.describe();
             warn!(
                 %peer,
                 limit = refusal.as_str(),

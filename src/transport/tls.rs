@@ -191,16 +191,28 @@ fn client_verifier(
     let Some(path) = &settings.client_ca else {
         return Ok(WebPkiClientVerifier::no_client_auth());
     };
-    let bad = |problem: String| ConfigError::bad_value(source, SECTION, "clientCaCertificate", problem);
+    let key = (SECTION, "clientCaCertificate");
+    ca_verifier(key, path, settings.client_certificate_required, source, provider)
+}
+
+/// Verifies client certificates against the CA certificates in `path` (the setting `key`);
+/// without `required`, a client may also present none.
+fn ca_verifier(
+    (section, key): (&str, &str),
+    path: &Path,
+    required: bool,
+    source: Option<&Path>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
+    let bad = |problem: String| ConfigError::bad_value(source, section, key, problem);
     let mut roots = RootCertStore::empty();
-    for certificate in read_certificates((SECTION, "clientCaCertificate"), path, source)? {
+    for certificate in read_certificates((section, key), path, source)? {
         roots.add(certificate).map_err(|error| {
             bad(format!("a certificate in \"{}\" cannot be used: {error}", path.display()))
         })?;
     }
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let builder =
-        if settings.client_certificate_required { builder } else { builder.allow_unauthenticated() };
+    let builder = if required { builder } else { builder.allow_unauthenticated() };
     builder.build().map_err(|error| bad(format!("cannot verify client certificates: {error}")))
 }
 
@@ -271,17 +283,9 @@ pub fn load_rendezvous(
         None => ("certificate", settings.certificate.as_path()),
     };
     let key = read_private_key((RENDEZVOUS, key_name), key_path, source)?;
-    let ca = &settings.ca_certificate;
     let bad = |key: &str, problem: String| ConfigError::bad_value(source, RENDEZVOUS, key, problem);
-    let mut roots = RootCertStore::empty();
-    for certificate in read_certificates((RENDEZVOUS, "caCertificate"), ca, source)? {
-        roots.add(certificate).map_err(|error| {
-            bad("caCertificate", format!("a certificate in \"{}\" cannot be used: {error}", ca.display()))
-        })?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|error| bad("caCertificate", format!("cannot verify client certificates: {error}")))?;
+    let verifier =
+        ca_verifier((RENDEZVOUS, "caCertificate"), &settings.ca_certificate, true, source, &provider)?;
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| bad("certificate", format!("TLS setup failed: {error}")))?
