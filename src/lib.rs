@@ -27,6 +27,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

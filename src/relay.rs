@@ -186,10 +186,12 @@ pub async fn run_with(
 }
 
 /// Closes one end. A `cut` stream is dropped without a clean shutdown, so a TLS peer reads an end
-/// without close_notify: the truth that bytes may have been lost on the way.
+/// without close_notify: the truth that bytes may have been lost on the way. So is a cut link to
+/// another node, WebSocket-shaped or not: the reset tells that node's relay it was a cut.
 async fn close_end(wire: Wire, kind: CloseKind, reason: &str, cut: bool) {
     match wire {
         Wire::Stream(stream) if cut => drop(stream),
+        Wire::WebSocket(ws) if cut && ws.is_peer() => drop(ws),
         wire => wire.close(kind, reason).await,
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info};
 
+use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyContext, Registry};
@@ -37,6 +38,7 @@ pub struct Server {
     tls: Option<tls::TlsMaterial>,
     rendezvous_tls: Option<RendezvousMaterial>,
     statistics_log: Option<Arc<StatisticsLog>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Server {
@@ -92,7 +94,13 @@ impl Server {
             ),
             false => None,
         };
-        Ok(Server { config, authenticator, tls, rendezvous_tls, statistics_log })
+        let cluster = match &config.cluster {
+            None => None,
+            Some(settings) => Some(Cluster::new(settings).map_err(|problem| {
+                ConfigError::bad_value(config.source.as_deref(), "Cluster", "redisUrl", problem)
+            })?),
+        };
+        Ok(Server { config, authenticator, tls, rendezvous_tls, statistics_log, cluster })
     }
 
     /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files and the
@@ -128,7 +136,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
-        let Server { config, authenticator, tls, rendezvous_tls, statistics_log } = self;
+        let Server { config, authenticator, tls, rendezvous_tls, statistics_log, cluster } = self;
         if let Some(material) = &tls {
             if material.self_signed {
                 info!(fingerprint = %material.fingerprint_sha256, "TLS: serving a generated self-signed certificate");
@@ -212,11 +220,21 @@ impl Server {
             server_name: config.server.name.clone(),
             timeouts: config.timeouts,
             authenticator,
-            registry: Arc::new(Registry::new(config.limits.max_tunnels_per_token)),
+            registry: Arc::new(match &cluster {
+                None => Registry::new(config.limits.max_tunnels_per_token),
+                Some(cluster) => {
+                    let cluster = cluster.clone();
+                    Registry::with_on_free(
+                        config.limits.max_tunnels_per_token,
+                        Box::new(move |key, claim| cluster.release("v1", &key.to_hex().0, claim)),
+                    )
+                }
+            }),
             notification_ids: AtomicU64::new(0),
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),
             stats: stats.clone(),
+            cluster: cluster.clone(),
         });
         let tunnel_proxy_ctx = Arc::new(TunnelProxyContext {
             server_name: config.server.name.clone(),
@@ -229,12 +247,34 @@ impl Server {
             hard_stop: hard_stop.clone(),
             stats: stats.clone(),
         });
-        let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, proxy_ctx.clone())));
+        let v1_ctx = proxy_ctx.clone();
+        let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, v1_ctx.clone())));
         let v2: Handler = Arc::new(move |conn: Connection| {
             let span = conn.span.clone();
             Box::pin(tunnelproxy::session::serve(conn, tunnel_proxy_ctx.clone()).instrument(span))
         });
 
+        if let (Some(cluster), Some(listener)) = (&cluster, listeners.cluster) {
+            let (proxy_ctx, cluster_for_streams, tracker) =
+                (proxy_ctx.clone(), cluster.clone(), tracker.clone());
+            let handle: Arc<dyn Fn(crate::cluster::link::Incoming) + Send + Sync> =
+                Arc::new(move |incoming| {
+                    let crate::cluster::link::Incoming { path, from, stream } = incoming;
+                    if path == proxy::remote::JOIN_PATH {
+                        tracker.spawn(proxy::remote::serve_join(
+                            stream,
+                            from,
+                            proxy_ctx.clone(),
+                            cluster_for_streams.clone(),
+                        ));
+                    }
+                });
+            for task in cluster.start(listener, handle, ended.clone()) {
+                services.spawn(async move {
+                    let _ = task.await;
+                });
+            }
+        }
         let mut loops = JoinSet::new();
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
         serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);

@@ -12,8 +12,8 @@ use super::ini::{Document, decode};
 use super::schema::declared;
 use super::trusted::Trusted;
 use super::{
-    Config, LimitsSettings, ListenerSettings, MetricsSettings, RendezvousSettings, ServerSettings, Timeouts,
-    TlsSettings,
+    ClusterSettings, Config, LimitsSettings, ListenerSettings, MetricsSettings, RendezvousSettings,
+    ServerSettings, Timeouts, TlsSettings,
 };
 
 /// Reads and parses the configuration file at `path`. The result's `source` is `Some(path)`.
@@ -159,6 +159,7 @@ impl Document<'_> {
 
         let proxy_protocol = self.proxy_protocol()?;
         let rendezvous = self.rendezvous()?;
+        let cluster = self.cluster()?;
 
         let facts = BrokerFacts {
             client_ca_configured: tls.enabled && tls.client_ca.is_some(),
@@ -178,6 +179,7 @@ impl Document<'_> {
             limits,
             proxy_protocol,
             rendezvous,
+            cluster,
             authentication,
             authentication_implied,
         };
@@ -214,6 +216,93 @@ impl Document<'_> {
             max_held_bytes: count("maxHeldBytes")?,
             policy_file: self.optional_path(SECTION, "policyFile").flatten(),
         }))
+    }
+
+    /// `[Cluster]` when enabled: a Redis URL, a node id, where the relay listens and is reached,
+    /// and a secret long enough to be one.
+    fn cluster(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        const SECTION: &str = "Cluster";
+        if !self.flag(SECTION, "enabled")? {
+            return Ok(None);
+        }
+        let text = |key: &str| self.given(SECTION, key, self.get(SECTION, key)).map(str::trim);
+        let redis_url = text("redisUrl")?;
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("unix://")) {
+            return Err(self.bad(SECTION, "redisUrl", "must be a redis:// or unix:// URL"));
+        }
+        let node_id = match text("nodeId")? {
+            "" => nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| self.bad(SECTION, "nodeId", "is empty and the host name cannot be read"))?,
+            id => id.to_string(),
+        };
+        if node_id.len() > 64 || !node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(self.bad(SECTION, "nodeId", "must be up to 64 letters, digits, '-', '_' or '.'"));
+        }
+        let relay_address = self.relay_address(SECTION)?;
+        let advertise_address = match text("advertiseAddress")? {
+            "" if relay_address.ip().is_unspecified() => {
+                return Err(self.bad(
+                    SECTION,
+                    "advertiseAddress",
+                    "is required when relayHost listens on every address (give the host:port other nodes dial)",
+                ));
+            }
+            "" => None,
+            given if given.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) => {
+                return Err(self.bad(SECTION, "advertiseAddress", "must be host:port"));
+            }
+            given => Some(given.to_string()),
+        };
+        let secret = match self.optional_path(SECTION, "secretFile").flatten() {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|error| {
+                    self.bad(SECTION, "secretFile", format!("{}: cannot be read: {error}", path.display()))
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            None => text("secret")?.to_string(),
+        };
+        if secret.chars().count() < 16 {
+            return Err(self.bad(
+                SECTION,
+                "secret",
+                "must be at least 16 characters, the same on every node (or give secretFile)",
+            ));
+        }
+        let heartbeat_interval =
+            self.given(SECTION, "heartbeatInterval", self.millis(SECTION, "heartbeatInterval")?)?;
+        if heartbeat_interval < Duration::from_millis(100) {
+            return Err(self.bad(SECTION, "heartbeatInterval", "must be at least 100 milliseconds"));
+        }
+        Ok(Some(ClusterSettings {
+            redis_url: redis_url.to_string(),
+            key_prefix: text("redisKeyPrefix")?.to_string(),
+            node_id,
+            relay_address,
+            advertise_address,
+            secret: remoteproxy_authenticators::Secret::new(secret),
+            heartbeat_interval,
+        }))
+    }
+
+    /// `[Cluster] relayHost` and `relayPort`.
+    fn relay_address(&self, section: &str) -> Result<SocketAddr, ConfigError> {
+        let host = self.given(section, "relayHost", self.get(section, "relayHost"))?;
+        let ip = parse_ip(host).ok_or_else(|| {
+            self.bad(
+                section,
+                "relayHost",
+                format!("{} is not an IP address literal", shown("relayHost", host)),
+            )
+        })?;
+        let port = self.given(section, "relayPort", self.number(section, "relayPort", 65535)?)?;
+        Ok(SocketAddr::new(ip, port as u16))
     }
 
     /// `[ProxyProtocol]`: the trusted senders when it is on (at least one).

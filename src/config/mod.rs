@@ -56,6 +56,8 @@ pub struct Config {
     pub proxy_protocol: Option<Trusted>,
     /// `[RendezvousServer]`; `None` when it is off.
     pub rendezvous: Option<RendezvousSettings>,
+    /// `[Cluster]`; `None` when it is off (no Redis, no relay listener).
+    pub cluster: Option<ClusterSettings>,
     /// `[Authentication]` and the chosen kind's section. `None` means no authenticator was
     /// configured, and the broker refuses to start unless `--mock-authenticator` is given.
     pub authentication: Option<AuthenticationSettings>,
@@ -143,6 +145,25 @@ pub struct RendezvousSettings {
     pub max_held_bytes: usize,
     /// `policyFile`: subjects → meeting patterns (`None`: any peer, any meeting).
     pub policy_file: Option<PathBuf>,
+}
+
+/// `[Cluster]`: this node's place in a cluster of brokers sharing a Redis registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `redisUrl`: parsed by the redis crate when the node starts.
+    pub redis_url: String,
+    /// `redisKeyPrefix`.
+    pub key_prefix: String,
+    /// `nodeId`, or the host name.
+    pub node_id: String,
+    /// `relayHost`, `relayPort`: the inter-node relay listener.
+    pub relay_address: SocketAddr,
+    /// `advertiseAddress` (`None`: the relay listener's own address, once bound).
+    pub advertise_address: Option<String>,
+    /// `secret` or the first line of `secretFile`.
+    pub secret: remoteproxy_authenticators::Secret,
+    /// `heartbeatInterval`.
+    pub heartbeat_interval: Duration,
 }
 
 /// `[Metrics]`.

@@ -368,6 +368,66 @@ const BROKER: &[Section] = &[
         ],
     },
     Section {
+        name: "Cluster",
+        doc: "Several broker nodes sharing one registry in Redis: the two peers of a tunnel may connect to different nodes, which relay between them. Off unless enabled.",
+        keys: &[
+            key(
+                "enabled",
+                Kind::Flag,
+                "false",
+                "Join the cluster: register waiting peers and TunnelProxy servers in Redis, relay to the other nodes.",
+            ),
+            key(
+                "redisUrl",
+                Kind::Text,
+                "redis://127.0.0.1:6379",
+                "The registry (redis://[user:password@]host:port[/db]); every node of the cluster names the same one.",
+            ),
+            key(
+                "redisKeyPrefix",
+                Kind::Text,
+                "remoteproxy:",
+                "What every key of this cluster starts with, so several clusters can share one Redis.",
+            ),
+            key(
+                "nodeId",
+                Kind::Text,
+                "",
+                "This node's name, unique in the cluster; empty takes the host name.",
+            ),
+            key(
+                "relayHost",
+                Kind::Host,
+                "0.0.0.0",
+                "Address the inter-node relay listens on (the other nodes connect here).",
+            ),
+            key("relayPort", Kind::Port, "2214", "Port of the inter-node relay; 0 picks a free one."),
+            key(
+                "advertiseAddress",
+                Kind::Text,
+                "",
+                "host:port the other nodes dial to reach this one; empty takes relayHost:relayPort (required when relayHost is 0.0.0.0 or [::]).",
+            ),
+            key(
+                "secret",
+                Kind::Text,
+                "",
+                "Shared by every node (at least 16 characters): the inter-node links prove it to each other without sending it.",
+            ),
+            optional(
+                "secretFile",
+                Kind::Path,
+                "A file holding the secret instead (first line); keeps it out of this file.",
+            ),
+            key(
+                "heartbeatInterval",
+                Kind::Millis,
+                "1000",
+                "How often this node tells Redis it is alive; a node silent for three intervals is taken for dead and its entries ignored.",
+            ),
+        ],
+    },
+    Section {
         name: "Metrics",
         doc: "The Prometheus endpoint (/metrics and /healthz).",
         keys: &[

@@ -735,3 +735,43 @@ fn limits_and_the_health_path_read_and_refuse_bad_values() {
         assert!(message.contains(needle) && !message.contains('\n'), "{message}");
     }
 }
+
+#[test]
+fn cluster_settings_and_their_mistakes() {
+    assert_eq!(parse("").unwrap().cluster, None);
+    let secret = "secret=sixteen characters!";
+    let config = parse(&format!(
+        "[Cluster]\nenabled=true\nredisUrl=redis://10.0.0.5:6380/2\nnodeId=node-1\nrelayHost=10.0.0.1\nrelayPort=0\n{secret}\n"
+    ))
+    .unwrap();
+    let cluster = config.cluster.unwrap();
+    assert_eq!(cluster.redis_url, "redis://10.0.0.5:6380/2");
+    assert_eq!(cluster.node_id, "node-1");
+    assert_eq!(cluster.relay_address, "10.0.0.1:0".parse().unwrap());
+    assert_eq!(cluster.advertise_address, None);
+    assert_eq!(cluster.secret.expose_secret(), "sixteen characters!");
+    assert_eq!(cluster.heartbeat_interval, Duration::from_millis(1000));
+    // Every address: the others must be told where to dial.
+    let every = error(&format!("[Cluster]\nenabled=true\nnodeId=n\n{secret}\n"));
+    assert!(every.contains("advertiseAddress: is required"), "{every}");
+    let short = error("[Cluster]\nenabled=true\nnodeId=n\nrelayHost=127.0.0.1\nsecret=short\n");
+    assert!(short.contains("at least 16 characters") && !short.contains("short\""), "{short}");
+    let bad_id = error(&format!("[Cluster]\nenabled=true\nnodeId=a b\nrelayHost=127.0.0.1\n{secret}\n"));
+    assert!(bad_id.contains("nodeId"), "{bad_id}");
+    let bad_url = error(&format!("[Cluster]\nenabled=true\nredisUrl=http://x\nrelayHost=127.0.0.1\n{secret}\n"));
+    assert!(bad_url.contains("redis://"), "{bad_url}");
+    // The secret from a file, first line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "from a file, long enough\nignored\n").unwrap();
+    let config = parse(&format!(
+        "[Cluster]\nenabled=true\nrelayHost=0.0.0.0\nadvertiseAddress=node1.internal:2214\nsecretFile={}\n",
+        file.display()
+    ))
+    .unwrap();
+    let cluster = config.cluster.unwrap();
+    assert_eq!(cluster.secret.expose_secret(), "from a file, long enough");
+    assert_eq!(cluster.advertise_address.as_deref(), Some("node1.internal:2214"));
+    assert!(!cluster.node_id.is_empty(), "the host name stands in");
+    assert!(!format!("{cluster:?}").contains("long enough"), "the secret never prints");
+}

@@ -25,6 +25,8 @@ pub const DISCONNECT_REQUESTED: &str = "Server requested disconnect.";
 pub const TOO_SLOW: &str = "Client did not read fast enough.";
 /// `maxClientsPerServer` reached (v2).
 pub const SERVER_FULL: &str = "Too many clients on this server.";
+/// (Cluster) the node where the tunnel partner waits cannot be reached; the client may retry.
+pub const PARTNER_NODE_UNREACHABLE: &str = "The tunnel partner's broker node cannot be reached.";
 
 /// The rendezvous listener's close reasons (`[RendezvousServer]`, the Micronets way).
 pub mod rendezvous {

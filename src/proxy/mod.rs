@@ -5,9 +5,11 @@
 //! * [`pairing`]: pair-or-park of authenticated clients, keyed by (token, nonce), and what a
 //!   waiting client hands to its partner.
 //! * [`tunnel`]: the last phase, two connections joined: the relay, then the books.
+//! * [`remote`]: tunnels whose peers are on different cluster nodes.
 
 pub mod api;
 pub mod pairing;
+pub mod remote;
 pub mod session;
 pub mod tunnel;
 
@@ -40,4 +42,6 @@ pub struct ProxyContext {
     pub hard_stop: CancellationToken,
     /// Connections, tunnels and events for the monitor, metrics and the statistics log.
     pub stats: Arc<crate::stats::Stats>,
+    /// `[Cluster]`: where peers on other nodes are found (`None`: this node is alone).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }

@@ -46,6 +46,17 @@ pub struct TunnelKey {
 }
 
 impl TunnelKey {
+    /// The two digests in hex (pair, then token): how a cluster names the key in Redis and on
+    /// its links. Neither gives the token back.
+    pub fn to_hex(self) -> (String, String) {
+        (crate::cluster::hex(&self.pair), crate::cluster::hex(&self.token))
+    }
+
+    /// The key another node named with [`TunnelKey::to_hex`].
+    pub fn from_hex(pair: &str, token: &str) -> Option<TunnelKey> {
+        Some(TunnelKey { pair: crate::cluster::unhex32(pair)?, token: crate::cluster::unhex32(token)? })
+    }
+
     /// The key of a token and nonce. The token's length is hashed first so ("ab","c") and
     /// ("a","bc") differ.
     pub fn new(token: &Token, nonce: &str) -> TunnelKey {
@@ -60,19 +71,43 @@ impl TunnelKey {
 
 /// A joining session asks the waiting one for its connection.
 pub struct JoinRequest {
-    /// Where the waiting session sends its connection.
-    pub reply: oneshot::Sender<Parked>,
+    /// Where the waiting session sends its connection, or why it cannot.
+    pub reply: oneshot::Sender<Handover>,
+}
+
+/// The waiting session's answer to a [`JoinRequest`].
+pub enum Handover {
+    /// Its connection: the tunnel is the joiner's to run.
+    Parked(Box<Parked>),
+    /// It joined a partner on another node in the meantime: the joiner is a third client.
+    Refused(Refusal),
 }
 
 enum Slot {
-    Waiting { epoch: u64, uuid: String, join: oneshot::Sender<JoinRequest> },
-    Busy { epoch: u64 },
+    /// `claim` names the slot from its first client to its tunnel's end (what a cluster
+    /// registers); `epoch` is the session that frees it.
+    Waiting {
+        epoch: u64,
+        claim: u64,
+        uuid: String,
+        join: oneshot::Sender<JoinRequest>,
+    },
+    Busy {
+        epoch: u64,
+        claim: u64,
+    },
 }
 
 impl Slot {
     fn epoch(&self) -> u64 {
         match self {
-            Slot::Waiting { epoch, .. } | Slot::Busy { epoch } => *epoch,
+            Slot::Waiting { epoch, .. } | Slot::Busy { epoch, .. } => *epoch,
+        }
+    }
+
+    fn claim(&self) -> u64 {
+        match self {
+            Slot::Waiting { claim, .. } | Slot::Busy { claim, .. } => *claim,
         }
     }
 }
@@ -86,6 +121,8 @@ pub enum Refusal {
     DuplicateUuid,
     /// The token has `maxTunnelsPerToken` tunnels (waiting or running) already.
     TooManyTunnels,
+    /// (Cluster) another node's entry named a slot this node no longer has.
+    Stale,
 }
 
 impl Refusal {
@@ -95,7 +132,25 @@ impl Refusal {
             Refusal::TunnelExists => "Tunnel already exists for this token nonce combination.",
             Refusal::DuplicateUuid => "Duplicated client UUID.",
             Refusal::TooManyTunnels => "Too many tunnels for this token.",
+            Refusal::Stale => crate::protocol::reasons::PARTNER_GONE,
         }
+    }
+
+    /// The name on an inter-node link.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::TunnelExists => "tunnelExists",
+            Refusal::DuplicateUuid => "duplicateUuid",
+            Refusal::TooManyTunnels => "tooManyTunnels",
+            Refusal::Stale => "stale",
+        }
+    }
+
+    /// The refusal an inter-node link names.
+    pub fn from_name(name: &str) -> Option<Refusal> {
+        [Refusal::TunnelExists, Refusal::DuplicateUuid, Refusal::TooManyTunnels, Refusal::Stale]
+            .into_iter()
+            .find(|refusal| refusal.name() == name)
     }
 }
 
@@ -119,6 +174,9 @@ pub enum Pairing {
     Refused(Refusal),
 }
 
+/// Called with a slot's key and claim when the slot is gone (a cluster removes its entry).
+pub type OnFree = Box<dyn Fn(TunnelKey, u64) + Send + Sync>;
+
 /// Every waiting and active v1 tunnel.
 #[derive(Default)]
 pub struct Registry {
@@ -126,6 +184,7 @@ pub struct Registry {
     epochs: AtomicU64,
     /// `[Limits] maxTunnelsPerToken`.
     max_per_token: Option<usize>,
+    on_free: Option<OnFree>,
 }
 
 #[derive(Default)]
@@ -139,6 +198,11 @@ impl Registry {
     /// A registry that allows at most `max_per_token` tunnels (waiting or running) per token.
     pub fn new(max_per_token: Option<usize>) -> Registry {
         Registry { max_per_token, ..Registry::default() }
+    }
+
+    /// A registry that calls `on_free` for every slot that goes away.
+    pub fn with_on_free(max_per_token: Option<usize>, on_free: OnFree) -> Registry {
+        Registry { max_per_token, on_free: Some(on_free), ..Registry::default() }
     }
 
     /// Parks the client or pairs it with the waiting one, in one critical section.
@@ -157,18 +221,49 @@ impl Registry {
                 }
                 *count += 1;
                 let (tx, rx) = oneshot::channel();
-                slots.insert(key, Slot::Waiting { epoch, uuid: uuid.to_string(), join: tx });
-                Pairing::Parked { guard: self.guard(key, epoch), join: rx }
+                slots.insert(key, Slot::Waiting { epoch, claim: epoch, uuid: uuid.to_string(), join: tx });
+                Pairing::Parked { guard: self.guard(key, epoch, epoch), join: rx }
             }
-            Some(Slot::Waiting { uuid: waiting, epoch: theirs, join }) if waiting == uuid => {
-                slots.insert(key, Slot::Waiting { epoch: theirs, uuid: waiting, join });
+            Some(slot) => Self::join_slot(self, slots, key, slot, epoch, uuid),
+        }
+    }
+
+    /// A client on another node joins the slot its entry in Redis names (`claim`): like
+    /// [`Registry::pair_or_park`], except that it never parks here, and a slot that is not the
+    /// one the entry named is [`Refusal::Stale`].
+    pub fn join_claimed(self: &Arc<Self>, key: TunnelKey, claim: u64, uuid: &str) -> Pairing {
+        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed);
+        let mut table = self.table.lock().expect("registry lock poisoned");
+        let slots = &mut table.slots;
+        match slots.remove(&key) {
+            None => Pairing::Refused(Refusal::Stale),
+            Some(slot) if slot.claim() != claim => {
+                slots.insert(key, slot);
+                Pairing::Refused(Refusal::Stale)
+            }
+            Some(slot) => Self::join_slot(self, slots, key, slot, epoch, uuid),
+        }
+    }
+
+    /// A client meets a slot that exists: join it, or be refused.
+    fn join_slot(
+        self: &Arc<Self>,
+        slots: &mut HashMap<TunnelKey, Slot>,
+        key: TunnelKey,
+        slot: Slot,
+        epoch: u64,
+        uuid: &str,
+    ) -> Pairing {
+        match slot {
+            Slot::Waiting { uuid: waiting, epoch: theirs, claim, join } if waiting == uuid => {
+                slots.insert(key, Slot::Waiting { epoch: theirs, claim, uuid: waiting, join });
                 Pairing::Refused(Refusal::DuplicateUuid)
             }
-            Some(Slot::Waiting { join, .. }) => {
-                slots.insert(key, Slot::Busy { epoch });
-                Pairing::Join { guard: self.guard(key, epoch), partner: join }
+            Slot::Waiting { join, claim, .. } => {
+                slots.insert(key, Slot::Busy { epoch, claim });
+                Pairing::Join { guard: self.guard(key, epoch, claim), partner: join }
             }
-            Some(busy @ Slot::Busy { .. }) => {
+            busy @ Slot::Busy { .. } => {
                 slots.insert(key, busy);
                 Pairing::Refused(Refusal::TunnelExists)
             }
@@ -180,8 +275,20 @@ impl Registry {
     pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> oneshot::Receiver<JoinRequest> {
         let (tx, rx) = oneshot::channel();
         let mut table = self.table.lock().expect("registry lock poisoned");
-        table.slots.insert(guard.key, Slot::Waiting { epoch: guard.epoch, uuid: uuid.to_string(), join: tx });
+        let slot = Slot::Waiting { epoch: guard.epoch, claim: guard.claim, uuid: uuid.to_string(), join: tx };
+        table.slots.insert(guard.key, slot);
         rx
+    }
+
+    /// (Cluster) the waiting client joined a partner on another node: from now on its slot is
+    /// a running tunnel, and a local client that comes for the key is a third one.
+    pub fn occupy(&self, guard: &SlotGuard) {
+        let mut table = self.table.lock().expect("registry lock poisoned");
+        if let Some(slot) = table.slots.get_mut(&guard.key)
+            && slot.epoch() == guard.epoch
+        {
+            *slot = Slot::Busy { epoch: guard.epoch, claim: guard.claim };
+        }
     }
 
     /// How many keys are waiting or tunnelled.
@@ -196,8 +303,8 @@ impl Registry {
         self.len() == 0
     }
 
-    fn guard(self: &Arc<Self>, key: TunnelKey, epoch: u64) -> SlotGuard {
-        SlotGuard { registry: self.clone(), key, epoch }
+    fn guard(self: &Arc<Self>, key: TunnelKey, epoch: u64, claim: u64) -> SlotGuard {
+        SlotGuard { registry: self.clone(), key, epoch, claim }
     }
 }
 
@@ -206,6 +313,14 @@ pub struct SlotGuard {
     registry: Arc<Registry>,
     key: TunnelKey,
     epoch: u64,
+    claim: u64,
+}
+
+impl SlotGuard {
+    /// The slot's claim (see [`Registry::join_claimed`]).
+    pub fn claim(&self) -> u64 {
+        self.claim
+    }
 }
 
 impl Drop for SlotGuard {
@@ -213,7 +328,10 @@ impl Drop for SlotGuard {
         let mut table = self.registry.table.lock().expect("registry lock poisoned");
         let Table { slots, per_token } = &mut *table;
         if slots.get(&self.key).is_some_and(|slot| slot.epoch() == self.epoch) {
-            slots.remove(&self.key);
+            let claim = slots.remove(&self.key).map(|slot| slot.claim());
+            if let (Some(on_free), Some(claim)) = (&self.registry.on_free, claim) {
+                on_free(self.key, claim);
+            }
             shrink_when_sparse(slots);
             if let Some(count) = per_token.get_mut(&self.key.token) {
                 *count -= 1;

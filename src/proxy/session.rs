@@ -31,9 +31,13 @@ use tracing::{Instrument, debug, info, warn};
 use super::ProxyContext;
 use super::api::V1_API;
 use super::pairing::{
-    Identity, JoinRequest, Pairing, Parked, Refusal as PairingRefusal, SlotGuard, TunnelKey,
+    Handover, Identity, JoinRequest, Pairing, Parked, Refusal as PairingRefusal, SlotGuard, TunnelKey,
 };
+use super::remote::{self, Carrier, Joined, Local, RemotePeer};
 use super::tunnel::Tunnel;
+use crate::cluster::Cluster;
+use crate::cluster::directory::{Claim, Entry};
+use crate::cluster::h2_stream::H2Stream;
 use crate::protocol::api::string_param;
 use crate::protocol::reasons::{self, PARTNER_GONE};
 use crate::protocol::{DecodeError, Request, RpcError, message, remote_proxy};
@@ -267,29 +271,21 @@ impl Session {
 
     /// Parks the client or joins it with its partner. Returns the tunnel when this session is
     /// the one that joins; a parked session ends when it hands its connection over.
-    async fn pair(mut self, auth: Authenticated) -> Option<Tunnel> {
+    async fn pair(self, auth: Authenticated) -> Option<Tunnel> {
         let registry = self.ctx.registry.clone();
         let (guard, join) = match registry.pair_or_park(auth.key, &auth.identity.uuid) {
             Pairing::Refused(refusal) => {
-                if refusal == PairingRefusal::TooManyTunnels {
-                    // A limit: counted, and not a line per refusal (a token holder could flood).
-                    self.ctx.stats.connection_refused(crate::stats::Refusal::MaxTunnelsPerToken);
-                    debug!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
-                } else {
-                    info!(uuid = %auth.identity.uuid, reason = refusal.reason(), "refused");
-                }
-                self.outcome = Some(SessionOutcome::Redundant);
-                let exit =
-                    match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
-                        Ok(()) => Exit::error(refusal.reason()),
-                        Err(exit) => exit,
-                    };
-                self.finish(exit).await;
+                self.refused(refusal, refusal.reason(), &auth).await;
                 return None;
             }
             Pairing::Parked { guard, join } => (guard, join),
             Pairing::Join { guard, partner } => match ask_for_partner(partner).await {
-                Some(parked) => return self.establish(parked, guard, auth).await,
+                Some(Handover::Parked(parked)) => return self.establish(*parked, guard, auth).await,
+                Some(Handover::Refused(refusal)) => {
+                    drop(guard);
+                    self.refused(refusal, refusal.reason(), &auth).await;
+                    return None;
+                }
                 None => {
                     debug!("the waiting partner left before the hand-over; waiting in its place");
                     let join = registry.repark(&guard, &auth.identity.uuid);
@@ -297,6 +293,41 @@ impl Session {
                 }
             },
         };
+        // Waiting here: in a cluster the tunnel's entry must be this node's, or the partner is
+        // on another node already.
+        if let Some(cluster) = self.ctx.cluster.clone() {
+            let (pair, _) = auth.key.to_hex();
+            if let Claim::Elsewhere(entry) = cluster.claim("v1", &pair, guard.claim()).await {
+                return self.join_remote(cluster, auth, guard, join, entry).await;
+            }
+        }
+        self.park(guard, join, auth).await
+    }
+
+    /// The pairing rules refused this client: answer ProxyError and close with `reason`.
+    async fn refused(mut self, refusal: PairingRefusal, reason: &'static str, auth: &Authenticated) {
+        if refusal == PairingRefusal::TooManyTunnels {
+            // A limit: counted, and not a line per refusal (a token holder could flood).
+            self.ctx.stats.connection_refused(crate::stats::Refusal::MaxTunnelsPerToken);
+            debug!(uuid = %auth.identity.uuid, reason, "refused");
+        } else {
+            info!(uuid = %auth.identity.uuid, reason, "refused");
+        }
+        self.outcome = Some(SessionOutcome::Redundant);
+        let exit = match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
+            Ok(()) => Exit::error(reason),
+            Err(exit) => exit,
+        };
+        self.finish(exit).await;
+    }
+
+    /// Nobody is here yet: answer the client and wait alone.
+    async fn park(
+        mut self,
+        guard: SlotGuard,
+        join: oneshot::Receiver<JoinRequest>,
+        auth: Authenticated,
+    ) -> Option<Tunnel> {
         if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await {
             self.finish(exit).await;
             return None;
@@ -307,6 +338,78 @@ impl Session {
         }
         self.wait_alone(guard, join, auth.identity).await;
         None
+    }
+
+    /// The partner waits on another node: ask that node to join them, and relay to it.
+    async fn join_remote(
+        self,
+        cluster: Arc<Cluster>,
+        auth: Authenticated,
+        guard: SlotGuard,
+        mut join: oneshot::Receiver<JoinRequest>,
+        mut entry: Entry,
+    ) -> Option<Tunnel> {
+        let carrier = Carrier::of(&self.conn);
+        let (pair, _) = auth.key.to_hex();
+        // A stale entry (its slot gone) is removed and the key claimed again; a few rounds at
+        // most, as each removes one entry.
+        for _ in 0..3 {
+            match remote::join(&cluster, &entry, auth.key, &auth.identity, carrier).await {
+                Joined::Partner(peer, stream) => {
+                    // From now on a local client for this key is a third one.
+                    self.ctx.registry.occupy(&guard);
+                    if let Ok(JoinRequest { reply }) = join.try_recv() {
+                        let _ = reply.send(Handover::Refused(PairingRefusal::TunnelExists));
+                    }
+                    return self.establish_remote(peer, stream, guard, auth, cluster).await;
+                }
+                Joined::Refused(PairingRefusal::Stale) => {
+                    cluster.forget_stale("v1", &pair, &entry).await;
+                    match cluster.claim("v1", &pair, guard.claim()).await {
+                        Claim::Elsewhere(found) => entry = found,
+                        Claim::Ours | Claim::Unavailable => return self.park(guard, join, auth).await,
+                    }
+                }
+                Joined::Refused(refusal) => {
+                    drop(guard);
+                    self.refused(refusal, refusal.reason(), &auth).await;
+                    return None;
+                }
+                Joined::Unreachable => break,
+            }
+        }
+        drop(guard);
+        self.refused(PairingRefusal::Stale, reasons::PARTNER_NODE_UNREACHABLE, &auth).await;
+        None
+    }
+
+    /// Joined with a peer on another node: answer this client, greet it, relay to the stream.
+    async fn establish_remote(
+        mut self,
+        peer: RemotePeer,
+        stream: H2Stream,
+        guard: SlotGuard,
+        auth: Authenticated,
+        cluster: Arc<Cluster>,
+    ) -> Option<Tunnel> {
+        let ids = &self.ctx.notification_ids;
+        let to_self = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &peer.identity);
+        let response = auth_response(auth.request_id, AuthenticationError::NoError);
+        let greeted = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
+            self.conn.send(&response).await?;
+            self.conn.send(&to_self).await
+        })
+        .await;
+        if !matches!(greeted, Ok(Ok(()))) {
+            debug!("a tunnel client left while the tunnel was being established");
+            // Dropping the stream resets it: the other node cuts its client.
+            drop(stream);
+            self.conn.close(CloseKind::Error, PARTNER_GONE).await;
+            return None;
+        }
+        let shape = Carrier::of(&self.conn);
+        let local = Local { conn: self.conn, identity: auth.identity };
+        Some(local.into_tunnel(stream, peer, shape, guard, self.ctx, cluster, false))
     }
 
     /// Alone: wait for a partner's join request.
@@ -328,7 +431,9 @@ impl Session {
                         break Exit::error(PARTNER_GONE);
                     };
                     drop(guard);
-                    if let Err(parked) = reply.send(Parked { conn: self.conn, identity }) {
+                    if let Err(Handover::Parked(parked)) =
+                        reply.send(Handover::Parked(Box::new(Parked { conn: self.conn, identity })))
+                    {
                         parked.conn.close(CloseKind::Error, PARTNER_GONE).await;
                     }
                     return;
@@ -411,6 +516,7 @@ impl Session {
             record,
             guard,
             tickets,
+            remote: None,
         })
     }
 
@@ -444,7 +550,7 @@ impl Session {
 }
 
 /// Sends the join request and waits for the parked session's connection.
-async fn ask_for_partner(partner: oneshot::Sender<JoinRequest>) -> Option<Parked> {
+async fn ask_for_partner(partner: oneshot::Sender<JoinRequest>) -> Option<Handover> {
     let (reply, answer) = oneshot::channel();
     partner.send(JoinRequest { reply }).ok()?;
     tokio::time::timeout(HANDOVER_TIMEOUT, answer).await.ok()?.ok()
@@ -454,7 +560,7 @@ fn auth_response(id: i64, outcome: AuthenticationError) -> Value {
     message::success(id, json!({"authenticationError": outcome.wire_name()}))
 }
 
-fn tunnel_established(id: u64, partner: &Identity) -> Value {
+pub(super) fn tunnel_established(id: u64, partner: &Identity) -> Value {
     message::notification(
         id,
         "RemoteProxy.TunnelEstablished",

@@ -29,6 +29,7 @@ fn session() -> DuplexStream {
         stop: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
         stats: Stats::new("timers", Vec::new()),
+        cluster: None,
     });
     let (client, broker) = tokio::io::duplex(64 << 10);
     let wire = Wire::Stream(Box::new(broker));

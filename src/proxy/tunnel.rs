@@ -40,12 +40,25 @@ pub struct Tunnel {
     /// What the two connections hold against `maxConnections` and `[Limits]`, given back when
     /// the tunnel ends.
     pub tickets: (Option<Ticket>, Option<Ticket>),
+    /// Set when `a` is a client on another cluster node, reached through a link stream.
+    pub remote: Option<Remote>,
+}
+
+/// The other node of a cross-node tunnel.
+pub struct Remote {
+    /// Its node id.
+    pub node: String,
+    /// This node held the tunnel's entry (its first peer waited here): it writes the tunnel's
+    /// statistics record, so a cluster's logs count each tunnel once.
+    pub owner: bool,
+    /// Counts the tunnel among the relayed ones while it runs.
+    pub _counted: crate::cluster::RelayedGuard,
 }
 
 impl Tunnel {
     /// Relays until either end closes, the tunnel idles out or the broker's grace period ends.
     pub async fn run(self) {
-        let Tunnel { ctx, a, b, a_side, b_side, ids, started, record, guard, tickets } = self;
+        let Tunnel { ctx, a, b, a_side, b_side, ids, started, record, guard, tickets, remote } = self;
         let report = relay::run(a, b, ctx.timeouts.tunnel_idle, ctx.hard_stop.clone()).await;
         drop(record);
         drop(guard);
@@ -55,18 +68,24 @@ impl Tunnel {
             user_name: identity.user_name.clone(),
             bytes_sent,
         };
-        ctx.stats.tunnel_closed(&TunnelRecord {
-            start: started,
-            end: SystemTime::now(),
-            first: side(&a_side, report.a_to_b),
-            second: side(&b_side, report.b_to_a),
-            reason: report.reason.as_str(),
-        });
+        if remote.as_ref().is_none_or(|remote| remote.owner) {
+            ctx.stats.tunnel_closed(&TunnelRecord {
+                start: started,
+                end: SystemTime::now(),
+                first: side(&a_side, report.a_to_b),
+                second: side(&b_side, report.b_to_a),
+                reason: report.reason.as_str(),
+            });
+        }
+        // Each node counts the sessions of its own clients.
         ctx.stats.session_ended(SessionOutcome::Happy);
-        ctx.stats.session_ended(SessionOutcome::Happy);
+        if remote.is_none() {
+            ctx.stats.session_ended(SessionOutcome::Happy);
+        }
         info!(
             conn = ids.1,
             partner = ids.0,
+            partner_node = remote.as_ref().map_or("", |remote| remote.node.as_str()),
             bytes_to_partner = report.b_to_a,
             bytes_from_partner = report.a_to_b,
             reason = report.reason.as_str(),

@@ -204,6 +204,11 @@ impl Connection {
         }
     }
 
+    /// Whether the connection is a WebSocket (its messages cross a tunnel as messages).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.wire, Wire::WebSocket(_))
+    }
+
     /// Closes the connection. On a WebSocket the close frame carries `kind`'s code and `reason`;
     /// a byte stream is shut down (it has no way to carry a reason).
     pub async fn close(self, kind: CloseKind, reason: &str) {

@@ -28,6 +28,8 @@ pub struct ServerListeners {
     pub metrics: Option<TcpListener>,
     /// The rendezvous listener (`[RendezvousServer]`).
     pub rendezvous: Option<TcpListener>,
+    /// The inter-node relay listener (`[Cluster]`).
+    pub cluster: Option<TcpListener>,
 }
 
 impl ServerListeners {
@@ -58,7 +60,15 @@ impl ServerListeners {
             ),
             None => None,
         };
+        let cluster = match &config.cluster {
+            Some(settings) => Some(
+                bind_tcp(settings.relay_address)
+                    .map_err(|source| bind_error(settings.relay_address, "cluster relay listener", source))?,
+            ),
+            None => None,
+        };
         Ok(ServerListeners {
+            cluster,
             proxy: Listeners::bind(&config.listeners, "v1").await?,
             tunnel_proxy: Listeners::bind(&config.tunnel_proxy_listeners, "v2").await?,
             monitor,
@@ -136,6 +146,7 @@ fn where_to_change(what: &str) -> &'static str {
         }
         "monitor socket" => "change [ProxyServer] monitorSocket (empty turns it off) or monitorSocketGroup",
         "metrics endpoint" => "change [Metrics] host and port",
+        "cluster relay listener" => "change [Cluster] relayHost and relayPort",
         _ => "change its address in the configuration file",
     }
 }

@@ -183,6 +183,7 @@ impl BrokerBuilder {
             monitor: Some(bind_monitor(&monitor, 0o660, None).await.unwrap()),
             metrics: metrics_enabled.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
             rendezvous: rendezvous_on.then(|| bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap()),
+            cluster: None,
         };
         let rendezvous = listeners.rendezvous.as_ref().map(|l| l.local_addr().unwrap());
         let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());

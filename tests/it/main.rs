@@ -14,6 +14,7 @@ mod auth_http;
 mod auth_jwt;
 mod auth_static;
 mod cli;
+mod cluster;
 mod half_close;
 mod keepalive;
 mod lifecycle;

@@ -36,8 +36,10 @@ impl Header {
 
 /// Parses the header at the start of `buf`: `Ok(None)` when more bytes are needed. Refuses what
 /// a server must refuse: reserved bits (no extension is negotiated), unknown opcodes, unmasked
-/// frames, fragmented or oversized control frames.
-pub fn parse(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
+/// frames (unless `unmasked_peer`: the inter-node links of a cluster, where both sides write as
+/// servers do; masking guards browsers' proxies, which are not there), fragmented or oversized
+/// control frames.
+pub fn parse_from(buf: &[u8], unmasked_peer: bool) -> Result<Option<Header>, ProtocolError> {
     let [first, second, ..] = *buf else { return Ok(None) };
     if first & 0x70 != 0 {
         return Err(ProtocolError::NonZeroReservedBits);
@@ -50,7 +52,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         other if other & 0x8 != 0 => return Err(ProtocolError::UnknownControlFrameType(other)),
         other => return Err(ProtocolError::UnknownDataFrameType(other)),
     }
-    if second & 0x80 == 0 {
+    let masked = second & 0x80 != 0;
+    if !masked && !unmasked_peer {
         return Err(ProtocolError::UnmaskedFrameFromClient);
     }
     let (len, mut size) = match second & 0x7F {
@@ -65,9 +68,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         }
         short => (u64::from(short), 2),
     };
-    let Some(mask) = buf.get(size..size + 4) else { return Ok(None) };
-    let mask = mask.try_into().expect("four bytes");
-    size += 4;
+    let mut mask = [0; 4];
+    if masked {
+        let Some(bytes) = buf.get(size..size + 4) else { return Ok(None) };
+        mask = bytes.try_into().expect("four bytes");
+        size += 4;
+    }
     let header = Header { fin, opcode, mask, len, size };
     if header.is_control() {
         if !fin {
@@ -137,7 +143,7 @@ mod tests {
         for len in [0usize, 5, 125, 126, 300, 65535, 65536, 200_000] {
             let payload = vec![7u8; len];
             let frame = client_frame(0x82, &payload, [1, 2, 3, 4]);
-            let header = parse(&frame).unwrap().unwrap();
+            let header = parse_from(&frame, false).unwrap().unwrap();
             assert_eq!((header.fin, header.opcode, header.len), (true, BINARY, len as u64));
             assert_eq!(header.size + len, frame.len());
             let mut body = frame[header.size..].to_vec();
@@ -145,20 +151,30 @@ mod tests {
             assert_eq!(body, payload);
             // Any shorter prefix of the header asks for more.
             for cut in 0..header.size {
-                assert_eq!(parse(&frame[..cut]).unwrap(), None, "len {len} cut {cut}");
+                assert_eq!(parse_from(&frame[..cut], false).unwrap(), None, "len {len} cut {cut}");
             }
         }
     }
 
     #[test]
     fn what_a_server_must_refuse() {
-        let refuse = |bytes: &[u8]| parse(bytes).unwrap_err().to_string();
+        let refuse = |bytes: &[u8]| parse_from(bytes, false).unwrap_err().to_string();
         assert!(refuse(&[0xC2, 0x80, 0, 0, 0, 0]).contains("Reserved bits"));
         assert!(refuse(&[0x82, 0x00]).contains("unmasked"));
         assert!(refuse(&[0x83, 0x80, 0, 0, 0, 0]).contains("Unknown data frame type"));
         assert!(refuse(&[0x8B, 0x80, 0, 0, 0, 0]).contains("Unknown control frame type"));
         assert!(refuse(&[0x09, 0x80, 0, 0, 0, 0]).contains("Fragmented control"));
         assert!(refuse(&[0x89, 0xFE, 0, 126, 0, 0, 0, 0]).contains("Control frame too big"));
+    }
+
+    #[test]
+    fn another_node_may_send_unmasked_frames_and_masked_ones_still_read() {
+        let unmasked = parse_from(&[0x82, 0x03, 1, 2, 3], true).unwrap().unwrap();
+        assert_eq!((unmasked.len, unmasked.size, unmasked.mask), (3, 2, [0; 4]));
+        let masked = parse_from(&[0x82, 0x83, 9, 8, 7, 6, 1, 2, 3], true).unwrap().unwrap();
+        assert_eq!((masked.len, masked.size, masked.mask), (3, 6, [9, 8, 7, 6]));
+        // Still the server rules otherwise.
+        assert!(parse_from(&[0xC2, 0x00], true).is_err());
     }
 
     #[test]

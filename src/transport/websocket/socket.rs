@@ -104,6 +104,8 @@ pub struct WebSocket<S> {
     /// Largest message (and frame) accepted.
     max_message: usize,
     keepalive: Option<Timer>,
+    /// The other side is a broker node that writes unmasked frames ([`WebSocket::peer`]).
+    unmasked_peer: bool,
 }
 
 impl<S> WebSocket<S> {
@@ -126,12 +128,24 @@ impl<S> WebSocket<S> {
             flush_waiter: None,
             max_message,
             keepalive,
+            unmasked_peer: false,
         }
+    }
+
+    /// The far end of a cross-node tunnel: another node's relay writes the frames of its client's
+    /// WebSocket over the link, unmasked as a server writes them.
+    pub fn peer(io: S, max_message: usize) -> Self {
+        WebSocket { unmasked_peer: true, ..WebSocket::new(io, BytesMut::new(), max_message, None) }
     }
 
     /// Changes the largest message accepted from now on (the limit is lower before a tunnel).
     pub fn set_max_message(&mut self, max_message: usize) {
         self.max_message = max_message;
+    }
+
+    /// Whether this is the far end of a cross-node tunnel ([`WebSocket::peer`]).
+    pub fn is_peer(&self) -> bool {
+        self.unmasked_peer
     }
 
     /// The underlying stream.
@@ -263,7 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the next frame out of `read` and acts on it: `Ok(None)` when more bytes are needed
     /// (`want` says how many) or the frame gave the caller nothing (a fragment; `want` is 0).
     fn next_frame(&mut self) -> Result<Option<Message>, Error> {
-        let Some(header) = frame::parse(&self.read)? else {
+        let Some(header) = frame::parse_from(&self.read, self.unmasked_peer)? else {
             self.want = self.read.len() + 1;
             return Ok(None);
         };
@@ -283,7 +297,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.want = 0;
         let mut payload = self.read.split_to(needed);
         payload.advance(header.size);
-        frame::unmask(&mut payload, header.mask);
+        if header.mask != [0; 4] {
+            frame::unmask(&mut payload, header.mask);
+        }
         match header.opcode {
             TEXT | BINARY => {
                 if self.fragments.is_some() {

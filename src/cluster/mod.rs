@@ -1,0 +1,287 @@
+//! Cluster mode (`[Cluster]`): several broker nodes behind one name, sharing a directory in Redis,
+//! so that the two peers of a tunnel may connect to different nodes (TLS hides the token from any
+//! load balancer, so it cannot route them together).
+//!
+//! * [`directory`]: the Redis side: heartbeats, entries for waiting v1 peers and v2 servers,
+//!   claim / compare-and-delete / refresh scripts, and the up/down state.
+//! * [`link`]: the authenticated, multiplexed inter-node links (TLS pinned through the
+//!   heartbeat, channel-bound proofs of the shared secret, HTTP/2 streams).
+//! * [`h2_stream`]: one link stream as a byte stream for the relay.
+//!
+//! How a tunnel crosses nodes is the v1 API's business (`proxy::remote`): the node where the first
+//! peer waits owns the tunnel's entry; a second peer elsewhere opens a stream to it, and each node
+//! runs the ordinary relay between its own client and the stream.
+
+pub mod directory;
+pub mod h2_stream;
+pub mod link;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::ClusterSettings;
+use directory::{Claim, Directory, Entry, NodeRecord};
+use h2_stream::H2Stream;
+use link::{Identity, Incoming, Links, ListenerTls};
+
+pub use link::hex;
+
+/// How long an entry lives without a refresh; refreshed every third of it while held.
+const ENTRY_TTL: Duration = Duration::from_secs(30);
+
+/// The digest in a key name, back to bytes.
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Counts for the monitor and metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// Cross-node tunnels running now, by the other node.
+    pub relayed_by_node: Mutex<HashMap<String, u64>>,
+    /// Cross-node tunnels since start.
+    pub relayed_total: AtomicU64,
+}
+
+/// A relayed tunnel's place in [`Counters`], given back when dropped.
+pub struct RelayedGuard {
+    cluster: Arc<Cluster>,
+    node: String,
+}
+
+impl Drop for RelayedGuard {
+    fn drop(&mut self) {
+        let mut by_node = self.cluster.counters.relayed_by_node.lock().expect("counters lock poisoned");
+        if let Some(count) = by_node.get_mut(&self.node) {
+            *count -= 1;
+            if *count == 0 {
+                by_node.remove(&self.node);
+            }
+        }
+    }
+}
+
+/// This node's membership: its directory, its links, what it holds in Redis.
+pub struct Cluster {
+    /// `nodeId`.
+    pub node: String,
+    /// Random per run: entries of an earlier run of this node id do not count.
+    instance: String,
+    directory: Directory,
+    links: Links,
+    identity: Arc<Identity>,
+    tls: ListenerTls,
+    heartbeat_interval: Duration,
+    /// `host:port` the other nodes dial.
+    advertise: Mutex<String>,
+    /// Entries this node wrote and refreshes: key → value.
+    owned: Mutex<HashMap<String, String>>,
+    /// Every live node, as last read (for the monitor).
+    nodes: Mutex<Vec<NodeRecord>>,
+    draining: AtomicBool,
+    /// Relayed tunnels, for the monitor and metrics.
+    pub counters: Counters,
+}
+
+impl Cluster {
+    /// Prepares membership (nothing is contacted yet).
+    pub fn new(settings: &ClusterSettings) -> Result<Arc<Cluster>, String> {
+        let directory = Directory::new(&settings.redis_url, &settings.key_prefix)?;
+        let identity = Arc::new(Identity::new(&settings.node_id, settings.secret.expose_secret()));
+        let tls = ListenerTls::generate(&settings.node_id)?;
+        let mut instance = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut instance)
+            .map_err(|_| "cannot read random bytes".to_string())?;
+        Ok(Arc::new(Cluster {
+            node: settings.node_id.clone(),
+            instance: hex(&instance),
+            directory,
+            links: Links::new(identity.clone()),
+            identity,
+            tls,
+            heartbeat_interval: settings.heartbeat_interval,
+            advertise: Mutex::new(settings.advertise_address.clone().unwrap_or_default()),
+            owned: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(Vec::new()),
+            draining: AtomicBool::new(false),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// Whether Redis answered the last call.
+    pub fn redis_up(&self) -> bool {
+        self.directory.is_up()
+    }
+
+    /// Whether this node is draining: it takes no new pairings, so its clients go elsewhere.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Every live node as last read.
+    pub fn nodes(&self) -> Vec<NodeRecord> {
+        self.nodes.lock().expect("nodes lock poisoned").clone()
+    }
+
+    /// Starts serving: the relay listener (its address advertised unless `advertiseAddress` is
+    /// given) and the heartbeat, until `ended`. `handle` gets the streams other nodes open.
+    pub fn start(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        handle: Arc<dyn Fn(Incoming) + Send + Sync>,
+        ended: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        {
+            let mut advertise = self.advertise.lock().expect("advertise lock poisoned");
+            if advertise.is_empty()
+                && let Ok(address) = listener.local_addr()
+            {
+                *advertise = address.to_string();
+            }
+        }
+        info!(
+            node = %self.node,
+            relay = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            advertised = %self.advertise.lock().expect("advertise lock poisoned"),
+            "cluster: relay listener"
+        );
+        let serve =
+            link::serve(listener, self.tls.config.clone(), self.identity.clone(), handle, ended.clone());
+        vec![tokio::spawn(serve), tokio::spawn(self.clone().heartbeat(ended))]
+    }
+
+    fn beat_value(&self) -> String {
+        directory::beat_value(
+            &self.instance,
+            &self.tls.fingerprint,
+            &self.advertise.lock().expect("advertise lock poisoned"),
+        )
+    }
+
+    /// Tells Redis this node is alive, refreshes what it holds, reads who else is; on `ended`
+    /// removes its heartbeat so the others stop counting its entries at once.
+    async fn heartbeat(self: Arc<Self>, ended: CancellationToken) {
+        let mut interval = tokio::time::interval(self.heartbeat_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let beats_per_refresh =
+            (ENTRY_TTL.as_millis() / 3 / self.heartbeat_interval.as_millis().max(1)).max(1) as u64;
+        let mut beats = 0u64;
+        loop {
+            tokio::select! {
+                _ = ended.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            let beat = self.beat_value();
+            if !self.directory.beat(&self.node, &beat, self.heartbeat_interval * 3).await {
+                continue;
+            }
+            if beats.is_multiple_of(beats_per_refresh) {
+                if let Some(nodes) = self.directory.nodes().await {
+                    *self.nodes.lock().expect("nodes lock poisoned") = nodes;
+                }
+                let entries: Vec<(String, String)> = self
+                    .owned
+                    .lock()
+                    .expect("owned lock poisoned")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if let Some(lost) = self.directory.refresh(&entries, ENTRY_TTL).await
+                    && lost > 0
+                {
+                    debug!(lost, "entries another node took while Redis was away");
+                }
+            }
+            beats += 1;
+        }
+        self.directory.forget_node(&self.node, &self.beat_value()).await;
+    }
+
+    /// Claims the entry of a waiting v1 peer (`id`: the key's hex digest; `claim`: its slot's).
+    pub async fn claim(&self, kind: &str, id: &str, claim: u64) -> Claim {
+        let key = self.directory.key(kind, id);
+        let value = directory::entry_value(&self.node, &self.instance, claim);
+        for _ in 0..3 {
+            match self.directory.claim(&key, &value, ENTRY_TTL).await {
+                Claim::Ours => {
+                    self.owned.lock().expect("owned lock poisoned").insert(key, value);
+                    return Claim::Ours;
+                }
+                // An entry of this run for an older slot of the key, whose removal has not
+                // reached Redis yet: remove it and claim again.
+                Claim::Elsewhere(entry)
+                    if entry.owner.node == self.node && entry.owner.instance == self.instance =>
+                {
+                    self.directory.release(&key, &entry.value).await;
+                }
+                other => return other,
+            }
+        }
+        Claim::Unavailable
+    }
+
+    /// The live entry for `id`, if any (`Err`: Redis cannot be asked).
+    pub async fn lookup(&self, kind: &str, id: &str) -> Result<Option<Entry>, ()> {
+        self.directory.lookup(&self.directory.key(kind, id)).await
+    }
+
+    /// A slot this node held is gone: its entry goes too (if it is still this node's).
+    pub fn release(self: &Arc<Self>, kind: &str, id: &str, claim: u64) {
+        let key = self.directory.key(kind, id);
+        let value = directory::entry_value(&self.node, &self.instance, claim);
+        let owned = {
+            let mut owned = self.owned.lock().expect("owned lock poisoned");
+            match owned.get(&key) {
+                Some(held) if *held == value => owned.remove(&key).is_some(),
+                _ => false,
+            }
+        };
+        if owned && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let cluster = self.clone();
+            runtime.spawn(async move { cluster.directory.release(&key, &value).await });
+        }
+    }
+
+    /// Removes an entry whose owner said it has no such slot any more.
+    pub async fn forget_stale(&self, kind: &str, id: &str, entry: &Entry) {
+        self.directory.release(&self.directory.key(kind, id), &entry.value).await;
+    }
+
+    /// Opens a stream to `node` for `path`.
+    pub async fn open(&self, node: &NodeRecord, path: &str) -> std::io::Result<H2Stream> {
+        self.links.open(node, path).await
+    }
+
+    /// Counts a cross-node tunnel with `node` until the guard is dropped.
+    pub fn relayed(self: &Arc<Self>, node: &str) -> RelayedGuard {
+        self.counters.relayed_total.fetch_add(1, Ordering::Relaxed);
+        *self
+            .counters
+            .relayed_by_node
+            .lock()
+            .expect("counters lock poisoned")
+            .entry(node.to_string())
+            .or_default() += 1;
+        RelayedGuard { cluster: self.clone(), node: node.to_string() }
+    }
+
+    /// Starts draining (see [`Cluster::is_draining`]).
+    pub fn drain(&self) {
+        if !self.draining.swap(true, Ordering::Relaxed) {
+            info!(node = %self.node, "cluster: draining, no new pairings on this node");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Cluster mode with real processes: a `redis-server` of its own per test (on a free loopback
+//! port, no persistence) and broker binaries as nodes, each with its v1 listeners and relay on
+//! port 0 (read from its log).
+
+mod v1;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::binary::{Proc, write_config};
+use crate::common::{Client, ClientWire, Kind, WAIT};
+
+const SECRET: &str = "a cluster secret for the tests";
+
+/// A `redis-server` process on 127.0.0.1 that saves nothing.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        // redis-server cannot pick a port itself: take a free one and try another if someone
+        // else took it in between.
+        for _ in 0..10 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut redis = Redis { child: None, port, dir: tempfile::tempdir().unwrap() };
+            if redis.launch().await {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on any free port");
+    }
+
+    /// Starts (again) on `self.port`; whether it answers PING.
+    async fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run redis-server ({error}); install it (Debian: apt-get install redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
+            }
+            if self.ping().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else { return false };
+        if stream.write_all(b"PING\r\n").await.is_err() {
+            return false;
+        }
+        let mut answer = [0u8; 7];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut answer)).await,
+            Ok(Ok(_))
+        ) && &answer == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: as an outage looks to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: it saved nothing).
+    pub async fn restart(&mut self) {
+        assert!(self.launch().await, "redis-server did not start again on port {}", self.port);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A broker process that is a cluster node.
+pub struct Node {
+    pub proc: Proc,
+    pub id: String,
+    pub websocket: SocketAddr,
+}
+
+impl Node {
+    /// Starts node `id` on `redis` with the mock authenticator; waits until it serves and Redis
+    /// knows it.
+    pub async fn start(redis: &Redis, id: &str) -> Node {
+        Self::start_with(redis, id, "").await
+    }
+
+    /// [`Node::start`] with more `[Cluster]` keys.
+    pub async fn start_with(redis: &Redis, id: &str, cluster_keys: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = dir.path().join("proxy.socket");
+        let sections = format!(
+            "[Cluster]\nenabled=true\nredisUrl={}\nnodeId={id}\nrelayHost=127.0.0.1\nrelayPort=0\n\
+             secret={SECRET}\nheartbeatInterval=200\n{cluster_keys}\n",
+            redis.url()
+        );
+        let config = write_config(dir.path(), 0, 0, &unix, "shutdownGracePeriod=2000", &sections);
+        let mut proc = Proc::launch_file(dir, &config, &["-m", "--verbose"]);
+        proc.ready().await;
+        proc.logged("connected to Redis").await;
+        let websocket = address_in_log(&proc, "v1 WebSocket listener address=").await;
+        Node { proc, id: id.to_string(), websocket }
+    }
+
+    /// A client on this node's TCP or WebSocket listener.
+    pub async fn client(&self, kind: Kind) -> Client {
+        match kind {
+            Kind::WebSocket => {
+                let stream = TcpStream::connect(self.websocket).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let stream: Box<dyn crate::common::Io> = Box::new(stream);
+                let url = format!("ws://{}/", self.websocket);
+                let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+                Client { kind, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }
+            }
+            kind => self.proc.client(kind).await,
+        }
+    }
+}
+
+async fn address_in_log(proc: &Proc, marker: &str) -> SocketAddr {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = proc.stderr_text();
+        if let Some(at) = log.find(marker) {
+            return log[at + marker.len()..].split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "{marker} never logged: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Three nodes on one Redis, all alive in it.
+pub async fn three_nodes(redis: &Redis) -> [Node; 3] {
+    let (a, b, c) = tokio::join!(
+        Node::start(redis, "node-a"),
+        Node::start(redis, "node-b"),
+        Node::start(redis, "node-c")
+    );
+    [a, b, c]
+}

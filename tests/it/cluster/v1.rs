@@ -1,0 +1,285 @@
+//! v1 tunnels whose peers are on different nodes: bytes both ways, the pairing rules across
+//! nodes, a node killed, Redis stopped and started.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Node, Redis, three_nodes};
+use crate::common::{Client, ClientWire, Closed, Kind, WAIT, random_bytes, within};
+
+const UUID_A: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+const UUID_B: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const UUID_C: &str = "7c6b5a49-3827-4165-9f8e-7d6c5b4a3928";
+
+const OK: &str = "AuthenticationErrorNoError";
+const PROXY_ERROR: &str = "AuthenticationErrorProxyError";
+
+/// `first` waits on its node, `second` joins from its own; both see the other's identity.
+async fn pair_across(
+    first_node: &Node,
+    a: Kind,
+    second_node: &Node,
+    b: Kind,
+    token: &str,
+    nonce: &str,
+) -> (Client, Client) {
+    let mut first = first_node.client(a).await;
+    let mut second = second_node.client(b).await;
+    assert_eq!(first.authenticate(UUID_A, "first", token, Some(nonce)).await, OK);
+    assert_eq!(second.authenticate(UUID_B, "second", token, Some(nonce)).await, OK);
+    assert_eq!(second.wait_tunnel().await, json!({"name": "first", "uuid": UUID_A}));
+    assert_eq!(first.wait_tunnel().await, json!({"name": "second", "uuid": UUID_B}));
+    (first, second)
+}
+
+enum Writer {
+    Stream(tokio::io::WriteHalf<Box<dyn crate::common::Io>>),
+    WebSocket(
+        futures_util::stream::SplitSink<
+            tokio_tungstenite::WebSocketStream<Box<dyn crate::common::Io>>,
+            Message,
+        >,
+    ),
+}
+
+enum Reader {
+    Stream(tokio::io::ReadHalf<Box<dyn crate::common::Io>>, Vec<u8>),
+    WebSocket(
+        futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Box<dyn crate::common::Io>>>,
+    ),
+}
+
+fn split(client: Client) -> (Writer, Reader) {
+    match client.wire {
+        ClientWire::Stream(stream) => {
+            let (read, write) = tokio::io::split(stream);
+            (Writer::Stream(write), Reader::Stream(read, client.buf.to_vec()))
+        }
+        ClientWire::WebSocket(ws) => {
+            let (sink, stream) = ws.split();
+            (Writer::WebSocket(sink), Reader::WebSocket(stream))
+        }
+    }
+}
+
+async fn write_all(writer: &mut Writer, data: &[u8]) {
+    for chunk in data.chunks(64 << 10) {
+        match writer {
+            Writer::Stream(stream) => stream.write_all(chunk).await.unwrap(),
+            Writer::WebSocket(sink) => sink.send(Message::binary(chunk.to_vec())).await.unwrap(),
+        }
+    }
+    if let Writer::Stream(stream) = writer {
+        stream.flush().await.unwrap();
+    }
+}
+
+async fn read_n(reader: &mut Reader, n: usize) -> Vec<u8> {
+    match reader {
+        Reader::Stream(stream, buffered) => {
+            let mut out = std::mem::take(buffered);
+            out.reserve(n);
+            while out.len() < n {
+                let mut chunk = vec![0u8; 64 << 10];
+                let read = stream.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "EOF after {} of {n} bytes", out.len());
+                out.extend_from_slice(&chunk[..read]);
+            }
+            out
+        }
+        Reader::WebSocket(stream) => {
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n {
+                match stream.next().await {
+                    Some(Ok(Message::Binary(data))) => out.extend_from_slice(&data),
+                    Some(Ok(Message::Text(text))) => out.extend_from_slice(text.as_bytes()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    other => panic!("after {} of {n} bytes: {other:?}", out.len()),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Moves `n` random bytes each way at once and checks both arrive exactly.
+async fn both_ways(a: Client, b: Client, n: usize) -> ((Writer, Reader), (Writer, Reader)) {
+    let (ab, ba) = (random_bytes(n), random_bytes(n));
+    let ((mut a_tx, mut a_rx), (mut b_tx, mut b_rx)) = (split(a), split(b));
+    let (_, _, at_b, at_a) = within("10 MiB both ways across nodes", async {
+        tokio::join!(
+            write_all(&mut a_tx, &ab),
+            write_all(&mut b_tx, &ba),
+            read_n(&mut b_rx, n),
+            read_n(&mut a_rx, n)
+        )
+    })
+    .await;
+    assert!(at_b == ab, "the bytes from the first client arrived changed");
+    assert!(at_a == ba, "the bytes from the second client arrived changed");
+    ((a_tx, a_rx), (b_tx, b_rx))
+}
+
+#[tokio::test]
+async fn ten_mib_cross_nodes_both_ways_over_every_pair_of_transports() {
+    let redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    let kinds = [
+        (Kind::Tcp, Kind::Tcp),
+        (Kind::WebSocket, Kind::WebSocket),
+        (Kind::Tcp, Kind::WebSocket),
+        (Kind::WebSocket, Kind::Tcp),
+    ];
+    for (i, (first, second)) in kinds.into_iter().enumerate() {
+        let (x, y) = pair_across(&a, first, &b, second, "token", &format!("n{i}")).await;
+        eprintln!("pair {i}: {first:?} {second:?}");
+        both_ways(x, y, 10 << 20).await;
+    }
+}
+
+#[tokio::test]
+async fn text_stays_text_and_a_close_reaches_the_other_node() {
+    let redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    let (mut x, mut y) = pair_across(&a, Kind::WebSocket, &b, Kind::WebSocket, "token", "text").await;
+    x.send_ws(Message::text("hello from a\n")).await;
+    assert_eq!(y.next_ws().await, Some(Message::text("hello from a\n")));
+    y.send_ws(Message::binary(vec![0xff, 0, 1])).await;
+    assert_eq!(x.next_ws().await, Some(Message::binary(vec![0xff, 0, 1])));
+    x.send_ws(Message::Close(None)).await;
+    assert_eq!(y.closed().await, Closed::WebSocket(1011, "Tunnel client disconnected".into()));
+}
+
+#[tokio::test]
+async fn a_stream_half_close_crosses_nodes_and_the_other_direction_goes_on() {
+    let redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    let (mut x, mut y) = pair_across(&a, Kind::Tcp, &b, Kind::Tcp, "token", "half").await;
+    x.send_bytes(b"last words").await;
+    x.shutdown_write().await;
+    assert_eq!(y.read_exact(10).await, b"last words");
+    let ClientWire::Stream(stream) = &mut y.wire else { unreachable!() };
+    let mut rest = [0u8; 1];
+    assert_eq!(within("EOF after the half-close", stream.read(&mut rest)).await.unwrap(), 0);
+    y.send_bytes(b"still talking").await;
+    assert_eq!(x.read_exact(13).await, b"still talking");
+}
+
+#[tokio::test]
+async fn the_pairing_rules_hold_across_nodes() {
+    let redis = Redis::start().await;
+    let [a, b, c] = three_nodes(&redis).await;
+    // A duplicate uuid on another node is refused; the waiting client stays.
+    let mut first = a.client(Kind::Tcp).await;
+    assert_eq!(first.authenticate(UUID_A, "first", "token", Some("rules")).await, OK);
+    let mut twin = b.client(Kind::WebSocket).await;
+    assert_eq!(twin.authenticate(UUID_A, "twin", "token", Some("rules")).await, PROXY_ERROR);
+    assert_eq!(twin.closed().await, Closed::WebSocket(1011, "Duplicated client UUID.".into()));
+    // The second client joins from a third node...
+    let mut second = c.client(Kind::Tcp).await;
+    assert_eq!(second.authenticate(UUID_B, "second", "token", Some("rules")).await, OK);
+    assert_eq!(second.wait_tunnel().await, json!({"name": "first", "uuid": UUID_A}));
+    assert_eq!(first.wait_tunnel().await, json!({"name": "second", "uuid": UUID_B}));
+    // ...and a third client is refused on every node, the owner's too, without disturbing them.
+    for node in [&a, &b, &c] {
+        let mut third = node.client(Kind::WebSocket).await;
+        assert_eq!(third.authenticate(UUID_C, "third", "token", Some("rules")).await, PROXY_ERROR);
+        assert_eq!(
+            third.closed().await,
+            Closed::WebSocket(1011, "Tunnel already exists for this token nonce combination.".into()),
+            "on {}",
+            node.id
+        );
+    }
+    first.send_bytes(b"ping").await;
+    assert_eq!(second.read_exact(4).await, b"ping");
+    second.send_bytes(b"pong").await;
+    assert_eq!(first.read_exact(4).await, b"pong");
+    // Once the tunnel is over the key is free everywhere.
+    drop((first, second));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut again = b.client(Kind::Tcp).await;
+        if again.authenticate(UUID_C, "again", "token", Some("rules")).await == OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the key never became free");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn peers_on_one_node_still_pair_there() {
+    let redis = Redis::start().await;
+    let [a, _b, _c] = three_nodes(&redis).await;
+    let (x, y) = pair_across(&a, Kind::Tcp, &a, Kind::WebSocket, "token", "local").await;
+    both_ways(x, y, 1 << 20).await;
+    assert!(!a.proc.stderr_text().contains("tunnel established across nodes"));
+}
+
+#[tokio::test]
+async fn killing_the_owner_node_cuts_its_tunnels_and_its_waiting_entries_stop_matching() {
+    let redis = Redis::start().await;
+    let [mut a, b, c] = three_nodes(&redis).await;
+    let (_x, mut y) = pair_across(&a, Kind::Tcp, &b, Kind::WebSocket, "token", "running").await;
+    // A client waits on node a for a partner that comes after a is gone.
+    let mut waiting = a.client(Kind::Tcp).await;
+    assert_eq!(waiting.authenticate(UUID_A, "ghost", "token", Some("waiting")).await, OK);
+    a.proc.signal("KILL");
+    let _ = a.proc.exit_status(WAIT).await;
+    let started = Instant::now();
+    // The tunnel's other end learns at once (a cut, not a clean close).
+    assert_eq!(y.closed().await, Closed::WebSocket(1011, "Tunnel client disconnected".into()));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    // A partner for the dead node's waiting client is never joined to it: refused while the
+    // node still looks alive, then it waits on its own node and a third node's client joins it.
+    let deadline = Instant::now() + WAIT;
+    let mut partner = loop {
+        let mut partner = b.client(Kind::Tcp).await;
+        match partner.authenticate(UUID_B, "partner", "token", Some("waiting")).await.as_str() {
+            OK => break partner,
+            outcome => assert_eq!(outcome, PROXY_ERROR),
+        }
+        assert!(Instant::now() < deadline, "the dead node's entry kept matching");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut late = c.client(Kind::WebSocket).await;
+    assert_eq!(late.authenticate(UUID_C, "late", "token", Some("waiting")).await, OK);
+    assert_eq!(late.wait_tunnel().await, json!({"name": "partner", "uuid": UUID_B}));
+    assert_eq!(partner.wait_tunnel().await, json!({"name": "late", "uuid": UUID_C}));
+}
+
+#[tokio::test]
+async fn redis_down_for_a_while_leaves_the_nodes_working() {
+    let mut redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    redis.kill();
+    a.proc.logged("Redis is unreachable").await;
+    // Peers on one node still pair while Redis is away.
+    let (x, y) = pair_across(&a, Kind::Tcp, &a, Kind::Tcp, "token", "down").await;
+    both_ways(x, y, 64 << 10).await;
+    redis.restart().await;
+    a.proc.logged("Redis is reachable again").await;
+    b.proc.logged("Redis is reachable again").await;
+    // Every node wrote its heartbeat again: peers on different nodes pair again.
+    let deadline = Instant::now() + WAIT;
+    for attempt in 0.. {
+        let mut first = a.client(Kind::Tcp).await;
+        let mut second = b.client(Kind::Tcp).await;
+        let nonce = format!("up-{attempt}");
+        assert_eq!(first.authenticate(UUID_A, "first", "token", Some(&nonce)).await, OK);
+        assert_eq!(second.authenticate(UUID_B, "second", "token", Some(&nonce)).await, OK);
+        let joined = tokio::time::timeout(Duration::from_millis(500), second.recv_json()).await;
+        if let Ok(notification) = joined {
+            assert_eq!(notification["params"], json!({"name": "first", "uuid": UUID_A}));
+            assert_eq!(first.wait_tunnel().await, json!({"name": "second", "uuid": UUID_B}));
+            both_ways(first, second, 64 << 10).await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "cross-node pairing never came back");
+    }
+}
