@@ -12,7 +12,7 @@ use remoteproxy_authenticators::Authenticator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info};
+use tracing::{Instrument, debug, info};
 
 use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
@@ -241,34 +241,31 @@ impl Server {
             timeouts: config.timeouts,
             max_message_size: config.server.max_message_size,
             max_clients_per_server: config.server.max_clients_per_server,
-            registry: Arc::new(tunnelproxy::Registry::default()),
+            registry: Arc::new(match &cluster {
+                None => tunnelproxy::Registry::default(),
+                Some(cluster) => {
+                    let cluster = cluster.clone();
+                    tunnelproxy::Registry::with_on_server_gone(Box::new(move |uuid, epoch| {
+                        cluster.release("v2", &uuid.hyphenated().to_string(), epoch)
+                    }))
+                }
+            }),
             notification_ids: AtomicU64::new(0),
             stop: stop.clone(),
             hard_stop: hard_stop.clone(),
             stats: stats.clone(),
+            cluster: cluster.clone(),
         });
         let v1_ctx = proxy_ctx.clone();
         let v1: Handler = Arc::new(move |conn| Box::pin(proxy::session::serve(conn, v1_ctx.clone())));
+        let v2_ctx = tunnel_proxy_ctx.clone();
         let v2: Handler = Arc::new(move |conn: Connection| {
             let span = conn.span.clone();
-            Box::pin(tunnelproxy::session::serve(conn, tunnel_proxy_ctx.clone()).instrument(span))
+            Box::pin(tunnelproxy::session::serve(conn, v2_ctx.clone()).instrument(span))
         });
 
         if let (Some(cluster), Some(listener)) = (&cluster, listeners.cluster) {
-            let (proxy_ctx, cluster_for_streams, tracker) =
-                (proxy_ctx.clone(), cluster.clone(), tracker.clone());
-            let handle: Arc<dyn Fn(crate::cluster::link::Incoming) + Send + Sync> =
-                Arc::new(move |incoming| {
-                    let crate::cluster::link::Incoming { path, from, stream } = incoming;
-                    if path == proxy::remote::JOIN_PATH {
-                        tracker.spawn(proxy::remote::serve_join(
-                            stream,
-                            from,
-                            proxy_ctx.clone(),
-                            cluster_for_streams.clone(),
-                        ));
-                    }
-                });
+            let handle = cluster_streams(cluster, proxy_ctx, tunnel_proxy_ctx, tracker.clone());
             for task in cluster.start(listener, handle, ended.clone()) {
                 services.spawn(async move {
                     let _ = task.await;
@@ -310,6 +307,29 @@ impl Server {
         while services.join_next().await.is_some() {}
         info!("stopped");
     }
+}
+
+/// Where the streams other cluster nodes open go: v1 joins and v2 connects, each in its own task
+/// (tracked, so a drain waits for the tunnels they become).
+fn cluster_streams(
+    cluster: &Arc<Cluster>,
+    proxy_ctx: Arc<ProxyContext>,
+    tunnel_proxy_ctx: Arc<TunnelProxyContext>,
+    tracker: TaskTracker,
+) -> Arc<dyn Fn(crate::cluster::link::Incoming) + Send + Sync> {
+    let cluster = cluster.clone();
+    Arc::new(move |incoming| {
+        let crate::cluster::link::Incoming { path, from, stream } = incoming;
+        match path.as_str() {
+            proxy::remote::JOIN_PATH => {
+                tracker.spawn(proxy::remote::serve_join(stream, from, proxy_ctx.clone(), cluster.clone()));
+            }
+            tunnelproxy::remote::CONNECT_PATH => {
+                tracker.spawn(tunnelproxy::remote::serve_connect(stream, from, tunnel_proxy_ctx.clone()));
+            }
+            _ => debug!(%path, node = %from, "a stream for an unknown path"),
+        }
+    })
 }
 
 /// Measures throughput once a second.

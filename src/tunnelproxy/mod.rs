@@ -6,6 +6,7 @@
 //! * `registry`: which uuids are registered, as server or client.
 //! * `server`: a registered server's actor (client table, SLIP, JSON on address 0) and writer.
 //! * `client`: a registered client's pipe to its server.
+//! * `remote`: clients whose server is registered on another cluster node.
 //!
 //! The SLIP codec itself is in the `remoteproxy-wire` crate, shared with the client library.
 
@@ -13,6 +14,7 @@ pub(crate) mod api;
 pub(crate) mod client;
 pub(crate) mod control;
 pub(crate) mod registry;
+pub mod remote;
 pub(crate) mod server;
 pub(crate) mod session;
 
@@ -63,4 +65,6 @@ pub struct TunnelProxyContext {
     pub hard_stop: CancellationToken,
     /// Connections and events for the monitor and metrics.
     pub stats: Arc<crate::stats::Stats>,
+    /// `[Cluster]`: where servers registered on other nodes are found.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }

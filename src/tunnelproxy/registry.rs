@@ -53,14 +53,24 @@ impl Refusal {
     }
 }
 
+/// Called with a server's uuid and registration epoch when it is gone (a cluster removes its
+/// entry).
+pub type OnServerGone = Box<dyn Fn(Uuid, u64) + Send + Sync>;
+
 /// All v2 registrations.
 #[derive(Default)]
 pub struct Registry {
     entries: Mutex<HashMap<Uuid, Entry>>,
     epochs: AtomicU64,
+    on_server_gone: Option<OnServerGone>,
 }
 
 impl Registry {
+    /// A registry that calls `on_server_gone` for every server registration that ends.
+    pub fn with_on_server_gone(on_server_gone: OnServerGone) -> Registry {
+        Registry { on_server_gone: Some(on_server_gone), ..Registry::default() }
+    }
+
     /// Registers a server uuid.
     pub fn register_server(self: &Arc<Self>, uuid: Uuid, handle: ServerHandle) -> Result<Guard, Refusal> {
         let mut entries = self.entries.lock().expect("registry lock poisoned");
@@ -110,11 +120,22 @@ pub struct Guard {
     epoch: u64,
 }
 
+impl Guard {
+    /// The registration's epoch: what a cluster entry names.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let mut entries = self.registry.entries.lock().expect("registry lock poisoned");
         if entries.get(&self.uuid).is_some_and(|e| e.epoch() == self.epoch) {
-            entries.remove(&self.uuid);
+            if let (Some(Entry::Server { .. }), Some(gone)) =
+                (entries.remove(&self.uuid), &self.registry.on_server_gone)
+            {
+                gone(self.uuid, self.epoch);
+            }
             crate::maps::shrink_when_sparse(&mut entries);
         }
     }

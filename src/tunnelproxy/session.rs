@@ -20,6 +20,7 @@ use super::control::{Control, ControlReceiver, ControlSender, Join, JoinRefusal,
 use super::registry::{Guard, Refusal, ServerHandle};
 use super::server;
 use super::{Carrier, TunnelProxyContext};
+use crate::cluster::directory::Claim;
 use crate::protocol::api::string_param;
 use crate::protocol::{DecodeError, Request, RpcError, message, reasons};
 use crate::stats::{Api, Refusal as StatsRefusal, Role};
@@ -36,6 +37,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 enum Registered {
     Server { uuid: Uuid, name: String, guard: Guard, control: ControlReceiver },
     Client { guard: Guard, joined: Joined, server: ControlSender },
+    /// A client whose server is on another cluster node: relayed over `stream`.
+    Remote { stream: crate::cluster::h2_stream::H2Stream },
 }
 
 /// Serves one v2 connection to its end.
@@ -51,6 +54,7 @@ pub async fn serve(conn: Connection, ctx: Arc<TunnelProxyContext>) {
         Registered::Client { guard, joined, server } => {
             Box::pin(super::client::run(ctx, carrier, joined, server, guard)).await;
         }
+        Registered::Remote { .. } => unreachable!("forwarded in `register`"),
     }
 }
 
@@ -75,6 +79,10 @@ async fn register(
         }
     };
     let ctx = session.ctx;
+    if let Registered::Remote { stream } = registered {
+        super::remote::forward(session.conn, stream, ctx).await;
+        return None;
+    }
     session.conn.decoder.skip_separator();
     let stats = session.conn.stats.take();
     // Registered: no longer pending (`maxPendingHandshakes`); still a connection.
@@ -167,6 +175,16 @@ impl Session {
         let (control_tx, control) = control_channel(CONTROL_QUEUE);
         match self.ctx.registry.register_server(uuid, ServerHandle { control: control_tx }) {
             Ok(guard) => {
+                if let Some(cluster) = &self.ctx.cluster
+                    && let Claim::Elsewhere(entry) =
+                        cluster.claim("v2", &uuid.hyphenated().to_string(), guard.epoch()).await
+                {
+                    drop(guard);
+                    let reason = Refusal::AlreadyRegistered.reason();
+                    info!(server = %uuid, node = %entry.owner.node, reason, "server registration refused: registered on another node");
+                    self.reply(request.id, answer(TunnelProxyError::AlreadyRegistered)).await?;
+                    return Err(Exit::error(reason));
+                }
                 self.describe(&name, uuid, Role::Server);
                 self.reply(request.id, answer(TunnelProxyError::NoError)).await?;
                 Ok(Some(Registered::Server { uuid, name, guard, control }))
@@ -187,61 +205,58 @@ impl Session {
             self.reply(request.id, answer(TunnelProxyError::InvalidUuid)).await?;
             return Ok(None);
         };
-        let (guard, mut server) = match self.ctx.registry.register_client(client_uuid, server_uuid) {
-            Ok(pair) => pair,
-            Err(refusal) => {
-                let error = match refusal {
-                    Refusal::ServerNotFound => TunnelProxyError::ServerNotFound,
-                    _ => TunnelProxyError::AlreadyRegistered,
-                };
-                info!(client = %client_uuid, server = %server_uuid, reason = refusal.reason(), "client registration refused");
-                self.reply(request.id, answer(error)).await?;
-                return Err(Exit::error(refusal.reason()));
-            }
-        };
         let name = string_param(&request.params, "clientName").unwrap_or_default();
         let peer = match self.conn.peer {
             PeerAddress::Ip(addr) => addr.ip().to_string(),
             PeerAddress::Unix => String::new(),
         };
-        let (reply, answered) = oneshot::channel();
-        let join = Control::Join(Box::new(Join { uuid: client_uuid, name, peer, reply }));
-        let joined = async {
-            server.control.send(join).await.ok()?;
-            answered.await.ok()
-        };
-        match tokio::time::timeout(JOIN_TIMEOUT, joined).await {
-            Ok(Some(Ok(joined))) => {
+        let refusal = match join_server(&self.ctx, client_uuid, server_uuid, &name, &peer).await {
+            Ok((guard, joined, server)) => {
                 info!(client = %client_uuid, server = %server_uuid, address = joined.address, "client registered");
-                let client_name = string_param(&request.params, "clientName").unwrap_or_default();
-                self.describe(&client_name, client_uuid, Role::Client { server: joined.server_stats.id });
+                self.describe(&name, client_uuid, Role::Client { server: joined.server_stats.id });
                 self.reply(request.id, answer(TunnelProxyError::NoError)).await?;
-                Ok(Some(Registered::Client { guard, joined, server: server.control }))
+                return Ok(Some(Registered::Client { guard, joined, server }));
             }
-            Ok(Some(Err(JoinRefusal::Full))) => {
-                warn!(server = %server_uuid, "server has maxClientsPerServer clients; refusing another");
-                self.ctx.stats.connection_refused(StatsRefusal::MaxClientsPerServer);
-                self.reply(request.id, answer(TunnelProxyError::InternalServerError)).await?;
-                Err(Exit::error(reasons::SERVER_FULL))
+            Err(refusal) => refusal,
+        };
+        // Not registered here: in a cluster, perhaps on another node.
+        let refusal = match (&self.ctx.cluster, refusal) {
+            (Some(cluster), ClientRefusal::Registry(Refusal::ServerNotFound)) => {
+                let cluster = cluster.clone();
+                let asked = super::remote::Request {
+                    client: client_uuid,
+                    server: server_uuid,
+                    name: name.clone(),
+                    peer: self.conn.peer,
+                    transport: self.conn.transport,
+                    websocket: self.conn.is_websocket(),
+                };
+                match super::remote::connect(&cluster, &asked).await {
+                    super::remote::Reached::Joined(stream, node) => {
+                        info!(client = %client_uuid, server = %server_uuid, %node, "client registered for a server on another node");
+                        self.describe(&name, client_uuid, Role::Client { server: 0 });
+                        self.reply(request.id, answer(TunnelProxyError::NoError)).await?;
+                        return Ok(Some(Registered::Remote { stream }));
+                    }
+                    super::remote::Reached::Refused(refusal) => refusal,
+                }
             }
-            // The server went away between the registry lookup and the join.
-            Ok(None) | Err(_) => {
-                self.reply(request.id, answer(TunnelProxyError::ServerNotFound)).await?;
-                Err(Exit::error(Refusal::ServerNotFound.reason()))
-            }
+            (_, refusal) => refusal,
+        };
+        let (error, reason) = refusal.answer();
+        if refusal == ClientRefusal::Full {
+            warn!(server = %server_uuid, "server has maxClientsPerServer clients; refusing another");
+            self.ctx.stats.connection_refused(StatsRefusal::MaxClientsPerServer);
+        } else {
+            info!(client = %client_uuid, server = %server_uuid, reason, "client registration refused");
         }
+        self.reply(request.id, answer(error)).await?;
+        Err(Exit::error(reason))
     }
 
-    /// Fills in the monitor's view of a registered connection.
     fn describe(&self, name: &str, uuid: Uuid, role: Role) {
         if let Some(stats) = &self.conn.stats {
-            stats.entry().update(|info| {
-                info.name = name.to_string();
-                info.uuid = format!("{{{}}}", uuid.hyphenated());
-                info.role = role;
-                info.authenticated = true;
-                info.tunnel_connected = matches!(role, Role::Client { .. });
-            });
+            describe(stats, name, uuid, role);
         }
     }
 
@@ -262,6 +277,88 @@ impl Session {
 
 /// A uuid param: braced or not; the null uuid and unparsable text are invalid. (A non-string
 /// value never gets here: params validation refuses it.)
+/// Why a client could not join its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRefusal {
+    /// The registration rules (the uuid taken, no such server).
+    Registry(Refusal),
+    /// The server has `maxClientsPerServer` clients.
+    Full,
+    /// The server went away while the client joined.
+    Gone,
+}
+
+impl ClientRefusal {
+    /// The error the client gets and the close reason.
+    pub fn answer(self) -> (TunnelProxyError, &'static str) {
+        match self {
+            ClientRefusal::Registry(Refusal::ServerNotFound) | ClientRefusal::Gone => {
+                (TunnelProxyError::ServerNotFound, Refusal::ServerNotFound.reason())
+            }
+            ClientRefusal::Registry(refusal) => (TunnelProxyError::AlreadyRegistered, refusal.reason()),
+            ClientRefusal::Full => (TunnelProxyError::InternalServerError, reasons::SERVER_FULL),
+        }
+    }
+
+    /// The name on an inter-node link.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientRefusal::Registry(Refusal::AlreadyRegistered) => "alreadyRegistered",
+            ClientRefusal::Registry(Refusal::CrossRegistration) => "crossRegistration",
+            ClientRefusal::Registry(Refusal::ServerNotFound) => "serverNotFound",
+            ClientRefusal::Full => "full",
+            ClientRefusal::Gone => "gone",
+        }
+    }
+
+    /// The refusal an inter-node link names (an unknown name: the server is not found).
+    pub fn from_name(name: &str) -> ClientRefusal {
+        [
+            ClientRefusal::Registry(Refusal::AlreadyRegistered),
+            ClientRefusal::Registry(Refusal::CrossRegistration),
+            ClientRefusal::Full,
+            ClientRefusal::Gone,
+        ]
+        .into_iter()
+        .find(|refusal| refusal.name() == name)
+        .unwrap_or(ClientRefusal::Registry(Refusal::ServerNotFound))
+    }
+}
+
+/// Registers client `client` for server `server` (on this node) and joins it to the server's
+/// actor: what a local client's `RegisterClient` does, and a node does for a client on another.
+pub async fn join_server(
+    ctx: &TunnelProxyContext,
+    client: Uuid,
+    server: Uuid,
+    name: &str,
+    peer: &str,
+) -> Result<(Guard, Joined, ControlSender), ClientRefusal> {
+    let (guard, mut handle) = ctx.registry.register_client(client, server).map_err(ClientRefusal::Registry)?;
+    let (reply, answered) = oneshot::channel();
+    let join = Control::Join(Box::new(Join { uuid: client, name: name.to_string(), peer: peer.to_string(), reply }));
+    let joined = async {
+        handle.control.send(join).await.ok()?;
+        answered.await.ok()
+    };
+    match tokio::time::timeout(JOIN_TIMEOUT, joined).await {
+        Ok(Some(Ok(joined))) => Ok((guard, joined, handle.control)),
+        Ok(Some(Err(JoinRefusal::Full))) => Err(ClientRefusal::Full),
+        Ok(None) | Err(_) => Err(ClientRefusal::Gone),
+    }
+}
+
+/// Fills a registered connection's statistics entry.
+pub fn describe(stats: &crate::stats::ConnHandle, name: &str, uuid: Uuid, role: Role) {
+    stats.entry().update(|info| {
+        info.name = name.to_string();
+        info.uuid = format!("{{{}}}", uuid.hyphenated());
+        info.role = role;
+        info.authenticated = true;
+        info.tunnel_connected = matches!(role, Role::Client { .. });
+    });
+}
+
 fn parse_uuid(value: Option<&Value>) -> Option<Uuid> {
     Uuid::parse_str(value?.as_str()?.trim()).ok().filter(|uuid| !uuid.is_nil())
 }

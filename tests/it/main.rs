@@ -30,5 +30,5 @@ mod resumption;
 mod service;
 mod statistics;
 mod timeouts;
-mod tunnelproxy;
+pub(crate) mod tunnelproxy;
 mod tunnels;

@@ -3,6 +3,7 @@
 //! port 0 (read from its log).
 
 mod v1;
+mod v2;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -115,6 +116,9 @@ pub struct Node {
     pub proc: Proc,
     pub id: String,
     pub websocket: SocketAddr,
+    /// The v2 TunnelProxy listeners.
+    pub tcp2: SocketAddr,
+    pub websocket2: SocketAddr,
 }
 
 impl Node {
@@ -129,7 +133,8 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
         let sections = format!(
-            "[Cluster]\nenabled=true\nredisUrl={}\nnodeId={id}\nrelayHost=127.0.0.1\nrelayPort=0\n\
+            "[TcpServerTunnelProxy]\nhost=127.0.0.1\nport=0\n[WebSocketServerTunnelProxy]\nhost=127.0.0.1\nport=0\n\
+             [Cluster]\nenabled=true\nredisUrl={}\nnodeId={id}\nrelayHost=127.0.0.1\nrelayPort=0\n\
              secret={SECRET}\nheartbeatInterval=200\n{cluster_keys}\n",
             redis.url()
         );
@@ -138,7 +143,9 @@ impl Node {
         proc.ready().await;
         proc.logged("connected to Redis").await;
         let websocket = address_in_log(&proc, "v1 WebSocket listener address=").await;
-        Node { proc, id: id.to_string(), websocket }
+        let tcp2 = address_in_log(&proc, "v2 TCP listener address=").await;
+        let websocket2 = address_in_log(&proc, "v2 WebSocket listener address=").await;
+        Node { proc, id: id.to_string(), websocket, tcp2, websocket2 }
     }
 
     /// A client on this node's TCP or WebSocket listener.
@@ -153,6 +160,24 @@ impl Node {
                 Client { kind, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }
             }
             kind => self.proc.client(kind).await,
+        }
+    }
+
+    /// A client on this node's v2 TCP or WebSocket listener.
+    pub async fn client_v2(&self, kind: Kind) -> Client {
+        let address = match kind {
+            Kind::WebSocket => self.websocket2,
+            _ => self.tcp2,
+        };
+        let stream = TcpStream::connect(address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let stream: Box<dyn crate::common::Io> = Box::new(stream);
+        match kind {
+            Kind::WebSocket => {
+                let (ws, _) = tokio_tungstenite::client_async(format!("ws://{address}/"), stream).await.unwrap();
+                Client { kind, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }
+            }
+            _ => crate::binary::stream_client(Kind::Tcp, stream),
         }
     }
 }

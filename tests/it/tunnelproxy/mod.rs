@@ -226,7 +226,7 @@ impl SlipReader {
         within("a SLIP frame or the close", self.next_unbounded()).await
     }
 
-    async fn next_frame(&mut self) -> slip::Frame {
+    pub(crate) async fn next_frame(&mut self) -> slip::Frame {
         match self.next().await {
             Ok(frame) => frame,
             Err(how) => panic!("{:?} server: expected a frame, the connection closed: {how:?}", self.kind),
@@ -257,7 +257,7 @@ impl SlipReader {
     }
 
     /// The next frame is this notification; returns its params.
-    async fn notification(&mut self, name: &str) -> Value {
+    pub(crate) async fn notification(&mut self, name: &str) -> Value {
         let message = self.next_json().await;
         assert_eq!(message["notification"], name, "{message}");
         let mut keys: Vec<&str> = message.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -329,7 +329,7 @@ impl SlipWriter {
         self.output.write(bytes).await
     }
 
-    async fn send(&mut self, address: u16, payload: &[u8]) {
+    pub(crate) async fn send(&mut self, address: u16, payload: &[u8]) {
         self.send_raw(&slip::encode(address, payload)).await
     }
 
@@ -339,7 +339,7 @@ impl SlipWriter {
 }
 
 /// A registered server seen from the test: frames in and out.
-struct SlipPeer {
+pub(crate) struct SlipPeer {
     kind: Kind,
     rx: SlipReader,
     tx: SlipWriter,
@@ -361,7 +361,7 @@ impl SlipPeer {
     }
 
     /// Turns a connection whose RegisterServer succeeded into a SLIP peer.
-    fn from_client(client: Client) -> SlipPeer {
+    pub(crate) fn from_client(client: Client) -> SlipPeer {
         let Client { kind, wire, buf } = client;
         let (input, output) = split_wire(wire);
         let mut rx = SlipReader {
@@ -376,7 +376,7 @@ impl SlipPeer {
         SlipPeer { kind, rx, tx: SlipWriter { output } }
     }
 
-    async fn next_frame(&mut self) -> slip::Frame {
+    pub(crate) async fn next_frame(&mut self) -> slip::Frame {
         self.rx.next_frame().await
     }
 
@@ -384,11 +384,11 @@ impl SlipPeer {
         self.rx.next_json().await
     }
 
-    async fn notification(&mut self, name: &str) -> Value {
+    pub(crate) async fn notification(&mut self, name: &str) -> Value {
         self.rx.notification(name).await
     }
 
-    async fn send(&mut self, address: u16, payload: &[u8]) {
+    pub(crate) async fn send(&mut self, address: u16, payload: &[u8]) {
         self.tx.send(address, payload).await
     }
 
