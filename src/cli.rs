@@ -49,6 +49,19 @@ pub enum Command {
     /// P-256, in the shape the Micronets scripts make them).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Ask the running broker to drain: it takes no new clients or pairings, lets its tunnels
+    /// finish within shutdownGracePeriod, then exits; in a cluster its clients reconnect to the
+    /// other nodes at once. Uses the monitor socket of the configuration given with -c.
+    Drain(DrainArgs),
+}
+
+/// `remoteproxy drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The broker's monitor socket (default: [ProxyServer] monitorSocket of the -c
+    /// configuration, or of the built-in defaults).
+    #[arg(long = "monitor-socket", value_name = "PATH")]
+    pub monitor_socket: Option<std::path::PathBuf>,
 }
 
 /// `remoteproxy certs ...`.

@@ -42,6 +42,22 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
+    if let Some(Command::Drain(args)) = &cli.command {
+        let socket = args.monitor_socket.clone().or_else(|| config.server.monitor_socket.clone());
+        return match socket {
+            None => fail(
+                USAGE_ERROR,
+                &"drain: the configuration has no monitor socket ([ProxyServer] monitorSocket); give --monitor-socket",
+            ),
+            Some(path) => match remoteproxy::monitor::request_drain(&path) {
+                Ok(()) => {
+                    println!("draining: the broker takes no new clients; it exits when its tunnels are done");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(STARTUP_ERROR, &format!("drain: {}: {error}", path.display())),
+            },
+        };
+    }
     let authenticator = match choose_authenticator(&cli, &config) {
         Ok(authenticator) => authenticator,
         Err(message) => return fail(USAGE_ERROR, &message),

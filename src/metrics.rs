@@ -105,6 +105,8 @@ pub struct Metrics {
     /// With a rendezvous listener: meetings [waiting, joined], refusals by reason; read from
     /// its table at each scrape.
     rendezvous: Option<([Gauge; 2], [Counter; RendezvousRefusal::ALL.len()])>,
+    /// In a cluster: Redis up, live nodes, relayed tunnels now, relayed tunnels in total.
+    cluster: Option<([Gauge; 3], Counter)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,8 +118,8 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A registry with every metric, all at zero, and the served certificate's expiry when TLS
     /// is on (a gauge the certificate reload keeps current); the rendezvous series only with a
-    /// rendezvous listener.
-    pub fn new(certificate_expiry: Option<Gauge>, rendezvous: bool) -> Arc<Metrics> {
+    /// rendezvous listener, the cluster series only in a cluster.
+    pub fn new(certificate_expiry: Option<Gauge>, rendezvous: bool, cluster: bool) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("remoteproxy");
 
         registry.register(
@@ -229,9 +231,42 @@ impl Metrics {
             (meetings, refused)
         });
 
+        let cluster = cluster.then(|| {
+            let gauge = |registry: &mut Registry, name: &str, help: &str| {
+                let gauge = Gauge::default();
+                registry.register(name, help, gauge.clone());
+                gauge
+            };
+            let gauges = [
+                gauge(
+                    &mut registry,
+                    "cluster_redis_up",
+                    "1 when Redis answered this node's last call, 0 otherwise",
+                ),
+                gauge(
+                    &mut registry,
+                    "cluster_nodes",
+                    "Live cluster nodes (this one included) in the registry",
+                ),
+                gauge(
+                    &mut registry,
+                    "cluster_relayed_tunnels_active",
+                    "Tunnels running now whose other peer is on another node",
+                ),
+            ];
+            let relayed = Counter::default();
+            registry.register(
+                "cluster_relayed_tunnels",
+                "Tunnels whose other peer was on another node, since the start",
+                relayed.clone(),
+            );
+            (gauges, relayed)
+        });
+
         Arc::new(Metrics {
             registry,
             rendezvous,
+            cluster,
             connections,
             connections_active,
             refused,
@@ -258,6 +293,13 @@ impl Metrics {
                 let total = now.refused.get(reason.as_str()).copied().unwrap_or(0);
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
+        }
+        if let (Some(([redis_up, nodes, relayed_now], relayed)), Some(now)) = (&self.cluster, stats.cluster())
+        {
+            redis_up.set(i64::from(now.redis == "up"));
+            nodes.set(i64::try_from(now.nodes.len()).unwrap_or(i64::MAX));
+            relayed_now.set(i64::try_from(now.relayed_tunnels.values().sum::<u64>()).unwrap_or(i64::MAX));
+            relayed.inc_by(now.relayed_total.saturating_sub(relayed.get()));
         }
         let mut text = String::with_capacity(8 * 1024);
         if let Err(error) = encode(&mut text, &self.registry) {
@@ -425,7 +467,7 @@ mod tests {
 
     #[test]
     fn every_fixed_label_value_is_exported_at_zero() {
-        let metrics = Metrics::new(None, false);
+        let metrics = Metrics::new(None, false, false);
         let stats = Stats::new("test", vec![]);
         let text = metrics.render(&stats);
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -458,7 +500,7 @@ mod tests {
 
     #[test]
     fn events_move_the_right_series() {
-        let metrics = Metrics::new(None, false);
+        let metrics = Metrics::new(None, false, false);
         let stats = Stats::new("test", vec![]);
         metrics.connection_opened(Api::V1, Transport::WebSocket);
         metrics.connection_opened(Api::V1, Transport::WebSocket);

@@ -8,6 +8,11 @@
 //! * **request**: a client that sends `{"method":"refresh"}` or
 //!   `{"method":"refresh","params":{"printAll":true}}` plus `\n` gets one snapshot per request
 //!   and no pushes from then on. Other keys beside `method` and `params` are ignored.
+//! * **drain**: `{"method":"drain"}` starts the broker's graceful stop, as SIGTERM does (what
+//!   `remoteproxy drain` sends): no new clients, tunnels finish within `shutdownGracePeriod`, and
+//!   in a cluster the node leaves Redis at once so its peers' partners go to the other nodes. The
+//!   answer is `{"draining":true}`; whoever may read the statistics may drain (the socket's mode
+//!   and group decide both).
 //!
 //! Anything else it sends (not JSON, another method, a `printAll` that is not a bool, a line
 //! longer than [`MAX_REQUEST`]) closes the connection. Nothing a client does can grow the
@@ -47,7 +52,12 @@ pub const PUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub const REQUEST_GRACE: Duration = Duration::from_millis(200);
 
 /// Serves the monitor socket until `stop`; the socket file is removed when this returns.
-pub async fn serve(listener: UnixSocketListener, stats: Arc<Stats>, stop: CancellationToken) {
+pub async fn serve(
+    listener: UnixSocketListener,
+    stats: Arc<Stats>,
+    drain: CancellationToken,
+    stop: CancellationToken,
+) {
     let mut clients = JoinSet::new();
     loop {
         tokio::select! {
@@ -55,7 +65,7 @@ pub async fn serve(listener: UnixSocketListener, stats: Arc<Stats>, stop: Cancel
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
             accepted = listener.listener.accept() => match accepted {
                 Ok((stream, _)) if clients.len() < MAX_CLIENTS => {
-                    clients.spawn(serve_client(stream, stats.clone()));
+                    clients.spawn(serve_client(stream, stats.clone(), drain.clone()));
                 }
                 Ok(_) => debug!("monitor: {MAX_CLIENTS} clients already, closing another"),
                 Err(error) => {
@@ -82,9 +92,9 @@ enum End {
     Invalid,
 }
 
-async fn serve_client(mut stream: UnixStream, stats: Arc<Stats>) {
+async fn serve_client(mut stream: UnixStream, stats: Arc<Stats>, drain: CancellationToken) {
     let (read, write) = stream.split();
-    match run(read, write, &stats).await {
+    match run(read, write, &stats, &drain).await {
         Ok(()) => debug!("monitor client left"),
         Err(error) => debug!(%error, "monitor client closed"),
     }
@@ -95,6 +105,7 @@ async fn run(
     mut read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
     stats: &Stats,
+    drain: &CancellationToken,
 ) -> Result<(), End> {
     let mut requests = Requests::default();
     let mut push = tokio::time::interval_at(Instant::now() + REQUEST_GRACE, PUSH_INTERVAL);
@@ -104,7 +115,8 @@ async fn run(
         tokio::select! {
             biased;
             request = requests.next(&mut read), if listening => match request? {
-                Some(print_all) => break print_all,
+                Some(Request::Refresh(print_all)) => break Some(print_all),
+                Some(Request::Drain) => break None,
                 // Half-closed: it only listens, keep pushing until a write fails.
                 None => listening = false,
             },
@@ -112,17 +124,25 @@ async fn run(
         }
     };
     loop {
-        send(&mut write, stats, print_all).await?;
-        match requests.next(&mut read).await? {
-            Some(next) => print_all = next,
-            None => return Ok(()),
+        match print_all {
+            Some(print_all) => send(&mut write, stats, print_all).await?,
+            None => {
+                if !drain.is_cancelled() {
+                    warn!("drain requested over the monitor socket");
+                    drain.cancel();
+                }
+                write_line(&mut write, b"{\"draining\":true}\n".to_vec()).await?;
+            }
         }
+        print_all = match requests.next(&mut read).await? {
+            Some(Request::Refresh(print_all)) => Some(print_all),
+            Some(Request::Drain) => None,
+            None => return Ok(()),
+        };
     }
 }
 
-async fn send(write: &mut (impl AsyncWrite + Unpin), stats: &Stats, print_all: bool) -> Result<(), End> {
-    let mut line = serde_json::to_vec(&snapshot(stats, print_all)).map_err(io::Error::from)?;
-    line.push(b'\n');
+async fn write_line(write: &mut (impl AsyncWrite + Unpin), line: Vec<u8>) -> Result<(), End> {
     tokio::time::timeout(WRITE_TIMEOUT, async {
         write.write_all(&line).await?;
         write.flush().await
@@ -132,6 +152,12 @@ async fn send(write: &mut (impl AsyncWrite + Unpin), stats: &Stats, print_all: b
     Ok(())
 }
 
+async fn send(write: &mut (impl AsyncWrite + Unpin), stats: &Stats, print_all: bool) -> Result<(), End> {
+    let mut line = serde_json::to_vec(&snapshot(stats, print_all)).map_err(io::Error::from)?;
+    line.push(b'\n');
+    write_line(write, line).await
+}
+
 /// The request lines of one client, read in bounded chunks.
 #[derive(Default)]
 struct Requests {
@@ -139,9 +165,9 @@ struct Requests {
 }
 
 impl Requests {
-    /// The next request's `printAll`, or `None` at the end of input. Cancel-safe: bytes read are
+    /// The next request, or `None` at the end of input. Cancel-safe: bytes read are
     /// kept for the next call.
-    async fn next(&mut self, read: &mut (impl AsyncRead + Unpin)) -> Result<Option<bool>, End> {
+    async fn next(&mut self, read: &mut (impl AsyncRead + Unpin)) -> Result<Option<Request>, End> {
         loop {
             if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -168,20 +194,48 @@ impl Requests {
     }
 }
 
-/// `printAll` of a valid refresh request; `None` for anything else.
-fn parse_request(line: &[u8]) -> Option<bool> {
+/// Asks the broker listening on the monitor socket at `path` to drain (`remoteproxy drain`);
+/// `Ok` once it answered that it does.
+pub fn request_drain(path: &std::path::Path) -> io::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(WRITE_TIMEOUT))?;
+    stream.write_all(b"{\"method\":\"drain\"}\n")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line)?;
+    match line.trim() {
+        r#"{"draining":true}"# => Ok(()),
+        "" => Err(io::Error::other("the broker closed the socket without an answer")),
+        other => Err(io::Error::other(format!("unexpected answer {other}"))),
+    }
+}
+
+/// What a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// A snapshot, with every connection listed when `printAll`.
+    Refresh(bool),
+    /// The graceful stop.
+    Drain,
+}
+
+/// A valid request; `None` for anything else.
+fn parse_request(line: &[u8]) -> Option<Request> {
     let request: Value = serde_json::from_slice(line).ok()?;
-    if request.get("method")?.as_str()? != "refresh" {
-        return None;
+    match request.get("method")?.as_str()? {
+        "drain" => return Some(Request::Drain),
+        "refresh" => {}
+        _ => return None,
     }
-    match request.get("params") {
-        None | Some(Value::Null) => Some(false),
+    let print_all = match request.get("params") {
+        None | Some(Value::Null) => false,
         Some(Value::Object(params)) => match params.get("printAll") {
-            None => Some(false),
-            Some(print_all) => print_all.as_bool(),
+            None => false,
+            Some(print_all) => print_all.as_bool()?,
         },
-        Some(_) => None,
-    }
+        Some(_) => return None,
+    };
+    Some(Request::Refresh(print_all))
 }
 
 #[cfg(test)]
@@ -190,10 +244,15 @@ mod tests {
 
     #[test]
     fn requests_are_refresh_with_an_optional_print_all() {
-        assert_eq!(parse_request(br#"{"method":"refresh"}"#), Some(false));
-        assert_eq!(parse_request(b"{\"method\":\"refresh\",\"params\":{}}\n"), Some(false));
-        assert_eq!(parse_request(br#"{"method":"refresh","params":{"printAll":true}}"#), Some(true));
-        assert_eq!(parse_request(br#"{"id":1,"method":"refresh","params":{"printAll":false}}"#), Some(false));
+        let refresh = |print_all| Some(Request::Refresh(print_all));
+        assert_eq!(parse_request(br#"{"method":"refresh"}"#), refresh(false));
+        assert_eq!(parse_request(b"{\"method\":\"refresh\",\"params\":{}}\n"), refresh(false));
+        assert_eq!(parse_request(br#"{"method":"refresh","params":{"printAll":true}}"#), refresh(true));
+        assert_eq!(
+            parse_request(br#"{"id":1,"method":"refresh","params":{"printAll":false}}"#),
+            refresh(false)
+        );
+        assert_eq!(parse_request(br#"{"method":"drain"}"#), Some(Request::Drain));
         for bad in [
             &br#"{"method":"Refresh"}"#[..],
             br#"{"method":"refresh","params":{"printAll":1}}"#,
@@ -213,8 +272,8 @@ mod tests {
         let input =
             b"\n{\"method\":\"refresh\"}\n  \n{\"method\":\"refresh\",\"params\":{\"printAll\":true}}";
         let mut read = &input[..];
-        assert_eq!(requests.next(&mut read).await.unwrap(), Some(false));
-        assert_eq!(requests.next(&mut read).await.unwrap(), Some(true));
+        assert_eq!(requests.next(&mut read).await.unwrap(), Some(Request::Refresh(false)));
+        assert_eq!(requests.next(&mut read).await.unwrap(), Some(Request::Refresh(true)));
         assert_eq!(requests.next(&mut read).await.unwrap(), None);
 
         let long = vec![b' '; MAX_REQUEST + 2];
@@ -231,7 +290,7 @@ mod tests {
         let (_client, broker) = tokio::io::duplex(64);
         let (read, write) = tokio::io::split(broker);
         let start = Instant::now();
-        assert!(matches!(run(read, write, &stats).await, Err(End::SlowReader)));
+        assert!(matches!(run(read, write, &stats, &CancellationToken::new()).await, Err(End::SlowReader)));
         assert_eq!(start.elapsed(), REQUEST_GRACE + WRITE_TIMEOUT);
     }
 }

@@ -146,6 +146,8 @@ impl Server {
         }
         let stop = CancellationToken::new();
         let hard_stop = CancellationToken::new();
+        // `{"method":"drain"}` on the monitor socket (`remoteproxy drain`): a stop like SIGTERM's.
+        let drain_requested = CancellationToken::new();
         // The monitor, metrics and statistics keep running through the drain and end last.
         let ended = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -153,7 +155,7 @@ impl Server {
         let metrics = listeners
             .metrics
             .is_some()
-            .then(|| Metrics::new(certificate_expiry, config.rendezvous.is_some()));
+            .then(|| Metrics::new(certificate_expiry, config.rendezvous.is_some(), config.cluster.is_some()));
         let mut sinks: Vec<Arc<dyn StatsSink>> = Vec::new();
         if let Some(metrics) = &metrics {
             sinks.push(metrics.clone());
@@ -178,7 +180,7 @@ impl Server {
         services.spawn(tick(stats.clone(), ended.clone()));
         if let Some(listener) = listeners.monitor {
             info!(path = %listener.path().display(), "monitor socket");
-            services.spawn(monitor::serve(listener, stats.clone(), ended.clone()));
+            services.spawn(monitor::serve(listener, stats.clone(), drain_requested.clone(), ended.clone()));
         }
         if let (Some(listener), Some(metrics)) = (listeners.metrics, metrics) {
             info!(address = %display_addr(&listener), "metrics endpoint (/metrics, /healthz)");
@@ -265,6 +267,7 @@ impl Server {
         });
 
         if let (Some(cluster), Some(listener)) = (&cluster, listeners.cluster) {
+            stats.watch_cluster(cluster.clone());
             let handle = cluster_streams(cluster, proxy_ctx, tunnel_proxy_ctx, tracker.clone());
             for task in cluster.start(listener, handle, ended.clone()) {
                 services.spawn(async move {
@@ -297,10 +300,17 @@ impl Server {
         systemd::ready();
         services.spawn(systemd::watchdog(ended.clone()));
 
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = drain_requested.cancelled() => {}
+        }
         systemd::stopping();
         info!("stopping: no new connections; closing connections that are not tunnels");
         stop.cancel();
+        if let Some(cluster) = &cluster {
+            // The other nodes stop sending partners here at once.
+            cluster.drain().await;
+        }
         while loops.join_next().await.is_some() {}
         shutdown::drain(&tracker, &hard_stop, config.server.shutdown_grace_period).await;
         ended.cancel();

@@ -124,6 +124,7 @@ impl BaselineProcess {
             v2_ws: ready.v2_ws.map(|addr| Endpoint::at(addr, args.tls_ws, true)),
             pid: Some(pid),
             handshake: Handshake::Minimal,
+            peer: None,
         };
         Ok(BaselineProcess { child, server })
     }

@@ -49,6 +49,9 @@ pub enum Command {
     Storm,
     /// hold, setup, throughput, latency (hold first, while the broker is fresh).
     All,
+    /// Cross-node tunnels (second end on `--peer-url`, another node of the broker's cluster)
+    /// next to one-node tunnels: setup rate, throughput both ways, round-trip latency.
+    Cluster,
     /// Turns results JSON into markdown tables and an SVG chart.
     Report(ReportArgs),
     /// The baseline server (started by the bench itself).
@@ -95,6 +98,12 @@ pub struct Options {
     /// `--hold-shape v2-ws`).
     #[arg(long, global = true, value_name = "URL")]
     pub v2_ws_url: Option<String>,
+    /// cluster: another node of the broker's cluster, its v1 TCP listener (ssl:// or tcp://).
+    #[arg(long, global = true, value_name = "URL")]
+    pub peer_url: Option<String>,
+    /// cluster: that node's v1 WebSocket listener (adds the WebSocket measure).
+    #[arg(long, global = true, value_name = "URL")]
+    pub peer_ws_url: Option<String>,
     /// Required with TLS: the bench does not verify server certificates (it checks the handshake
     /// signature only, the same for broker and baseline).
     #[arg(long, global = true)]
@@ -291,7 +300,16 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     let broker_server =
         client.hello(&stream).await.with_context(|| format!("the broker at {url} does not answer Hello"))?;
     let printer = Printer { json: options.json };
-    let broker = Server { role: "broker", stream, ws, v2, v2_ws, pid: options.pid, handshake: Handshake::V1 };
+    let broker = Server {
+        role: "broker",
+        stream,
+        ws,
+        v2,
+        v2_ws,
+        pid: options.pid,
+        handshake: Handshake::V1,
+        peer: None,
+    };
     let run = RunInfo {
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         broker_url: broker.stream.url(),
@@ -319,6 +337,40 @@ async fn run_measures(command: &Command, options: &Options) -> anyhow::Result<()
     }
     let bench = Bench { client, broker, params, printer };
     let mut results = Results::new(run);
+
+    if matches!(command, Command::Cluster) {
+        let url = options
+            .peer_url
+            .as_deref()
+            .context("cluster needs --peer-url (another node's v1 TCP listener)")?;
+        let stream = Endpoint::parse(url)?;
+        anyhow::ensure!(!stream.websocket, "--peer-url is the byte-stream listener (ssl:// or tcp://)");
+        bench
+            .client
+            .hello(&stream)
+            .await
+            .with_context(|| format!("the node at {url} does not answer Hello"))?;
+        let ws = options.peer_ws_url.as_deref().map(Endpoint::parse).transpose()?;
+        let peer = Server {
+            role: "peer",
+            stream,
+            ws,
+            v2: None,
+            v2_ws: None,
+            pid: None,
+            handshake: Handshake::V1,
+            peer: None,
+        };
+        let mut pairings = vec![measure::Pairing::Stream];
+        if bench.broker.ws.is_some() && peer.ws.is_some() {
+            pairings.push(measure::Pairing::Ws);
+        }
+        for pairing in pairings {
+            let result = measure::cluster::run(&bench, &peer, pairing).await;
+            bench.printer.say(&result.human());
+            results.cluster.push(result);
+        }
+    }
 
     if storms {
         results.storm.push(measure::storm::run(&bench, options.metrics).await?);

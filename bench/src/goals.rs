@@ -59,6 +59,33 @@ pub fn throughput(transport: &str, ratio: Option<f64>, errors: usize) -> Vec<Che
     vec![at_least(ratio, floor, errors, "MB/s")]
 }
 
+/// Cluster: cross-node setup ≥ 0.5× and throughput ≥ 0.6× one-node, and the p50 round trip
+/// longer by at most one relay hop's worth (the one-node round trip).
+pub fn cluster(
+    setup: Option<f64>,
+    throughput: Option<f64>,
+    added_us: f64,
+    hop_us: f64,
+    errors: usize,
+) -> Vec<Check> {
+    let at_least = |ratio: Option<f64>, floor: f64, what: &str| {
+        Check::new(
+            format!("cross-node {what} ≥ {floor:.2}× one-node"),
+            with_errors(format_ratio(ratio), errors),
+            errors == 0 && ratio.is_some_and(|r| r >= floor),
+        )
+    };
+    vec![
+        at_least(setup, 0.5, "tunnels/s"),
+        at_least(throughput, 0.6, "MB/s"),
+        Check::new(
+            format!("added p50 round trip ≤ one relay hop ({hop_us:.0} µs)"),
+            with_errors(format!("{added_us:.0} µs"), errors),
+            errors == 0 && hop_us > 0.0 && added_us <= hop_us,
+        ),
+    ]
+}
+
 /// Latency: p50 ≤ 1.2× the baseline relay's.
 pub fn latency(ratio_p50: Option<f64>, errors: usize) -> Vec<Check> {
     let actual = with_errors(format_ratio(ratio_p50), errors);

@@ -47,6 +47,76 @@ pub struct Results {
     /// `storm` results (absent in documents of older benches).
     #[serde(default)]
     pub storm: Vec<StormResult>,
+    /// `cluster` results (absent in documents of older benches).
+    #[serde(default)]
+    pub cluster: Vec<ClusterResult>,
+}
+
+/// `cluster`: cross-node tunnels next to one-node tunnels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterResult {
+    /// `tls-tcp`, `wss`, ...
+    pub transport: String,
+    /// Both ends on the first node.
+    pub one_node: ClusterSide,
+    /// The second end on the other node.
+    pub cross_node: ClusterSide,
+    /// Cross-node / one-node tunnels per second.
+    pub setup_ratio: Option<f64>,
+    /// Cross-node / one-node MB/s (both ways).
+    pub throughput_ratio: Option<f64>,
+    /// Cross-node minus one-node p50 round trip, in µs.
+    pub added_rtt_us: f64,
+    /// Targets.
+    pub checks: Vec<Check>,
+}
+
+/// One side of a cluster result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterSide {
+    /// Median tunnels per second over the rounds.
+    pub tunnels_per_s: f64,
+    /// Median MB/s both ways over the rounds.
+    pub mb_per_s: f64,
+    /// Round-trip times, all rounds pooled, in µs.
+    pub rtt_us: Percentiles,
+    /// Failures by kind.
+    pub errors: Errors,
+}
+
+impl ClusterResult {
+    /// The human lines.
+    pub fn human(&self) -> Vec<String> {
+        let (one, cross) = (&self.one_node, &self.cross_node);
+        let ratio = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{r:.2}"));
+        let mut lines = vec![
+            format!(
+                "cluster {} setup: one-node {:.0}/s, cross-node {:.0}/s, ratio {}",
+                self.transport,
+                one.tunnels_per_s,
+                cross.tunnels_per_s,
+                ratio(self.setup_ratio)
+            ),
+            format!(
+                "cluster {} throughput both ways: one-node {:.0} MB/s, cross-node {:.0} MB/s, ratio {}",
+                self.transport,
+                one.mb_per_s,
+                cross.mb_per_s,
+                ratio(self.throughput_ratio)
+            ),
+            format!(
+                "cluster {} round trip p50/p99: one-node {:.0}/{:.0} µs, cross-node {:.0}/{:.0} µs, added {:.0} µs",
+                self.transport,
+                one.rtt_us.p50,
+                one.rtt_us.p99,
+                cross.rtt_us.p50,
+                cross.rtt_us.p99,
+                self.added_rtt_us
+            ),
+        ];
+        lines.extend(self.checks.iter().map(|c| format!("  {}", c.line())));
+        lines
+    }
 }
 
 impl Results {
@@ -73,6 +143,7 @@ impl Results {
         self.hold.extend(other.hold);
         self.fleet.extend(other.fleet);
         self.storm.extend(other.storm);
+        self.cluster.extend(other.cluster);
     }
 
     /// Every check of every result.
@@ -83,7 +154,8 @@ impl Results {
         let hold = self.hold.iter().flat_map(|r| &r.checks);
         let fleet = self.fleet.iter().flat_map(|r| &r.checks);
         let storm = self.storm.iter().flat_map(|r| &r.checks);
-        setup.chain(throughput).chain(latency).chain(hold).chain(fleet).chain(storm).collect()
+        let cluster = self.cluster.iter().flat_map(|r| &r.checks);
+        setup.chain(throughput).chain(latency).chain(hold).chain(fleet).chain(storm).chain(cluster).collect()
     }
 }
 

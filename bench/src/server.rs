@@ -20,6 +20,9 @@ pub struct Server {
     pub pid: Option<u32>,
     /// What the client says before the tunnel.
     pub handshake: Handshake,
+    /// Another node of the same cluster: the second end of every tunnel connects there (the
+    /// `cluster` measure's cross-node tunnels).
+    pub peer: Option<Box<Server>>,
 }
 
 impl Server {

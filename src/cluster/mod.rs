@@ -74,6 +74,30 @@ impl Drop for RelayedGuard {
     }
 }
 
+impl crate::stats::ClusterSource for Cluster {
+    fn statistic(&self) -> remoteproxy_wire::monitor::ClusterStatistic {
+        remoteproxy_wire::monitor::ClusterStatistic {
+            node_id: self.node.clone(),
+            redis: if self.redis_up() { "up" } else { "down" }.to_string(),
+            draining: self.is_draining(),
+            nodes: self
+                .nodes()
+                .into_iter()
+                .map(|node| remoteproxy_wire::monitor::ClusterNode { id: node.node, address: node.address })
+                .collect(),
+            relayed_tunnels: self
+                .counters
+                .relayed_by_node
+                .lock()
+                .expect("counters lock poisoned")
+                .iter()
+                .map(|(node, count)| (node.clone(), *count))
+                .collect(),
+            relayed_total: self.counters.relayed_total.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// This node's membership: its directory, its links, what it holds in Redis.
 pub struct Cluster {
     /// `nodeId`.
@@ -184,14 +208,17 @@ impl Cluster {
                 _ = ended.cancelled() => break,
                 _ = interval.tick() => {}
             }
+            if self.is_draining() {
+                break;
+            }
             let beat = self.beat_value();
             if !self.directory.beat(&self.node, &beat, self.heartbeat_interval * 3).await {
                 continue;
             }
+            if let Some(nodes) = self.directory.nodes().await {
+                *self.nodes.lock().expect("nodes lock poisoned") = nodes;
+            }
             if beats.is_multiple_of(beats_per_refresh) {
-                if let Some(nodes) = self.directory.nodes().await {
-                    *self.nodes.lock().expect("nodes lock poisoned") = nodes;
-                }
                 let entries: Vec<(String, String)> = self
                     .owned
                     .lock()
@@ -278,10 +305,13 @@ impl Cluster {
         RelayedGuard { cluster: self.clone(), node: node.to_string() }
     }
 
-    /// Starts draining (see [`Cluster::is_draining`]).
-    pub fn drain(&self) {
+    /// Starts draining (see [`Cluster::is_draining`]): the heartbeat stops and is removed, so the
+    /// other nodes take this node's entries for a dead node's at once and pair their clients
+    /// among themselves; this node's tunnels run on.
+    pub async fn drain(&self) {
         if !self.draining.swap(true, Ordering::Relaxed) {
-            info!(node = %self.node, "cluster: draining, no new pairings on this node");
+            info!(node = %self.node, "cluster: draining, leaving the registry");
+            self.directory.forget_node(&self.node, &self.beat_value()).await;
         }
     }
 }

@@ -758,7 +758,8 @@ fn cluster_settings_and_their_mistakes() {
     assert!(short.contains("at least 16 characters") && !short.contains("short\""), "{short}");
     let bad_id = error(&format!("[Cluster]\nenabled=true\nnodeId=a b\nrelayHost=127.0.0.1\n{secret}\n"));
     assert!(bad_id.contains("nodeId"), "{bad_id}");
-    let bad_url = error(&format!("[Cluster]\nenabled=true\nredisUrl=http://x\nrelayHost=127.0.0.1\n{secret}\n"));
+    let bad_url =
+        error(&format!("[Cluster]\nenabled=true\nredisUrl=http://x\nrelayHost=127.0.0.1\n{secret}\n"));
     assert!(bad_url.contains("redis://"), "{bad_url}");
     // The secret from a file, first line.
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use remoteproxy_authenticators::{AuthenticationError, PeerAddress, Transport};
-use remoteproxy_wire::monitor::RendezvousStatistic;
+use remoteproxy_wire::monitor::{ClusterStatistic, RendezvousStatistic};
 
 pub use events::{Api, Refusal, SessionOutcome, StatsSink, TunnelRecord, TunnelSide};
 pub use live::{ConnHandle, ConnInfo, ConnStats, Role, TunnelHandle, TunnelInfo};
@@ -65,6 +65,14 @@ pub struct Stats {
     certificate_expiry: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
     /// The rendezvous listener's table, read when a snapshot or a scrape is made.
     rendezvous: std::sync::OnceLock<Arc<dyn RendezvousSource>>,
+    /// The cluster membership, read when a snapshot or a scrape is made.
+    cluster: std::sync::OnceLock<Arc<dyn ClusterSource>>,
+}
+
+/// What cluster mode reports, read on demand.
+pub trait ClusterSource: Send + Sync {
+    /// The node, its registry's state, its relayed tunnels.
+    fn statistic(&self) -> ClusterStatistic;
 }
 
 /// What the rendezvous listener reports: read on demand, as its table is the truth.
@@ -95,12 +103,23 @@ impl Stats {
             keepalive_timeouts: AtomicU64::new(0),
             certificate_expiry: std::sync::OnceLock::new(),
             rendezvous: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
     /// Reports the rendezvous listener in snapshots and metrics from now on.
     pub fn watch_rendezvous(&self, source: Arc<dyn RendezvousSource>) {
         let _ = self.rendezvous.set(source);
+    }
+
+    /// Reports cluster mode in snapshots and metrics from now on.
+    pub fn watch_cluster(&self, source: Arc<dyn ClusterSource>) {
+        let _ = self.cluster.set(source);
+    }
+
+    /// Cluster mode's statistic, when the node is in a cluster.
+    pub fn cluster(&self) -> Option<ClusterStatistic> {
+        self.cluster.get().map(|source| source.statistic())
     }
 
     /// The rendezvous listener's statistic, when there is one.

@@ -132,6 +132,7 @@ pub fn snapshot(stats: &Stats, print_all: bool) -> Value {
             tunnels: tunnel_list,
         },
         rendezvous_statistic: stats.rendezvous(),
+        cluster_statistic: stats.cluster(),
         tunnel_proxy_statistic: TunnelProxyStatistic {
             client_connections_count: count(client_count),
             server_connections_count: count(servers.len()),

@@ -116,12 +116,14 @@ pub async fn serve_connect(mut stream: H2Stream, from: String, ctx: Arc<TunnelPr
         return;
     };
     let text = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-    let (Ok(client), Ok(server)) = (Uuid::parse_str(&text("client")), Uuid::parse_str(&text("server"))) else {
+    let (Ok(client), Ok(server)) = (Uuid::parse_str(&text("client")), Uuid::parse_str(&text("server")))
+    else {
         debug!(node = %from, "a connect stream with a malformed preamble");
         return;
     };
     let websocket = request.get("websocket").and_then(Value::as_bool).unwrap_or(false);
-    let transport = Transport::ALL.into_iter().find(|t| t.as_str() == text("transport")).unwrap_or(Transport::Tcp);
+    let transport =
+        Transport::ALL.into_iter().find(|t| t.as_str() == text("transport")).unwrap_or(Transport::Tcp);
     let peer = text("peer").parse().map(PeerAddress::Ip).unwrap_or(PeerAddress::Unix);
     let peer_ip = match peer {
         PeerAddress::Ip(address) => address.ip().to_string(),

@@ -35,10 +35,21 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A successful registration.
 enum Registered {
-    Server { uuid: Uuid, name: String, guard: Guard, control: ControlReceiver },
-    Client { guard: Guard, joined: Joined, server: ControlSender },
+    Server {
+        uuid: Uuid,
+        name: String,
+        guard: Guard,
+        control: ControlReceiver,
+    },
+    Client {
+        guard: Guard,
+        joined: Joined,
+        server: ControlSender,
+    },
     /// A client whose server is on another cluster node: relayed over `stream`.
-    Remote { stream: crate::cluster::h2_stream::H2Stream },
+    Remote {
+        stream: crate::cluster::h2_stream::H2Stream,
+    },
 }
 
 /// Serves one v2 connection to its end.
@@ -334,9 +345,11 @@ pub async fn join_server(
     name: &str,
     peer: &str,
 ) -> Result<(Guard, Joined, ControlSender), ClientRefusal> {
-    let (guard, mut handle) = ctx.registry.register_client(client, server).map_err(ClientRefusal::Registry)?;
+    let (guard, mut handle) =
+        ctx.registry.register_client(client, server).map_err(ClientRefusal::Registry)?;
     let (reply, answered) = oneshot::channel();
-    let join = Control::Join(Box::new(Join { uuid: client, name: name.to_string(), peer: peer.to_string(), reply }));
+    let join =
+        Control::Join(Box::new(Join { uuid: client, name: name.to_string(), peer: peer.to_string(), reply }));
     let joined = async {
         handle.control.send(join).await.ok()?;
         answered.await.ok()

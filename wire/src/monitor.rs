@@ -29,6 +29,37 @@ pub struct Snapshot {
     /// The rendezvous listener's meetings (ours; absent without `[RendezvousServer]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rendezvous_statistic: Option<RendezvousStatistic>,
+    /// This node's place in its cluster (ours; absent without `[Cluster]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_statistic: Option<ClusterStatistic>,
+}
+
+/// Cluster mode (`[Cluster]`): this node, its registry and its relayed tunnels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterStatistic {
+    /// This node's `nodeId`.
+    pub node_id: String,
+    /// `up` when Redis answered the last call, `down` otherwise.
+    pub redis: String,
+    /// The node is draining (it left the registry; its tunnels finish).
+    pub draining: bool,
+    /// Every live node (this one included), as the registry last listed them.
+    pub nodes: Vec<ClusterNode>,
+    /// Cross-node tunnels running now, by the other node's id.
+    pub relayed_tunnels: BTreeMap<String, u64>,
+    /// Cross-node tunnels since the start.
+    pub relayed_total: u64,
+}
+
+/// A live cluster node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterNode {
+    /// Its `nodeId`.
+    pub id: String,
+    /// Where its relay listens (what the other nodes dial).
+    pub address: String,
 }
 
 /// The rendezvous listener (`[RendezvousServer]`): its meetings now and its refusals so far.

@@ -70,7 +70,7 @@ async fn measure(bench: &Bench, baseline: &Server, pairing: Pairing) -> LatencyR
     }
 }
 
-async fn ping_pong(
+pub(crate) async fn ping_pong(
     client: &Client,
     server: &Server,
     pairing: Pairing,

@@ -3,6 +3,7 @@
 //! (another process waking up, thermal changes) hits both alike. Reported values are the median
 //! of the rounds (rates) or the pooled samples (latency distributions).
 
+pub mod cluster;
 pub mod fleet;
 pub mod hold;
 pub mod latency;
@@ -187,12 +188,13 @@ impl Pairing {
         }
     }
 
-    /// The endpoints of the two ends on `server`.
+    /// The endpoints of the two ends on `server` (the second on its `peer`, when it has one).
     pub fn endpoints(self, server: &Server) -> Option<(Endpoint, Endpoint)> {
+        let second = server.peer.as_deref().unwrap_or(server);
         match self {
-            Pairing::Stream => Some((server.stream.clone(), server.stream.clone())),
-            Pairing::Ws => server.ws.clone().map(|ws| (ws.clone(), ws)),
-            Pairing::Mixed => server.ws.clone().map(|ws| (server.stream.clone(), ws)),
+            Pairing::Stream => Some((server.stream.clone(), second.stream.clone())),
+            Pairing::Ws => Some((server.ws.clone()?, second.ws.clone()?)),
+            Pairing::Mixed => Some((server.stream.clone(), second.ws.clone()?)),
         }
     }
 
@@ -229,6 +231,7 @@ mod tests {
             v2_ws: None,
             pid: None,
             handshake: Handshake::V1,
+            peer: None,
         };
         assert_eq!(Pairing::available(&server), [Pairing::Stream]);
         assert_eq!(Pairing::Stream.label(&server), "tls-tcp");
@@ -250,6 +253,7 @@ mod tests {
             v2_ws: None,
             pid: None,
             handshake: Handshake::V1,
+            peer: None,
         };
         assert_eq!(HoldShape::default(), HoldShape::V1Tcp);
         assert_eq!(HoldShape::V1Ws.pairing(), Some(Pairing::Ws));

@@ -27,10 +27,10 @@ use crate::server::Server;
 use crate::stats::{self, Percentiles};
 
 /// One round on one side.
-struct Round {
-    latencies: Vec<Duration>,
-    errors: Errors,
-    elapsed: Duration,
+pub(crate) struct Round {
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) errors: Errors,
+    pub(crate) elapsed: Duration,
     cpu: Option<Duration>,
 }
 
@@ -60,7 +60,12 @@ pub async fn run(bench: &Bench, baseline: &Server) -> SetupResult {
     }
 }
 
-async fn one_round(client: &Arc<Client>, server: &Server, tunnels: usize, concurrency: usize) -> Round {
+pub(crate) async fn one_round(
+    client: &Arc<Client>,
+    server: &Server,
+    tunnels: usize,
+    concurrency: usize,
+) -> Round {
     let warmup = (2 * concurrency).min(tunnels);
     let _ = batch(client, server, warmup, concurrency).await;
     let cpu = CpuMeter::start(server.pid);
@@ -110,7 +115,8 @@ pub async fn batch(
 }
 
 async fn one_tunnel(client: &Client, server: &Server) -> Result<(), Failure> {
-    let (a, b) = client.open_tunnel(&server.stream, &server.stream, server.handshake).await?;
+    let (a, b) = super::Pairing::Stream.endpoints(server).expect("a stream listener is always there");
+    let (a, b) = client.open_tunnel(&a, &b, server.handshake).await?;
     let (_a_in, mut a_out) = a.split();
     let (mut b_in, _b_out) = b.split();
     a_out.write(&Bytes::from_static(b"!")).await?;

@@ -168,6 +168,7 @@ pub async fn run(bench: &Bench, metrics: Option<SocketAddr>) -> anyhow::Result<S
             v2_ws: None,
             pid: next.pid,
             handshake: Handshake::V1,
+            peer: None,
         };
         Some(storm(bench, &server, &v2, &devices, next.metrics, "after restart").await)
     } else {

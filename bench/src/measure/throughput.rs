@@ -27,9 +27,9 @@ use crate::stats;
 /// Read buffer per receiving end (stream carriers; WebSocket payloads are counted in place).
 const SCRATCH: usize = 256 << 10;
 
-struct Transfer {
-    moved: u64,
-    elapsed: Duration,
+pub(crate) struct Transfer {
+    pub(crate) moved: u64,
+    pub(crate) elapsed: Duration,
     cpu: Option<Duration>,
 }
 
@@ -85,7 +85,7 @@ async fn measure(
     }
 }
 
-async fn transfer(
+pub(crate) async fn transfer(
     client: &Client,
     server: &Server,
     pairing: Pairing,

@@ -116,6 +116,8 @@ pub struct Node {
     pub proc: Proc,
     pub id: String,
     pub websocket: SocketAddr,
+    /// The Prometheus endpoint.
+    pub metrics: SocketAddr,
     /// The v2 TunnelProxy listeners.
     pub tcp2: SocketAddr,
     pub websocket2: SocketAddr,
@@ -133,7 +135,8 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
         let sections = format!(
-            "[TcpServerTunnelProxy]\nhost=127.0.0.1\nport=0\n[WebSocketServerTunnelProxy]\nhost=127.0.0.1\nport=0\n\
+            "[Metrics]\nenabled=true\nhost=127.0.0.1\nport=0\n\
+             [TcpServerTunnelProxy]\nhost=127.0.0.1\nport=0\n[WebSocketServerTunnelProxy]\nhost=127.0.0.1\nport=0\n\
              [Cluster]\nenabled=true\nredisUrl={}\nnodeId={id}\nrelayHost=127.0.0.1\nrelayPort=0\n\
              secret={SECRET}\nheartbeatInterval=200\n{cluster_keys}\n",
             redis.url()
@@ -145,7 +148,8 @@ impl Node {
         let websocket = address_in_log(&proc, "v1 WebSocket listener address=").await;
         let tcp2 = address_in_log(&proc, "v2 TCP listener address=").await;
         let websocket2 = address_in_log(&proc, "v2 WebSocket listener address=").await;
-        Node { proc, id: id.to_string(), websocket, tcp2, websocket2 }
+        let metrics = address_in_log(&proc, "metrics endpoint (/metrics, /healthz) address=").await;
+        Node { proc, id: id.to_string(), websocket, tcp2, websocket2, metrics }
     }
 
     /// A client on this node's TCP or WebSocket listener.
@@ -163,6 +167,19 @@ impl Node {
         }
     }
 
+    /// The value of a metric without labels, from a scrape of `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let mut stream = TcpStream::connect(self.metrics).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        crate::common::within("a scrape", stream.read_to_string(&mut text)).await.unwrap();
+        let line = text
+            .lines()
+            .find(|line| line.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in the scrape: {text}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
     /// A client on this node's v2 TCP or WebSocket listener.
     pub async fn client_v2(&self, kind: Kind) -> Client {
         let address = match kind {
@@ -174,7 +191,8 @@ impl Node {
         let stream: Box<dyn crate::common::Io> = Box::new(stream);
         match kind {
             Kind::WebSocket => {
-                let (ws, _) = tokio_tungstenite::client_async(format!("ws://{address}/"), stream).await.unwrap();
+                let (ws, _) =
+                    tokio_tungstenite::client_async(format!("ws://{address}/"), stream).await.unwrap();
                 Client { kind, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }
             }
             _ => crate::binary::stream_client(Kind::Tcp, stream),

@@ -283,3 +283,86 @@ async fn redis_down_for_a_while_leaves_the_nodes_working() {
         assert!(Instant::now() < deadline, "cross-node pairing never came back");
     }
 }
+
+#[tokio::test]
+async fn a_drained_node_lets_its_tunnels_finish_and_its_devices_pair_elsewhere() {
+    let redis = Redis::start().await;
+    let [mut a, b, c] = three_nodes(&redis).await;
+    let (mut x, mut y) = pair_across(&a, Kind::Tcp, &b, Kind::Tcp, "token", "running").await;
+    let mut device = a.client(Kind::WebSocket).await;
+    assert_eq!(device.authenticate(UUID_A, "device", "token", Some("moved")).await, OK);
+
+    let config = a.proc.dir.path().join("remoteproxy.conf");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, stderr) = crate::binary::run_to_exit(&config, elsewhere.path(), &["drain"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    a.proc.logged("drain requested over the monitor socket").await;
+
+    // The waiting device is told the node stops; the running tunnel goes on.
+    assert_eq!(device.closed().await, Closed::WebSocket(1000, "Stop server".into()));
+    x.send_bytes(b"still here").await;
+    assert_eq!(y.read_exact(10).await, b"still here");
+    // The device comes back on another node, and its partner finds it there.
+    let mut device = b.client(Kind::WebSocket).await;
+    assert_eq!(device.authenticate(UUID_A, "device", "token", Some("moved")).await, OK);
+    let mut app = c.client(Kind::Tcp).await;
+    assert_eq!(app.authenticate(UUID_B, "app", "token", Some("moved")).await, OK);
+    assert_eq!(app.wait_tunnel().await, json!({"name": "device", "uuid": UUID_A}));
+    assert_eq!(device.wait_tunnel().await, json!({"name": "app", "uuid": UUID_B}));
+    // The drained node exits once its tunnel is done.
+    drop((x, y));
+    let status = a.proc.exit_status(WAIT).await;
+    assert!(status.success(), "{status}: {}", a.proc.stderr_text());
+}
+
+/// One snapshot from a node's monitor socket.
+async fn snapshot(node: &Node) -> serde_json::Value {
+    let mut stream =
+        tokio::net::UnixStream::connect(node.proc.dir.path().join("monitor.sock")).await.unwrap();
+    stream.write_all(b"{\"method\":\"refresh\"}\n").await.unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while within("a snapshot", stream.read(&mut byte)).await.unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    serde_json::from_slice(&line).unwrap()
+}
+
+#[tokio::test]
+async fn the_monitor_and_metrics_show_the_node_its_peers_and_redis() {
+    let mut redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    let (_x, _y) = pair_across(&a, Kind::Tcp, &b, Kind::Tcp, "token", "watched").await;
+    let deadline = Instant::now() + WAIT;
+    let cluster = loop {
+        let cluster = snapshot(&a).await["clusterStatistic"].clone();
+        if cluster["nodes"].as_array().is_some_and(|nodes| nodes.len() == 3) {
+            break cluster;
+        }
+        assert!(Instant::now() < deadline, "never listed three nodes: {cluster}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cluster["nodeId"], "node-a");
+    assert_eq!(cluster["redis"], "up");
+    assert_eq!(cluster["draining"], false);
+    assert_eq!(cluster["relayedTunnels"], json!({"node-b": 1}));
+    assert_eq!(cluster["relayedTotal"], 1);
+    let ids: Vec<&str> =
+        cluster["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["node-a", "node-b", "node-c"]);
+    assert_eq!(a.metric("remoteproxy_cluster_redis_up").await, 1.0);
+    assert_eq!(a.metric("remoteproxy_cluster_nodes").await, 3.0);
+    assert_eq!(a.metric("remoteproxy_cluster_relayed_tunnels_active").await, 1.0);
+    assert_eq!(a.metric("remoteproxy_cluster_relayed_tunnels_total").await, 1.0);
+    // No secret in the snapshot or the log.
+    assert!(!snapshot(&a).await.to_string().contains(super::SECRET));
+    crate::binary::assert_not_in_log(&a.proc.stderr_text(), &[super::SECRET]);
+    // Redis goes away: the snapshot says so.
+    redis.kill();
+    let deadline = Instant::now() + WAIT;
+    while snapshot(&b).await["clusterStatistic"]["redis"] != "down" {
+        assert!(Instant::now() < deadline, "Redis never reported down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.metric("remoteproxy_cluster_redis_up").await, 0.0);
+}

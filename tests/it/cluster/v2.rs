@@ -16,7 +16,11 @@ async fn register_server(client: &mut Client, uuid: &str) -> serde_json::Value {
 
 async fn register_client(client: &mut Client, uuid: &str, server: &str) -> String {
     let response = client
-        .call(1, "TunnelProxy.RegisterClient", json!({"clientName": "app", "clientUuid": uuid, "serverUuid": server}))
+        .call(
+            1,
+            "TunnelProxy.RegisterClient",
+            json!({"clientName": "app", "clientUuid": uuid, "serverUuid": server}),
+        )
         .await;
     response["params"]["tunnelProxyError"].as_str().unwrap().to_string()
 }
@@ -44,7 +48,10 @@ async fn a_client_reaches_a_server_on_another_node_and_sees_its_end() {
     let mut server = SlipPeer::from_client(registering);
     // The uuid is taken on every node now.
     let mut twin = c.client_v2(Kind::Tcp).await;
-    assert_eq!(register_server(&mut twin, &server_uuid).await["params"]["tunnelProxyError"], ALREADY_REGISTERED);
+    assert_eq!(
+        register_server(&mut twin, &server_uuid).await["params"]["tunnelProxyError"],
+        ALREADY_REGISTERED
+    );
     assert_eq!(twin.closed().await, Closed::Eof);
 
     // A TCP client and a WebSocket client on another node.
@@ -55,7 +62,8 @@ async fn a_client_reaches_a_server_on_another_node_and_sees_its_end() {
     assert_eq!(connected["clientPeerAddress"], "127.0.0.1");
     let mut ws = c.client_v2(Kind::WebSocket).await;
     assert_eq!(register_client(&mut ws, &uuid::Uuid::new_v4().to_string(), &server_uuid).await, NO_ERROR);
-    let ws_address = server.notification("TunnelProxy.ClientConnected").await["socketAddress"].as_u64().unwrap() as u16;
+    let ws_address =
+        server.notification("TunnelProxy.ClientConnected").await["socketAddress"].as_u64().unwrap() as u16;
 
     // Bytes full of SLIP's special characters both ways, and a larger piece.
     let nasty: Vec<u8> = (0..300_000).map(|i| [0xC0, 0xDB, 0xDC, 0xDD, b'x'][i % 5]).collect();
