@@ -78,6 +78,9 @@ pub struct ClusterSide {
     pub tunnels_per_s: f64,
     /// Median MB/s both ways over the rounds.
     pub mb_per_s: f64,
+    /// The first node's CPU seconds per GB moved (with `--pid`).
+    #[serde(default)]
+    pub cpu_s_per_gb: Option<f64>,
     /// Round-trip times, all rounds pooled, in µs.
     pub rtt_us: Percentiles,
     /// Failures by kind.
@@ -98,11 +101,18 @@ impl ClusterResult {
                 ratio(self.setup_ratio)
             ),
             format!(
-                "cluster {} throughput both ways: one-node {:.0} MB/s, cross-node {:.0} MB/s, ratio {}",
+                "cluster {} throughput both ways: one-node {:.0} MB/s, cross-node {:.0} MB/s, ratio {}{}",
                 self.transport,
                 one.mb_per_s,
                 cross.mb_per_s,
-                ratio(self.throughput_ratio)
+                ratio(self.throughput_ratio),
+                match (one.cpu_s_per_gb, cross.cpu_s_per_gb) {
+                    (Some(one), Some(cross)) => format!(
+                        "; the node's CPU per GB: one-node {one:.2} s, cross-node {cross:.2} s ({:.2}×)",
+                        cross / one
+                    ),
+                    _ => String::new(),
+                }
             ),
             format!(
                 "cluster {} round trip p50/p99: one-node {:.0}/{:.0} µs, cross-node {:.0}/{:.0} µs, added {:.0} µs",

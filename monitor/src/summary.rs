@@ -14,6 +14,21 @@ fn certificate(expiry: i64) -> String {
     }
 }
 
+/// The node's place in its cluster, when it is in one: its id, Redis, the live nodes, the tunnels
+/// relayed to other nodes now.
+fn cluster(s: &Snapshot) -> String {
+    let Some(c) = &s.cluster_statistic else { return String::new() };
+    let redis = if c.redis == "up" { "Redis up" } else { "Redis DOWN" };
+    let draining = if c.draining { " · DRAINING" } else { "" };
+    let relayed: u64 = c.relayed_tunnels.values().sum();
+    format!(
+        " · cluster node {} ({redis}, {}, {} relayed){draining}",
+        c.node_id,
+        count(c.nodes.len() as u64, "node", "nodes"),
+        count(relayed, "tunnel", "tunnels")
+    )
+}
+
 /// Four lines: the broker, the proxy API, the TunnelProxy API, the proxy's totals.
 pub fn header(s: &Snapshot) -> [String; 4] {
     let p = &s.proxy_statistic;
@@ -24,8 +39,11 @@ pub fn header(s: &Snapshot) -> [String; 4] {
     transports.insert_str(0, &rate(t.throughput()));
     [
         format!(
-            "Broker {} · version {} · API {}{uptime}{certificate}",
-            s.server_name, s.server_version, s.api_version
+            "Broker {} · version {} · API {}{uptime}{certificate}{}",
+            s.server_name,
+            s.server_version,
+            s.api_version,
+            cluster(s)
         ),
         format!(
             "Proxy        {} · {} · {}",
@@ -95,6 +113,27 @@ mod tests {
         );
         snapshot.certificate_expiry = Some(now - 10);
         assert!(header(&snapshot)[0].ends_with(" · certificate EXPIRED"), "{}", header(&snapshot)[0]);
+    }
+
+    #[test]
+    fn the_header_names_the_cluster_node_and_its_state() {
+        use remoteproxy_wire::monitor::{ClusterNode, ClusterStatistic};
+        let mut snapshot = sample();
+        let node = |id: &str| ClusterNode { id: id.into(), address: "10.0.0.1:2214".into() };
+        snapshot.cluster_statistic = Some(ClusterStatistic {
+            node_id: "node-a".into(),
+            redis: "down".into(),
+            draining: true,
+            nodes: vec![node("node-a"), node("node-b")],
+            relayed_tunnels: [("node-b".to_string(), 3)].into(),
+            relayed_total: 9,
+        });
+        assert!(
+            header(&snapshot)[0]
+                .ends_with(" · cluster node node-a (Redis DOWN, 2 nodes, 3 tunnels relayed) · DRAINING"),
+            "{}",
+            header(&snapshot)[0]
+        );
     }
 
     #[test]

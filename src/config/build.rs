@@ -281,7 +281,7 @@ impl Document<'_> {
             return Err(self.bad(SECTION, "heartbeatInterval", "must be at least 100 milliseconds"));
         }
         Ok(Some(ClusterSettings {
-            redis_url: redis_url.to_string(),
+            redis_url: remoteproxy_authenticators::Secret::new(redis_url),
             key_prefix: text("redisKeyPrefix")?.to_string(),
             node_id,
             relay_address,

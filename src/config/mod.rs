@@ -150,8 +150,9 @@ pub struct RendezvousSettings {
 /// `[Cluster]`: this node's place in a cluster of brokers sharing a Redis registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// `redisUrl`: parsed by the redis crate when the node starts.
-    pub redis_url: String,
+    /// `redisUrl`: parsed by the redis crate when the node starts. A secret: it may hold Redis's
+    /// password.
+    pub redis_url: remoteproxy_authenticators::Secret,
     /// `redisKeyPrefix`.
     pub key_prefix: String,
     /// `nodeId`, or the host name.

@@ -745,7 +745,7 @@ fn cluster_settings_and_their_mistakes() {
     ))
     .unwrap();
     let cluster = config.cluster.unwrap();
-    assert_eq!(cluster.redis_url, "redis://10.0.0.5:6380/2");
+    assert_eq!(cluster.redis_url.expose_secret(), "redis://10.0.0.5:6380/2");
     assert_eq!(cluster.node_id, "node-1");
     assert_eq!(cluster.relay_address, "10.0.0.1:0".parse().unwrap());
     assert_eq!(cluster.advertise_address, None);

@@ -7,6 +7,9 @@
 //! the other node, so every byte crosses the inter-node link):
 //! * setup: N tunnels at concurrency C, as `setup` measures them; target: cross-node ≥ 0.5×;
 //! * throughput: B bytes both ways through one tunnel, as `throughput`; target: cross-node ≥ 0.6×;
+//!   with `--pid` also the first node's CPU time per GB moved: on a machine where the bench client
+//!   and both nodes share the cores, throughput is bounded by the total CPU, and the CPU a node
+//!   spends per byte says what nodes on hosts of their own would do;
 //! * latency: 64-byte round trips, as `latency`; target: what the second node adds to the p50 is
 //!   at most one relay hop's worth, taken as the whole one-node round trip (client → broker →
 //!   client), which a second relay on the way can at most repeat.
@@ -47,7 +50,12 @@ pub async fn run(bench: &Bench, peer: &Server, pairing: Pairing) -> ClusterResul
             )
             .await;
             match transfer {
-                Ok(t) => samples.throughput.push(stats::mb_per_s(t.moved, t.elapsed)),
+                Ok(t) => {
+                    samples.throughput.push(stats::mb_per_s(t.moved, t.elapsed));
+                    if let Some(cpu) = t.cpu {
+                        samples.cpu_s_per_gb.push(cpu.as_secs_f64() / (t.moved as f64 / 1e9));
+                    }
+                }
                 Err(failure) => *samples.errors.entry(failure.key()).or_default() += 1,
             }
             let ping = super::latency::ping_pong(
@@ -89,6 +97,8 @@ struct Samples {
     setup: Vec<f64>,
     throughput: Vec<f64>,
     rtts: Vec<Duration>,
+    /// The first node's CPU seconds per GB moved.
+    cpu_s_per_gb: Vec<f64>,
     errors: Errors,
 }
 
@@ -97,6 +107,7 @@ impl Samples {
         ClusterSide {
             tunnels_per_s: stats::median(&self.setup).unwrap_or(0.0),
             mb_per_s: stats::median(&self.throughput).unwrap_or(0.0),
+            cpu_s_per_gb: stats::median(&self.cpu_s_per_gb),
             rtt_us: Percentiles::of_durations(&self.rtts, Duration::from_micros(1)).0,
             errors: self.errors,
         }

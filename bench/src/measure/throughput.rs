@@ -30,7 +30,7 @@ const SCRATCH: usize = 256 << 10;
 pub(crate) struct Transfer {
     pub(crate) moved: u64,
     pub(crate) elapsed: Duration,
-    cpu: Option<Duration>,
+    pub(crate) cpu: Option<Duration>,
 }
 
 /// Runs every available pairing in both direction modes; prints each result as it is done.
