@@ -58,8 +58,8 @@ pub enum Command {
 /// `remoteproxy drain`.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// The broker's monitor socket (default: [ProxyServer] monitorSocket of the -c
-    /// configuration, or of the built-in defaults).
+    /// The broker's monitor socket (default: monitorSocket of the -c configuration, or of the
+    /// built-in defaults).
     #[arg(long = "monitor-socket", value_name = "PATH")]
     pub monitor_socket: Option<std::path::PathBuf>,
 }

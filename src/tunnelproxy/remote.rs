@@ -4,7 +4,7 @@
 //! node is refused, as on one node). A client whose server is not on its node looks the uuid up
 //! and opens a stream to the server's node (`/v2/connect`) with a preamble naming both uuids, the
 //! client's name and address and whether it is a WebSocket. That node registers and joins the
-//! client exactly as a local one ([`session::join_server`]: the same rules, `maxClientsPerServer`
+//! client exactly as a local one (`session::join_server`: the same rules, `maxClientsPerServer`
 //! included) and runs the ordinary client pipe with the stream as the client's connection; the
 //! client's own node passes bytes through: a byte stream as it is, a WebSocket message by message
 //! with its close frame (code and reason: `Server disconnected`, `Server requested disconnect.`)
