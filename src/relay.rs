@@ -146,10 +146,12 @@ pub async fn run_with(
     hard_shutdown: CancellationToken,
     mut farewell: Farewell,
 ) -> Report {
-    let a_is_ws = matches!(a.wire, Wire::WebSocket(_));
-    let b_is_ws = matches!(b.wire, Wire::WebSocket(_));
-    let (a_ends, b_ends) =
-        (End { ws: a_is_ws, half_close: a.half_close }, End { ws: b_is_ws, half_close: b.half_close });
+    let end = |end: &TunnelEnd| End {
+        ws: matches!(end.wire, Wire::WebSocket(_)),
+        half_close: end.half_close,
+        peer: matches!(&end.wire, Wire::WebSocket(ws) if ws.is_peer()),
+    };
+    let (a_ends, b_ends) = (end(&a), end(&b));
     let mut tunnel = Tunnel {
         ab: Pump::new(a.early_data, a_ends, b_ends),
         ba: Pump::new(b.early_data, b_ends, a_ends),
@@ -201,6 +203,9 @@ async fn close_end(wire: Wire, kind: CloseKind, reason: &str, cut: bool) {
 struct End {
     ws: bool,
     half_close: bool,
+    /// A link to another cluster node carrying its client's WebSocket messages
+    /// ([`crate::transport::websocket::WebSocket::peer`]).
+    peer: bool,
 }
 
 struct IdleTimer {
@@ -228,15 +233,19 @@ impl Tunnel {
         }
         let before = self.ab.delivered + self.ba.delivered;
         let (a_stats, b_stats) = (self.a_stats.as_ref(), self.b_stats.as_ref());
-        let ab = if self.ab.finished {
-            None
-        } else {
+        let ab = if !self.ab.finished {
             Some(self.ab.poll(cx, &mut self.a, &mut self.b, a_stats, b_stats))
-        };
-        let ba = if self.ba.finished {
-            None
+        } else if self.ab.watch {
+            Some(poll_watch(cx, &mut self.a))
         } else {
+            None
+        };
+        let ba = if !self.ba.finished {
             Some(self.ba.poll(cx, &mut self.b, &mut self.a, b_stats, a_stats))
+        } else if self.ba.watch {
+            Some(poll_watch(cx, &mut self.b))
+        } else {
+            None
         };
         let moved = self.ab.delivered + self.ba.delivered - before;
         if moved > 0
@@ -296,6 +305,12 @@ struct Pump {
     queued: VecDeque<Message>,
     src_is_ws: bool,
     dst_is_ws: bool,
+    /// The source or the destination is a link to another cluster node (see [`End::peer`]).
+    src_peer: bool,
+    dst_peer: bool,
+    /// The source is a link that half-closed: it is still read for the other node's close or
+    /// cut, which ends the tunnel (on one node the partner's close would end it the same way).
+    watch: bool,
     /// The source is a WebSocket whose empty binary message ends its direction.
     src_half_close: bool,
     /// The destination is a WebSocket that gets an empty binary message when this direction
@@ -324,6 +339,9 @@ impl Pump {
             queued: VecDeque::new(),
             src_is_ws,
             dst_is_ws,
+            src_peer: src.peer,
+            dst_peer: dst.peer,
+            watch: false,
             src_half_close: src.ws && src.half_close,
             dst_half_close: dst.ws && dst.half_close,
             src_ended: false,
@@ -491,6 +509,7 @@ impl Pump {
             }
             Wire::WebSocket(ws) => match ready!(Pin::new(&mut **ws).poll_next(cx)) {
                 Some(Ok(message)) if self.src_half_close && is_marker(&message) => {
+                    self.watch = self.src_peer;
                     self.end_source(false, true)
                 }
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
@@ -506,7 +525,10 @@ impl Pump {
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 // A half-closing client closes only after its marker: a close before it is a cut.
-                Some(Ok(Message::Close(_))) | None => self.end_source(self.src_half_close, false),
+                // Another node closes its link only after a normal end (a cut resets it).
+                Some(Ok(Message::Close(_))) | None => {
+                    self.end_source(self.src_half_close && !self.src_peer, false)
+                }
                 Some(Err(error)) => {
                     self.src_silent = is_keepalive_timeout(&error);
                     self.end_source(true, false)
@@ -536,6 +558,9 @@ impl Pump {
             return Poll::Ready(if self.src_silent { PumpEnd::Silent } else { PumpEnd::Failed });
         }
         match dst {
+            // The whole tunnel ends: the link's close frame tells the other node, whose relay
+            // gives its client the marker (if it takes one) and the close, as on one node.
+            Wire::WebSocket(_) if self.dst_peer && !self.src_half_closed => Poll::Ready(PumpEnd::Closed),
             Wire::Stream(stream) if self.src_half_closed => {
                 // Half-close: the destination learns that no more bytes come; it may still send.
                 // A failure means the destination is gone already, which ends this direction
@@ -563,6 +588,19 @@ impl Pump {
             Wire::WebSocket(_) if self.src_half_closed && self.src_is_ws => Poll::Ready(PumpEnd::HalfClosed),
             Wire::WebSocket(_) => Poll::Ready(PumpEnd::Closed),
         }
+    }
+}
+
+/// A link source after its marker: its close ends the tunnel normally, a cut or anything else
+/// ends it as failed.
+fn poll_watch(cx: &mut Context<'_>, source: &mut Wire) -> Poll<PumpEnd> {
+    let Wire::WebSocket(ws) = source else { return Poll::Pending };
+    loop {
+        return match ready!(Pin::new(&mut **ws).poll_next(cx)) {
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => Poll::Ready(PumpEnd::Closed),
+            Some(Ok(_)) | Some(Err(_)) => Poll::Ready(PumpEnd::Failed),
+        };
     }
 }
 

@@ -6,8 +6,9 @@
 //!   heartbeats: a node is alive while its key is there, and an entry counts only while the node
 //!   that wrote it is alive *in the same run* (the instance is random per start), so a node that
 //!   crashed and came back does not resurrect what it had before.
-//! * `v1:<hex SHA-256 of token and nonce>` = `<node> <instance> <claim>`: the first authenticated
-//!   peer of a tunnel (never the token itself).
+//! * `v1:<hex HMAC, keyed by the cluster secret, of the SHA-256 of token and nonce>` =
+//!   `<node> <instance> <claim>`: the first authenticated peer of a tunnel (never the token, and
+//!   nothing to test token guesses against without the secret).
 //! * `v2:<server uuid>` = `<node> <instance> <claim>`: a registered TunnelProxy server.
 //!
 //! Entries are written by a script that sets the key unless a live node holds it (`SET NX`, plus
@@ -274,11 +275,13 @@ impl Directory {
         Some(lost)
     }
 
-    /// Every live node's heartbeat (for the monitor; a SCAN, so only on a slow timer).
+    /// Every live node's heartbeat (for the monitor; a SCAN, so on a slower timer than the
+    /// heartbeat, with a longer bound, and without counting as Redis's state: a large shared
+    /// Redis may take a while to scan, which says nothing about pairing).
     pub async fn nodes(&self) -> Option<Vec<NodeRecord>> {
-        let pattern = format!("{}*", self.node_prefix());
-        let prefix_len = self.node_prefix().len();
-        self.run(async {
+        let prefix = self.node_prefix();
+        let pattern = format!("{prefix}*");
+        let listed = tokio::time::timeout(OP_TIMEOUT * 5, async {
             let mut conn = self.conn();
             let mut keys: Vec<String> = Vec::new();
             let mut cursor = 0u64;
@@ -304,12 +307,13 @@ impl Directory {
             let mut nodes: Vec<NodeRecord> = keys
                 .iter()
                 .zip(values)
-                .filter_map(|(key, value)| parse_beat(&key[prefix_len..], &value?))
+                .filter_map(|(key, value)| parse_beat(key.strip_prefix(&prefix)?, &value?))
                 .collect();
             nodes.sort_by(|a, b| a.node.cmp(&b.node));
-            Ok(nodes)
+            Ok::<_, RedisError>(nodes)
         })
-        .await
+        .await;
+        listed.ok()?.ok()
     }
 
     /// Runs one call under [`OP_TIMEOUT`], keeping the up/down state.

@@ -41,8 +41,12 @@ use super::h2_stream::H2Stream;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-stream flow-control window: what one direction of a relayed tunnel may have in flight
-/// between the nodes (like a socket buffer).
-const STREAM_WINDOW: u32 = 1 << 20;
+/// between the nodes (like a socket buffer). 512 KiB moves a single tunnel's bulk data about as
+/// fast as 1 MiB did here, at half the memory a stalled tunnel can hold.
+const STREAM_WINDOW: u32 = 512 << 10;
+
+/// What a stream may have queued in the sending node's HTTP/2 layer.
+const SEND_BUFFER: usize = 256 << 10;
 
 /// The whole connection's window: large enough never to be what stops a stream.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
@@ -190,7 +194,15 @@ pub async fn serve(
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_frame_size(MAX_FRAME)
                 .max_concurrent_streams(MAX_STREAMS)
-                .max_send_buffer_size(STREAM_WINDOW as usize);
+                .max_send_buffer_size(SEND_BUFFER)
+                // The other end is an authenticated node, and these guards against hostile HTTP/2
+                // clients would tear the whole link down (every tunnel on it) for what tunnels
+                // legitimately do: many small writes towards a client that stopped reading, and
+                // many streams cut while data was still on its way.
+                .data_frame_budget(usize::MAX >> 1)
+                .max_local_error_reset_streams(None)
+                .max_concurrent_reset_streams(1 << 16)
+                .max_pending_accept_reset_streams(1 << 16);
             let Ok(mut conn) = builder.handshake::<_, Bytes>(tls).await else { return };
             loop {
                 let next = tokio::select! {
@@ -209,16 +221,19 @@ pub async fn serve(
     }
 }
 
-/// No Nagle delay (a relayed tunnel's small messages go at once), and TCP keepalive: a node
-/// whose host vanished without a word (power, network) is noticed within about 25 s, its link
-/// fails, and the tunnels on it are cut rather than left hanging.
+/// No Nagle delay (a relayed tunnel's small messages go at once), TCP keepalive for an idle link
+/// and a user timeout for one with data in flight: a node whose host vanished without a word
+/// (power, network) is noticed within about 25 s, its link fails, and the tunnels on it are cut
+/// rather than left hanging.
 fn keep_alive(tcp: &TcpStream) {
     let _ = tcp.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(10))
         .with_interval(Duration::from_secs(5))
         .with_retries(3);
-    let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+    let socket = socket2::SockRef::from(tcp);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(25)));
 }
 
 fn exporter(
@@ -287,40 +302,40 @@ impl Links {
         Links { identity, links: Mutex::new(HashMap::new()) }
     }
 
-    /// Opens a stream to `node` for `path`, dialling it first if there is no working link.
+    /// Opens a stream to `node` for `path`, dialling it first if there is no working link. A link
+    /// that fails to open the stream (it broke while idle, or is wedged) is dropped and dialled
+    /// once more.
     pub async fn open(&self, node: &NodeRecord, path: &str) -> io::Result<H2Stream> {
         let slot =
             self.links.lock().expect("links lock poisoned").entry(node.node.clone()).or_default().clone();
-        let send = {
-            let mut link = slot.lock().await;
-            let reusable = link.as_ref().is_some_and(|link| link.instance == node.instance);
-            if !reusable {
-                *link = None;
-                let send = tokio::time::timeout(CONNECT_TIMEOUT, self.dial(node)).await.map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, "the node did not answer in time")
-                })??;
-                *link = Some(Link { instance: node.instance.clone(), send });
+        let mut last = None;
+        for _ in 0..2 {
+            let send = {
+                let mut link = slot.lock().await;
+                let reusable = link.as_ref().is_some_and(|link| link.instance == node.instance);
+                if !reusable {
+                    *link = None;
+                    let send =
+                        tokio::time::timeout(CONNECT_TIMEOUT, self.dial(node)).await.map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "the node did not answer in time")
+                        })??;
+                    *link = Some(Link { instance: node.instance.clone(), send });
+                }
+                link.as_ref().expect("set above").send.clone()
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, open_stream(send, path)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(error)) => last = Some(io::Error::new(io::ErrorKind::ConnectionAborted, error)),
+                Err(_) => {
+                    last = Some(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the node did not open the stream in time",
+                    ))
+                }
             }
-            link.as_ref().expect("set above").send.clone()
-        };
-        let request = http::Request::post(path).body(()).map_err(io::Error::other)?;
-        let opened = async {
-            let mut ready = send.ready().await?;
-            let (response, stream) = ready.send_request(request, false)?;
-            let response = response.await?;
-            Ok::<_, h2::Error>(H2Stream::new(stream, response.into_body()))
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, opened).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(error)) => {
-                // The link broke: the next open dials again.
-                slot.lock().await.take();
-                Err(io::Error::new(io::ErrorKind::ConnectionAborted, error))
-            }
-            Err(_) => {
-                Err(io::Error::new(io::ErrorKind::TimedOut, "the node did not open the stream in time"))
-            }
+            slot.lock().await.take();
         }
+        Err(last.expect("set in the loop"))
     }
 
     async fn dial(&self, node: &NodeRecord) -> io::Result<h2::client::SendRequest<Bytes>> {
@@ -354,7 +369,12 @@ impl Links {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
             .max_concurrent_streams(MAX_STREAMS)
-            .max_send_buffer_size(STREAM_WINDOW as usize);
+            .max_send_buffer_size(SEND_BUFFER)
+            // As on the listening side (see there).
+            .data_frame_budget(usize::MAX >> 1)
+            .max_local_error_reset_streams(None)
+            .max_concurrent_reset_streams(1 << 16)
+            .max_pending_accept_reset_streams(1 << 16);
         let (send, conn) = builder.handshake::<_, Bytes>(tls).await.map_err(io::Error::other)?;
         let peer = node.node.clone();
         tokio::spawn(async move {
@@ -365,6 +385,15 @@ impl Links {
         debug!(node = %node.node, address = %node.address, "inter-node link opened");
         Ok(send)
     }
+}
+
+/// One request on a link, and its response's body: a bidirectional stream.
+async fn open_stream(send: h2::client::SendRequest<Bytes>, path: &str) -> Result<H2Stream, h2::Error> {
+    let request = http::Request::post(path).body(()).expect("a valid request");
+    let mut ready = send.ready().await?;
+    let (response, stream) = ready.send_request(request, false)?;
+    let response = response.await?;
+    Ok(H2Stream::new(stream, response.into_body()))
 }
 
 /// Accepts exactly the certificate the node's heartbeat names.

@@ -116,6 +116,8 @@ pub struct Cluster {
     /// Every live node, as last read (for the monitor).
     nodes: Mutex<Vec<NodeRecord>>,
     draining: AtomicBool,
+    /// Keys the names of v1 entries (see [`Cluster::entry_key`]).
+    names: ring::hmac::Key,
     /// Relayed tunnels, for the monitor and metrics.
     pub counters: Counters,
 }
@@ -141,6 +143,7 @@ impl Cluster {
             owned: Mutex::new(HashMap::new()),
             nodes: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
+            names: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, settings.secret.expose_secret().as_bytes()),
             counters: Counters::default(),
         }))
     }
@@ -200,8 +203,13 @@ impl Cluster {
     async fn heartbeat(self: Arc<Self>, ended: CancellationToken) {
         let mut interval = tokio::time::interval(self.heartbeat_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let beats_per_refresh =
-            (ENTRY_TTL.as_millis() / 3 / self.heartbeat_interval.as_millis().max(1)).max(1) as u64;
+        let every = |period: Duration| {
+            (period.as_millis() / self.heartbeat_interval.as_millis().max(1)).max(1) as u64
+        };
+        let (beats_per_refresh, beats_per_list) = (every(ENTRY_TTL / 3), every(Duration::from_secs(2)));
+        // Three beats, and never less than three Redis calls' bound: a beat late by one slow call
+        // must not make this node look dead.
+        let beat_ttl = (self.heartbeat_interval * 3).max(directory::OP_TIMEOUT * 3);
         let mut beats = 0u64;
         loop {
             tokio::select! {
@@ -212,10 +220,12 @@ impl Cluster {
                 break;
             }
             let beat = self.beat_value();
-            if !self.directory.beat(&self.node, &beat, self.heartbeat_interval * 3).await {
+            if !self.directory.beat(&self.node, &beat, beat_ttl).await {
                 continue;
             }
-            if let Some(nodes) = self.directory.nodes().await {
+            if beats.is_multiple_of(beats_per_list)
+                && let Some(nodes) = self.directory.nodes().await
+            {
                 *self.nodes.lock().expect("nodes lock poisoned") = nodes;
             }
             if beats.is_multiple_of(beats_per_refresh) {
@@ -237,9 +247,19 @@ impl Cluster {
         self.directory.forget_node(&self.node, &self.beat_value()).await;
     }
 
-    /// Claims the entry of a waiting v1 peer (`id`: the key's hex digest; `claim`: its slot's).
+    /// The Redis key of an entry. A v1 tunnel's is an HMAC of its (token, nonce) digest keyed by
+    /// the cluster secret: whoever can read Redis cannot test guesses of weak tokens against it.
+    fn entry_key(&self, kind: &str, id: &str) -> String {
+        match kind {
+            "v1" => self.directory.key(kind, &hex(ring::hmac::sign(&self.names, id.as_bytes()).as_ref())),
+            _ => self.directory.key(kind, id),
+        }
+    }
+
+    /// Claims the entry of a waiting v1 peer or a v2 server (`id`: the key's hex digest or the
+    /// server's uuid; `claim`: its slot's or its registration's).
     pub async fn claim(&self, kind: &str, id: &str, claim: u64) -> Claim {
-        let key = self.directory.key(kind, id);
+        let key = self.entry_key(kind, id);
         let value = directory::entry_value(&self.node, &self.instance, claim);
         for _ in 0..3 {
             match self.directory.claim(&key, &value, ENTRY_TTL).await {
@@ -262,12 +282,12 @@ impl Cluster {
 
     /// The live entry for `id`, if any (`Err`: Redis cannot be asked).
     pub async fn lookup(&self, kind: &str, id: &str) -> Result<Option<Entry>, ()> {
-        self.directory.lookup(&self.directory.key(kind, id)).await
+        self.directory.lookup(&self.entry_key(kind, id)).await
     }
 
     /// A slot this node held is gone: its entry goes too (if it is still this node's).
     pub fn release(self: &Arc<Self>, kind: &str, id: &str, claim: u64) {
-        let key = self.directory.key(kind, id);
+        let key = self.entry_key(kind, id);
         let value = directory::entry_value(&self.node, &self.instance, claim);
         let owned = {
             let mut owned = self.owned.lock().expect("owned lock poisoned");
@@ -284,7 +304,7 @@ impl Cluster {
 
     /// Removes an entry whose owner said it has no such slot any more.
     pub async fn forget_stale(&self, kind: &str, id: &str, entry: &Entry) {
-        self.directory.release(&self.directory.key(kind, id), &entry.value).await;
+        self.directory.release(&self.entry_key(kind, id), &entry.value).await;
     }
 
     /// Opens a stream to `node` for `path`.

@@ -280,9 +280,17 @@ impl Document<'_> {
         if heartbeat_interval < Duration::from_millis(100) {
             return Err(self.bad(SECTION, "heartbeatInterval", "must be at least 100 milliseconds"));
         }
+        let key_prefix = text("redisKeyPrefix")?;
+        if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_whitespace() || "*?[]\\".contains(c)) {
+            return Err(self.bad(
+                SECTION,
+                "redisKeyPrefix",
+                "must be up to 64 characters without spaces or any of * ? [ ] \\",
+            ));
+        }
         Ok(Some(ClusterSettings {
             redis_url: remoteproxy_authenticators::Secret::new(redis_url),
-            key_prefix: text("redisKeyPrefix")?.to_string(),
+            key_prefix: key_prefix.to_string(),
             node_id,
             relay_address,
             advertise_address,

@@ -758,6 +758,9 @@ fn cluster_settings_and_their_mistakes() {
     assert!(short.contains("at least 16 characters") && !short.contains("short\""), "{short}");
     let bad_id = error(&format!("[Cluster]\nenabled=true\nnodeId=a b\nrelayHost=127.0.0.1\n{secret}\n"));
     assert!(bad_id.contains("nodeId"), "{bad_id}");
+    let bad_prefix =
+        error(&format!("[Cluster]\nenabled=true\nredisKeyPrefix=rp*\nrelayHost=127.0.0.1\n{secret}\n"));
+    assert!(bad_prefix.contains("redisKeyPrefix"), "{bad_prefix}");
     let bad_url =
         error(&format!("[Cluster]\nenabled=true\nredisUrl=http://x\nrelayHost=127.0.0.1\n{secret}\n"));
     assert!(bad_url.contains("redis://"), "{bad_url}");

@@ -280,6 +280,12 @@ impl Registry {
         rx
     }
 
+    /// Whether the slot is still `guard`'s (a local client that joined it owns it since).
+    pub fn owns(&self, guard: &SlotGuard) -> bool {
+        let table = self.table.lock().expect("registry lock poisoned");
+        table.slots.get(&guard.key).is_some_and(|slot| slot.epoch() == guard.epoch)
+    }
+
     /// (Cluster) the waiting client joined a partner on another node: from now on its slot is
     /// a running tunnel, and a local client that comes for the key is a third one.
     pub fn occupy(&self, guard: &SlotGuard) {

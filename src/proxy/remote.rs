@@ -9,14 +9,17 @@
 //! peer is and how that one is connected) or refused.
 //!
 //! Once joined, each node runs the ordinary relay between its own client and the stream, and the
-//! stream takes the shape of the *joining* client: a byte stream when that client is one (FIN is
-//! END_STREAM), a WebSocket carrying that client's own messages otherwise (unmasked frames, as
-//! [`WebSocket::peer`]). On the joiner's node the relay between its client and a stream of the
-//! same shape passes everything through unchanged (markers included: there the stream end has
-//! half-close on); so on the owner's node the relay sees, in the stream, exactly the joining
-//! client, with its half-close setting, and applies the same rules as on one node: text stays
-//! text, a close ends the tunnel, a FIN half-closes. A cut travels as a stream reset (the relay
-//! drops a cut link end, WebSocket or not) and stays a cut.
+//! stream takes the shape of the *joining* client, on both nodes with that client's half-close
+//! setting: a byte stream when that client is one (FIN is END_STREAM), a WebSocket carrying that
+//! client's own messages otherwise (unmasked frames, as [`WebSocket::peer`]). On the joiner's node
+//! the relay between its client and a stream of the same shape passes everything through
+//! unchanged; so on the owner's node the relay sees, in the stream, exactly the joining client and
+//! applies the same rules as on one node: text stays text, a close ends the tunnel, a FIN
+//! half-closes. The relay knows a link end: a close on it is always a normal end (a cut resets the
+//! stream instead, and the relay drops a cut link end, WebSocket or not), it sends no marker into
+//! a link when the whole tunnel ends (the close frame says it, and the other node's relay gives its
+//! client marker and close as on one node), and it keeps reading a link after its marker, for the
+//! close or reset that ends the tunnel on the other node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,15 +96,14 @@ fn read_peer(value: &Value, node: &str) -> Option<RemotePeer> {
 }
 
 /// The relay's end for a link stream shaped after the joining client, `joiner` (see the module
-/// doc). On the joiner's own node (`pass_through`) its half-close markers pass unchanged.
-pub fn remote_end(stream: H2Stream, joiner: Carrier, pass_through: bool) -> TunnelEnd {
+/// doc).
+pub fn remote_end(stream: H2Stream, joiner: Carrier) -> TunnelEnd {
     let boxed: BoxStream = Box::new(stream);
     let wire = match joiner.websocket {
         true => Wire::WebSocket(Box::new(WebSocket::peer(boxed, MAX_TUNNEL_MESSAGE))),
         false => Wire::Stream(boxed),
     };
-    let half_close = pass_through || joiner.half_close;
-    TunnelEnd { wire, early_data: EarlyData::Bytes(Bytes::new()), half_close, stats: None }
+    TunnelEnd { wire, early_data: EarlyData::Bytes(Bytes::new()), half_close: joiner.half_close, stats: None }
 }
 
 /// What asking the owner node brought.
@@ -206,6 +208,14 @@ async fn establish_for_remote(
     cluster: Arc<Cluster>,
 ) {
     let Parked { conn: mut partner, identity } = parked;
+    // The other node first: if it is gone, the waiting client was never told of a tunnel.
+    let answer = json!({"joined": describe(&identity, Carrier::of(&partner))});
+    let answered = tokio::time::timeout(PREAMBLE_TIMEOUT, stream.write_preamble(&answer)).await;
+    if !matches!(answered, Ok(Ok(()))) {
+        debug!(node = %joiner.node, "the joining node went away while a tunnel was being established");
+        partner.close(CloseKind::Error, crate::protocol::reasons::PARTNER_GONE).await;
+        return;
+    }
     let ids = &ctx.notification_ids;
     let greeting = super::session::tunnel_established(
         ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -213,12 +223,8 @@ async fn establish_for_remote(
     );
     let greeted = tokio::time::timeout(PREAMBLE_TIMEOUT, partner.send(&greeting)).await;
     if !matches!(greeted, Ok(Ok(()))) {
+        // Dropping the stream unfinished resets it: the other node cuts its client.
         debug!("the waiting client left while a remote tunnel was being established");
-        partner.close(CloseKind::Error, crate::protocol::reasons::PARTNER_GONE).await;
-        return;
-    }
-    let answer = json!({"joined": describe(&identity, Carrier::of(&partner))});
-    if tokio::time::timeout(PREAMBLE_TIMEOUT, stream.write_preamble(&answer)).await.is_err() {
         partner.close(CloseKind::Error, crate::protocol::reasons::PARTNER_GONE).await;
         return;
     }
@@ -273,7 +279,7 @@ impl Local {
         let relayed = cluster.relayed(&peer.node);
         super::tunnel::Tunnel {
             ctx,
-            a: remote_end(stream, joiner, !owner),
+            a: remote_end(stream, joiner),
             b: TunnelEnd { wire, early_data, half_close, stats },
             a_side: (peer.identity, peer.carrier.transport),
             b_side: (identity, transport),

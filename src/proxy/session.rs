@@ -365,6 +365,11 @@ impl Session {
                 }
                 Joined::Refused(PairingRefusal::Stale) => {
                     cluster.forget_stale("v1", &pair, &entry).await;
+                    if !self.ctx.registry.owns(&guard) {
+                        // A local client took the slot meanwhile (and gave up on it): this one
+                        // cannot claim what it no longer holds.
+                        break;
+                    }
                     match cluster.claim("v1", &pair, guard.claim()).await {
                         Claim::Elsewhere(found) => entry = found,
                         Claim::Ours | Claim::Unavailable => return self.park(guard, join, auth).await,

@@ -31,7 +31,9 @@ use crate::protocol::reasons::{SERVER_GONE, STOP_SERVER};
 use crate::relay::{self, TunnelEnd};
 use crate::stats::{Api, ConnHandle, Role};
 use crate::transport::connection::Wire;
-use crate::transport::websocket::{CLOSE_LINGER, CloseKind, MAX_TUNNEL_MESSAGE, WebSocket, WsStream};
+use crate::transport::websocket::{
+    CLOSE_LINGER, CloseKind, MAX_TUNNEL_MESSAGE, PEER_CLOSE_LINGER, WebSocket, WsStream,
+};
 use crate::transport::{BoxStream, Connection, EarlyData, halves};
 
 /// The path of a v2 connect stream.
@@ -205,10 +207,11 @@ async fn forward_messages(
             if sent { stats.sent(len as u64) } else { stats.received(len as u64) }
         }
     };
+    // Whether the client closed normally (its close went on the link) rather than failing.
     let up = async {
         for message in early {
             if link_tx.send(message).await.is_err() {
-                return;
+                return false;
             }
         }
         while let Some(Ok(message)) = client_rx.next().await {
@@ -216,18 +219,15 @@ async fn forward_messages(
                 Message::Text(_) | Message::Binary(_) => {
                     let len = message.len();
                     if link_tx.send(message).await.is_err() {
-                        return;
+                        return false;
                     }
                     count(len, true);
                 }
-                Message::Close(frame) => {
-                    let _ = link_tx.send(Message::Close(frame)).await;
-                    let _ = tokio::time::timeout(CLOSE_LINGER, link_tx.close()).await;
-                    return;
-                }
+                Message::Close(frame) => return link_tx.send(Message::Close(frame)).await.is_ok(),
                 _ => {}
             }
         }
+        false
     };
     let down = async {
         while let Some(Ok(message)) = link_rx.next().await {
@@ -246,13 +246,22 @@ async fn forward_messages(
         // The server's node cut the link: as if the server's connection failed.
         Some(Some(CloseFrame { code: CloseKind::Error.code(), reason: SERVER_GONE.into() }))
     };
-    let last = tokio::select! {
-        _ = up => None,
-        frame = down => frame,
+    let (last, clean) = tokio::select! {
+        clean = up => (None, clean),
+        frame = down => (frame, true),
         _ = ctx.hard_stop.cancelled() => {
-            Some(Some(CloseFrame { code: CloseKind::Shutdown.code(), reason: STOP_SERVER.into() }))
+            (Some(Some(CloseFrame { code: CloseKind::Shutdown.code(), reason: STOP_SERVER.into() })), true)
         }
     };
+    if let (true, Ok(mut link)) = (clean, link_tx.reunite(link_rx)) {
+        // END_STREAM behind what was sent: the server's node gets every message and the close
+        // even if it answers late; only a failed client's link is left to reset (a cut).
+        let _ = tokio::time::timeout(PEER_CLOSE_LINGER, async {
+            let _ = tokio::io::AsyncWriteExt::shutdown(link.get_mut()).await;
+            while let Some(Ok(_)) = link.next().await {}
+        })
+        .await;
+    }
     if let Some(frame) = last {
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             let _ = client_tx.send(Message::Close(frame)).await;

@@ -36,6 +36,11 @@ pub const MAX_TUNNEL_MESSAGE: usize = 16 << 20;
 /// How long a closing handshake may take before the socket is simply dropped.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The same for a link to another cluster node: what the relay queued for it must reach that
+/// node (whose own client may read slowly) before the close, and dropping the link unfinished
+/// would reset it, which means a cut.
+pub const PEER_CLOSE_LINGER: Duration = Duration::from_secs(30);
+
 /// The upgrade header by which a client asks for (and the broker grants) half-close: on such a
 /// connection an empty binary message means "no more data in this direction" (see the README,
 /// "Half-close over WebSocket"). A header rather than a subprotocol, because WebSocket clients
@@ -90,12 +95,18 @@ impl CloseKind {
 /// Sends a close frame with `reason`, waits (bounded) for the peer's close, then drops.
 pub async fn close(ws: &mut WsStream, kind: CloseKind, reason: &str) {
     let frame = CloseFrame { code: kind.code(), reason: reason.into() };
+    let linger = if ws.is_peer() { PEER_CLOSE_LINGER } else { CLOSE_LINGER };
     // Boxed: a closing handshake is short and its future is not; inline it would enlarge every
     // future that may close a WebSocket, for that future's whole life.
-    let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, async {
+    let _ = Box::pin(tokio::time::timeout(linger, async {
         // When the peer closed first, sending our own close fails; reading on still flushes the
         // reply tungstenite queued for it, which completes the peer's closing handshake.
         let _ = ws.send(Message::Close(Some(frame))).await;
+        if ws.is_peer() {
+            // The link's END_STREAM right behind the close: what is queued goes out even if
+            // the other node's reply never comes.
+            let _ = ws.get_mut().shutdown().await;
+        }
         while let Some(Ok(_)) = ws.next().await {}
         // Then end TLS properly (close_notify), so the peer sees a clean end of stream.
         let _ = ws.get_mut().shutdown().await;

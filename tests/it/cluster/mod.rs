@@ -167,6 +167,18 @@ impl Node {
         }
     }
 
+    /// A WebSocket client that asks for half-close in its upgrade (the broker grants it).
+    pub async fn client_half_close(&self) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let stream = TcpStream::connect(self.websocket).await.unwrap();
+        let stream: Box<dyn crate::common::Io> = Box::new(stream);
+        let mut request = format!("ws://{}/", self.websocket).into_client_request().unwrap();
+        request.headers_mut().insert("remoteproxy-half-close", "1".parse().unwrap());
+        let (ws, response) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+        assert!(response.headers().contains_key("remoteproxy-half-close"), "half-close granted");
+        Client { kind: Kind::WebSocket, wire: ClientWire::WebSocket(ws), buf: BytesMut::new() }
+    }
+
     /// The value of a metric without labels, from a scrape of `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
         let mut stream = TcpStream::connect(self.metrics).await.unwrap();

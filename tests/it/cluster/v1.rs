@@ -366,3 +366,31 @@ async fn the_monitor_and_metrics_show_the_node_its_peers_and_redis() {
     }
     assert_eq!(b.metric("remoteproxy_cluster_redis_up").await, 0.0);
 }
+
+#[tokio::test]
+async fn websocket_markers_and_closes_cross_nodes_as_on_one_node() {
+    let redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    // Plain WebSockets on both sides: an empty binary message is data, not an end.
+    let (mut w, mut j) = pair_across(&a, Kind::WebSocket, &b, Kind::WebSocket, "token", "plain").await;
+    w.send_ws(Message::binary(Vec::new())).await;
+    assert_eq!(j.next_ws().await, Some(Message::binary(Vec::new())));
+    w.send_ws(Message::text("after the empty one")).await;
+    assert_eq!(j.next_ws().await, Some(Message::text("after the empty one")));
+    j.send_ws(Message::binary(Vec::new())).await;
+    assert_eq!(w.next_ws().await, Some(Message::binary(Vec::new())));
+
+    // The joiner asked for half-close, the waiting client did not: when the waiting client
+    // closes, the joiner gets the marker and the close, as it would on one node.
+    let mut waiting = a.client(Kind::WebSocket).await;
+    assert_eq!(waiting.authenticate(UUID_A, "waiting", "token", Some("half")).await, OK);
+    let mut joiner = b.client_half_close().await;
+    assert_eq!(joiner.authenticate(UUID_B, "joiner", "token", Some("half")).await, OK);
+    assert_eq!(joiner.wait_tunnel().await, json!({"name": "waiting", "uuid": UUID_A}));
+    assert_eq!(waiting.wait_tunnel().await, json!({"name": "joiner", "uuid": UUID_B}));
+    waiting.send_ws(Message::text("bye\n")).await;
+    assert_eq!(joiner.next_ws().await, Some(Message::text("bye\n")));
+    waiting.send_ws(Message::Close(None)).await;
+    assert_eq!(joiner.next_ws().await, Some(Message::binary(Vec::new())), "the marker");
+    assert_eq!(joiner.closed().await, Closed::WebSocket(1011, "Tunnel client disconnected".into()));
+}

@@ -76,6 +76,19 @@ async fn a_client_reaches_a_server_on_another_node_and_sees_its_end() {
     server.send(ws_address, b"from the device").await;
     assert_eq!(ws.recv_data(15).await, b"from the device");
 
+    // A WebSocket client's last message and its close reach the server's node.
+    let mut last = c.client_v2(Kind::WebSocket).await;
+    assert_eq!(register_client(&mut last, &uuid::Uuid::new_v4().to_string(), &server_uuid).await, NO_ERROR);
+    let last_address =
+        server.notification("TunnelProxy.ClientConnected").await["socketAddress"].as_u64().unwrap() as u16;
+    last.send_bytes(b"last words").await;
+    let crate::common::ClientWire::WebSocket(socket) = &mut last.wire else { unreachable!() };
+    futures_util::SinkExt::send(socket, tokio_tungstenite::tungstenite::Message::Close(None)).await.unwrap();
+    assert_eq!(collect(&mut server, last_address, 10).await, b"last words");
+    assert_eq!(
+        server.notification("TunnelProxy.ClientDisconnected").await,
+        json!({"socketAddress": last_address})
+    );
     // A client that leaves is reported to the server.
     drop(tcp);
     assert_eq!(
