@@ -134,6 +134,8 @@ pub struct Directory {
     up: AtomicBool,
     /// Whether Redis ever answered (the first success logs "connected", later ones "again").
     ever_up: AtomicBool,
+    /// Redis came back since the last [`Directory::take_recovered`].
+    recovered: AtomicBool,
     last_down_log: Mutex<Option<Instant>>,
     /// `host:port` of the URL without credentials, for log lines.
     shown_url: String,
@@ -155,6 +157,7 @@ impl Directory {
             prefix: prefix.to_string(),
             up: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
+            recovered: AtomicBool::new(false),
             last_down_log: Mutex::new(None),
             shown_url,
             claim: Script::new(CLAIM),
@@ -178,6 +181,12 @@ impl Directory {
                     .expect("a push sender is only needed for resubscription, which is off")
             })
             .clone()
+    }
+
+    /// Whether Redis came back after being down since the last call of this (whichever call
+    /// noticed it first).
+    pub fn take_recovered(&self) -> bool {
+        self.recovered.swap(false, Ordering::Relaxed)
     }
 
     /// Whether the last call reached Redis.
@@ -337,6 +346,7 @@ impl Directory {
     fn went_up(&self) {
         if !self.up.swap(true, Ordering::Relaxed) {
             if self.ever_up.swap(true, Ordering::Relaxed) {
+                self.recovered.store(true, Ordering::Relaxed);
                 info!(redis = %self.shown_url, "Redis is reachable again: cross-node pairing resumes");
             } else {
                 info!(redis = %self.shown_url, "connected to Redis");

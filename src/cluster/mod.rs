@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::config::ClusterSettings;
 use directory::{Claim, Directory, Entry, NodeRecord};
@@ -223,12 +223,14 @@ impl Cluster {
             if !self.directory.beat(&self.node, &beat, beat_ttl).await {
                 continue;
             }
+            // Back after an outage: write what was claimed meanwhile at once.
+            let recovered = self.directory.take_recovered();
             if beats.is_multiple_of(beats_per_list)
                 && let Some(nodes) = self.directory.nodes().await
             {
                 *self.nodes.lock().expect("nodes lock poisoned") = nodes;
             }
-            if beats.is_multiple_of(beats_per_refresh) {
+            if recovered || beats.is_multiple_of(beats_per_refresh) {
                 let entries: Vec<(String, String)> = self
                     .owned
                     .lock()
@@ -239,7 +241,10 @@ impl Cluster {
                 if let Some(lost) = self.directory.refresh(&entries, ENTRY_TTL).await
                     && lost > 0
                 {
-                    debug!(lost, "entries another node took while Redis was away");
+                    info!(
+                        lost,
+                        "entries another node holds since Redis was away: those peers pair on this node only"
+                    );
                 }
             }
             beats += 1;
@@ -273,6 +278,13 @@ impl Cluster {
                     if entry.owner.node == self.node && entry.owner.instance == self.instance =>
                 {
                     self.directory.release(&key, &entry.value).await;
+                }
+                // Redis cannot be asked: the entry is written by the refresh once it can (unless
+                // another node took the key meanwhile), so a partner on another node finds this
+                // peer or server after an outage too.
+                Claim::Unavailable => {
+                    self.owned.lock().expect("owned lock poisoned").insert(key, value);
+                    return Claim::Unavailable;
                 }
                 other => return other,
             }

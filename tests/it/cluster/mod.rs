@@ -87,6 +87,23 @@ impl Redis {
         ) && &answer == b"+PONG\r\n"
     }
 
+    /// How many keys match `pattern` (KEYS: fine on a test's own Redis).
+    pub async fn count_keys(&self, pattern: &str) -> usize {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else { return 0 };
+        let command = format!("*2\r\n$4\r\nKEYS\r\n${}\r\n{pattern}\r\n", pattern.len());
+        stream.write_all(command.as_bytes()).await.unwrap();
+        let mut header = Vec::new();
+        let mut byte = [0u8; 1];
+        while crate::common::within("a Redis answer", stream.read(&mut byte)).await.unwrap() == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            header.push(byte[0]);
+        }
+        let header = String::from_utf8_lossy(&header);
+        header.trim().trim_start_matches('*').parse().unwrap_or_else(|_| panic!("not an array: {header}"))
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

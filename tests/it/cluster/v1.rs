@@ -262,9 +262,22 @@ async fn redis_down_for_a_while_leaves_the_nodes_working() {
     // Peers on one node still pair while Redis is away.
     let (x, y) = pair_across(&a, Kind::Tcp, &a, Kind::Tcp, "token", "down").await;
     both_ways(x, y, 64 << 10).await;
+    // A peer that starts waiting during the outage...
+    let mut patient = a.client(Kind::Tcp).await;
+    assert_eq!(patient.authenticate(UUID_A, "patient", "token", Some("through")).await, OK);
     redis.restart().await;
     a.proc.logged("Redis is reachable again").await;
     b.proc.logged("Redis is reachable again").await;
+    // ...is registered once Redis is back, and a partner on another node finds it.
+    let deadline = Instant::now() + WAIT;
+    while redis.count_keys("remoteproxy:v1:*").await == 0 {
+        assert!(Instant::now() < deadline, "the waiting peer was never registered after the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut partner = b.client(Kind::WebSocket).await;
+    assert_eq!(partner.authenticate(UUID_B, "partner", "token", Some("through")).await, OK);
+    assert_eq!(partner.wait_tunnel().await, json!({"name": "patient", "uuid": UUID_A}));
+    assert_eq!(patient.wait_tunnel().await, json!({"name": "partner", "uuid": UUID_B}));
     // Every node wrote its heartbeat again: peers on different nodes pair again.
     let deadline = Instant::now() + WAIT;
     for attempt in 0.. {
