@@ -54,7 +54,13 @@ fn main() -> ExitCode {
                     println!("draining: the broker takes no new clients; it exits when its tunnels are done");
                     ExitCode::SUCCESS
                 }
-                Err(error) => fail(STARTUP_ERROR, &format!("drain: {}: {error}", path.display())),
+                Err(error) => fail(
+                    STARTUP_ERROR,
+                    &format!(
+                        "drain: cannot ask the broker over {} ({error}); is it running with this monitorSocket?",
+                        path.display()
+                    ),
+                ),
             },
         };
     }
