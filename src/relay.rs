@@ -43,14 +43,22 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::cluster::h2_stream::H2Stream;
 use crate::protocol::reasons::{PARTNER_GONE, STOP_SERVER};
 use crate::stats::ConnHandle;
+use crate::transport::BoxStream;
 use crate::transport::connection::{EarlyData, Wire};
 use crate::transport::websocket::{CloseKind, is_keepalive_timeout, next_message};
 
 /// Bytes read per call from a stream end. 64 KiB moves about three times the data of tokio's
 /// default 8 KiB on loopback.
 pub const CHUNK: usize = 64 << 10;
+
+/// Bytes read after a small read (or a first read after idling): small messages (a device's
+/// requests, a ping) then come in a buffer the allocator hands out from its per-thread cache,
+/// not a [`CHUNK`] that goes through its large-object path (and may fault fresh pages in) on
+/// every message. A read that fills it makes the next one a whole chunk.
+const SMALL_READ: usize = 4 << 10;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +288,16 @@ impl Tunnel {
     }
 }
 
+/// The stream as a link to another cluster node, if it is one (see [`H2Stream`]'s owned chunks).
+fn link(stream: &mut BoxStream) -> Option<&mut H2Stream> {
+    // `**`: the boxed stream itself, not the box (which is an `IoStream` too).
+    (**stream).as_any_mut().downcast_mut::<H2Stream>()
+}
+
+fn is_link(stream: &BoxStream) -> bool {
+    (**stream).as_any().is::<H2Stream>()
+}
+
 /// How a direction ended.
 enum PumpEnd {
     /// Stream to stream: the source's FIN was passed on; the other direction goes on.
@@ -327,6 +345,8 @@ struct Pump {
     need_flush: bool,
     finished: bool,
     delivered: u64,
+    /// The last read from a stream source filled a [`SMALL_READ`]: the next gets a [`CHUNK`].
+    busy: bool,
 }
 
 impl Pump {
@@ -352,6 +372,7 @@ impl Pump {
             need_flush: false,
             finished: false,
             delivered: 0,
+            busy: false,
         };
         match early_data {
             EarlyData::Bytes(bytes) => {
@@ -457,6 +478,18 @@ impl Pump {
                     if data.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
+                    if let Some(link) = link(stream) {
+                        // Handed over, not copied.
+                        let n = ready!(link.poll_send_capacity(cx, data.len()))?;
+                        let chunk = match self.payload.is_empty() {
+                            true => self.buf.split_to(n).freeze(),
+                            false => self.payload.split_to(n),
+                        };
+                        link.send_chunk(chunk)?;
+                        self.delivered += n as u64;
+                        self.need_flush = true;
+                        continue;
+                    }
                     let n = ready!(Pin::new(&mut **stream).poll_write(cx, data))?;
                     if n == 0 {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -493,11 +526,20 @@ impl Pump {
     /// end of source, or a control frame consumed); Pending means the source has nothing now.
     fn poll_read(&mut self, cx: &mut Context<'_>, src: &mut Wire) -> Poll<()> {
         match src {
+            Wire::Stream(stream) if !self.dst_is_ws && self.buf.is_empty() && is_link(stream) => {
+                // A link's chunks are passed on as they came, not copied into `buf`.
+                match ready!(link(stream).expect("checked above").poll_chunk(cx)) {
+                    Ok(Some(chunk)) => self.payload = chunk,
+                    Ok(None) => self.end_source(false, true),
+                    Err(_) => self.end_source(true, false),
+                }
+            }
             Wire::Stream(stream) => {
-                self.buf.reserve(CHUNK);
+                self.buf.reserve(if self.busy { CHUNK } else { SMALL_READ });
                 match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.buf)) {
                     Ok(0) => self.end_source(false, true),
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.busy = n >= SMALL_READ;
                         if self.dst_is_ws {
                             self.message = next_message(&mut self.buf, false);
                         }

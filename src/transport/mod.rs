@@ -34,9 +34,22 @@ pub(crate) use connection::{Chunk, Connection, EarlyData, Exit, ReadError};
 pub use listeners::{BindError, Listeners, ServerListeners, UnixSocketListener};
 
 /// Any byte stream a connection can run on: TCP, TLS over TCP, unix.
-pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The stream itself, so the relay can tell a link to another cluster node (which takes and
+    /// hands over owned chunks, saving a copy each way) from a socket.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// [`IoStream::as_any_mut`], shared.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> IoStream for T {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> IoStream for T {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// A boxed byte stream. One virtual call per read or write is nothing next to a syscall, and it
 /// keeps one code path for every kind of stream.

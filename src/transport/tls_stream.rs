@@ -30,6 +30,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Room made for one socket read: a whole TLS record (16 KiB of payload and its overhead).
 const READ_SIZE: usize = 16 * 1024 + 512;
 
+/// Room made for a socket read after a small one (or the first after idling): a small record
+/// (a device's message, a ping) then lands in a buffer the allocator hands out from its
+/// per-thread cache instead of a [`READ_SIZE`] one from its large-object path on every message.
+/// A read that fills it makes the next one [`READ_SIZE`].
+const SMALL_READ: usize = 4 * 1024;
+
 /// The most plaintext taken from one write.
 const WRITE_CHUNK: usize = 64 * 1024;
 
@@ -63,6 +69,8 @@ pub struct TlsStream<IO> {
     /// The socket ended.
     eof: bool,
     close_notify_queued: bool,
+    /// The last socket read filled a [`SMALL_READ`]: the next gets [`READ_SIZE`].
+    busy: bool,
 }
 
 /// What to do once the connection may send application data.
@@ -102,6 +110,7 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
         peer_closed: false,
         eof: false,
         close_notify_queued: false,
+        busy: false,
     };
     poll_fn(|cx| stream.poll_handshake(cx)).await?;
     Ok(stream)
@@ -127,6 +136,7 @@ impl<IO> TlsStream<IO> {
             peer_closed: self.peer_closed,
             eof: self.eof,
             close_notify_queued: self.close_notify_queued,
+            busy: self.busy,
         })
     }
 }
@@ -152,7 +162,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Reads what the socket has into `incoming`; at its end, sets `eof`.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.incoming.reserve(READ_SIZE);
+        self.incoming.reserve(if self.busy { READ_SIZE } else { SMALL_READ });
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.incoming) {
             Poll::Pending => {
                 // An idle connection waits here without a buffer.
@@ -165,7 +175,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                 self.eof = true;
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(n)) => {
+                self.busy = n >= SMALL_READ;
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
         }
     }
