@@ -265,9 +265,9 @@ impl Directory {
     }
 
     /// Refreshes entries this node holds (written again if they expired while Redis was away).
-    /// Returns how many another node holds now, or `None` when Redis cannot be asked.
-    pub async fn refresh(&self, entries: &[(String, String)], ttl: Duration) -> Option<usize> {
-        let mut lost = 0;
+    /// Returns the keys another node holds now, or `None` when Redis cannot be asked.
+    pub async fn refresh(&self, entries: &[(String, String)], ttl: Duration) -> Option<Vec<String>> {
+        let mut lost = Vec::new();
         for batch in entries.chunks(512) {
             let mut invocation = self.refresh.prepare_invoke();
             for (key, _) in batch {
@@ -279,7 +279,13 @@ impl Directory {
             invocation.arg(ttl.as_millis() as u64);
             let answers: Vec<i64> =
                 self.run(async { invocation.invoke_async(&mut self.conn()).await }).await?;
-            lost += answers.iter().filter(|answer| **answer == 0).count();
+            lost.extend(
+                batch
+                    .iter()
+                    .zip(&answers)
+                    .filter(|(_, answer)| **answer == 0)
+                    .map(|((key, _), _)| key.clone()),
+            );
         }
         Some(lost)
     }

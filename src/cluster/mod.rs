@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::config::ClusterSettings;
 use directory::{Claim, Directory, Entry, NodeRecord};
@@ -113,6 +114,9 @@ pub struct Cluster {
     advertise: Mutex<String>,
     /// Entries this node wrote and refreshes: key → value.
     owned: Mutex<HashMap<String, String>>,
+    /// Waiting v1 peers that registered while Redis was away, by key: told the other node's
+    /// entry if that node took the key meanwhile (see [`Cluster::watch_lost`]).
+    lost_watchers: Mutex<HashMap<String, oneshot::Sender<Entry>>>,
     /// Every live node, as last read (for the monitor).
     nodes: Mutex<Vec<NodeRecord>>,
     draining: AtomicBool,
@@ -141,6 +145,7 @@ impl Cluster {
             heartbeat_interval: settings.heartbeat_interval,
             advertise: Mutex::new(settings.advertise_address.clone().unwrap_or_default()),
             owned: Mutex::new(HashMap::new()),
+            lost_watchers: Mutex::new(HashMap::new()),
             nodes: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
             names: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, settings.secret.expose_secret().as_bytes()),
@@ -239,17 +244,56 @@ impl Cluster {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 if let Some(lost) = self.directory.refresh(&entries, ENTRY_TTL).await
-                    && lost > 0
+                    && !lost.is_empty()
                 {
-                    info!(
-                        lost,
-                        "entries another node holds since Redis was away: those peers pair on this node only"
-                    );
+                    self.hand_over_lost(lost).await;
                 }
             }
             beats += 1;
         }
         self.directory.forget_node(&self.node, &self.beat_value()).await;
+    }
+
+    /// Keys another node took while Redis was away (both nodes had a peer or server waiting for
+    /// it): a v1 peer waiting here is told the other node's entry and joins that node's peer,
+    /// as if it had arrived second. What is left (v2 servers registered on two nodes, an entry
+    /// of a node that is not alive) stays this node's alone and is logged.
+    async fn hand_over_lost(&self, lost: Vec<String>) {
+        let mut left = 0usize;
+        for key in lost {
+            let watcher = self.lost_watchers.lock().expect("watchers lock poisoned").remove(&key);
+            let Some(watcher) = watcher else {
+                left += 1;
+                continue;
+            };
+            match self.directory.lookup(&key).await {
+                Ok(Some(entry)) if entry.owner.node != self.node => {
+                    self.owned.lock().expect("owned lock poisoned").remove(&key);
+                    if let Err(entry) = watcher.send(entry) {
+                        // The peer left meanwhile: nothing of it is in Redis.
+                        debug!(node = %entry.owner.node, "a peer that waited through the outage left");
+                    }
+                }
+                _ => {
+                    left += 1;
+                    self.lost_watchers.lock().expect("watchers lock poisoned").insert(key, watcher);
+                }
+            }
+        }
+        if left > 0 {
+            info!(
+                left,
+                "entries another node holds since Redis was away: those peers and servers are reachable on this node only"
+            );
+        }
+    }
+
+    /// For a v1 peer whose claim found Redis away: the other node's entry, if that node takes the
+    /// key before this one can write it (see [`Cluster::hand_over_lost`]).
+    pub fn watch_lost(&self, kind: &str, id: &str) -> oneshot::Receiver<Entry> {
+        let (sender, receiver) = oneshot::channel();
+        self.lost_watchers.lock().expect("watchers lock poisoned").insert(self.entry_key(kind, id), sender);
+        receiver
     }
 
     /// The Redis key of an entry. A v1 tunnel's is an HMAC of its (token, nonce) digest keyed by
@@ -308,6 +352,9 @@ impl Cluster {
                 _ => false,
             }
         };
+        if owned {
+            self.lost_watchers.lock().expect("watchers lock poisoned").remove(&key);
+        }
         if owned && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let cluster = self.clone();
             runtime.spawn(async move { cluster.directory.release(&key, &value).await });

@@ -83,7 +83,7 @@ impl<T> Drop for AbortOnDrop<T> {
 pub async fn serve(mut conn: Connection, ctx: Arc<ProxyContext>) {
     conn.stats = Some(ctx.stats.open(conn.id, Api::V1, conn.peer, conn.transport));
     let span = conn.span.clone();
-    let mut session = Session { conn, ctx, outcome: None };
+    let mut session = Session { conn, ctx, outcome: None, answered: false };
     // A task is as large as its largest phase for its whole life, and the tunnel phase, which
     // may last for days, is the small one. So every phase before it runs in a box that is freed
     // when the phase ends, and the tunnel runs in the task itself, outside the connection's log
@@ -109,7 +109,14 @@ struct Session {
     /// How the session ended, once decided; reported by `finish`. Sessions that end without a
     /// decision (the client left before authenticating, the broker stopped) are not counted.
     outcome: Option<SessionOutcome>,
+    /// The client has its `Authenticate` answer (it waits for a partner): what follows is a
+    /// TunnelEstablished or a close, never a second answer.
+    answered: bool,
 }
+
+/// A peer that started waiting while Redis was away: the other node's entry if that node took
+/// the key meanwhile (see [`Cluster::watch_lost`]).
+type LostWatch = (Arc<Cluster>, oneshot::Receiver<Entry>);
 
 impl Session {
     async fn finish(self, exit: Exit) {
@@ -295,13 +302,16 @@ impl Session {
         };
         // Waiting here: in a cluster the tunnel's entry must be this node's, or the partner is
         // on another node already.
+        let mut lost = None;
         if let Some(cluster) = self.ctx.cluster.clone() {
             let (pair, _) = auth.key.to_hex();
-            if let Claim::Elsewhere(entry) = cluster.claim("v1", &pair, guard.claim()).await {
-                return self.join_remote(cluster, auth, guard, join, entry).await;
+            match cluster.claim("v1", &pair, guard.claim()).await {
+                Claim::Elsewhere(entry) => return self.join_remote(cluster, auth, guard, join, entry).await,
+                Claim::Unavailable => lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair))),
+                Claim::Ours => {}
             }
         }
-        self.park(guard, join, auth).await
+        self.park(guard, join, auth, lost).await
     }
 
     /// The pairing rules refused this client: answer ProxyError and close with `reason`.
@@ -314,9 +324,15 @@ impl Session {
             info!(uuid = %auth.identity.uuid, reason, "refused");
         }
         self.outcome = Some(SessionOutcome::Redundant);
-        let exit = match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
-            Ok(()) => Exit::error(reason),
-            Err(exit) => exit,
+        let exit = match self.answered {
+            // Waited through a Redis outage and then refused by the other node: just closed.
+            true => Exit::error(reason),
+            false => {
+                match self.send(&auth_response(auth.request_id, AuthenticationError::ProxyError)).await {
+                    Ok(()) => Exit::error(reason),
+                    Err(exit) => exit,
+                }
+            }
         };
         self.finish(exit).await;
     }
@@ -327,17 +343,21 @@ impl Session {
         guard: SlotGuard,
         join: oneshot::Receiver<JoinRequest>,
         auth: Authenticated,
+        lost: Option<LostWatch>,
     ) -> Option<Tunnel> {
-        if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await {
-            self.finish(exit).await;
-            return None;
+        if !self.answered {
+            if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await
+            {
+                self.finish(exit).await;
+                return None;
+            }
+            self.answered = true;
         }
         if self.conn.decoder.has_data() {
             self.finish(Exit::error(reasons::DATA_WHILE_ALONE)).await;
             return None;
         }
-        self.wait_alone(guard, join, auth.identity).await;
-        None
+        self.wait_alone(guard, join, auth, lost).await
     }
 
     /// The partner waits on another node: ask that node to join them, and relay to it.
@@ -372,7 +392,11 @@ impl Session {
                     }
                     match cluster.claim("v1", &pair, guard.claim()).await {
                         Claim::Elsewhere(found) => entry = found,
-                        Claim::Ours | Claim::Unavailable => return self.park(guard, join, auth).await,
+                        Claim::Ours => return Box::pin(self.park(guard, join, auth, None)).await,
+                        Claim::Unavailable => {
+                            let lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair)));
+                            return Box::pin(self.park(guard, join, auth, lost)).await;
+                        }
                     }
                 }
                 Joined::Refused(refusal) => {
@@ -400,8 +424,11 @@ impl Session {
         let ids = &self.ctx.notification_ids;
         let to_self = tunnel_established(ids.fetch_add(1, Ordering::Relaxed), &peer.identity);
         let response = auth_response(auth.request_id, AuthenticationError::NoError);
+        let answered = self.answered;
         let greeted = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
-            self.conn.send(&response).await?;
+            if !answered {
+                self.conn.send(&response).await?;
+            }
             self.conn.send(&to_self).await
         })
         .await;
@@ -417,31 +444,50 @@ impl Session {
         Some(local.into_tunnel(stream, peer, shape, guard, self.ctx, cluster, false))
     }
 
-    /// Alone: wait for a partner's join request.
+    /// Alone: wait for a partner's join request (or, after a Redis outage, for the other node's
+    /// entry of this key: then this peer joins the partner there).
     async fn wait_alone(
         mut self,
         guard: SlotGuard,
         mut join: oneshot::Receiver<JoinRequest>,
-        identity: Identity,
-    ) {
+        auth: Authenticated,
+        lost: Option<LostWatch>,
+    ) -> Option<Tunnel> {
         debug!("waiting for the tunnel partner");
         let mut alone = pin!(sleep(self.ctx.timeouts.alone));
+        let (cluster, lost) = lost.unzip();
+        let mut watching = lost.is_some();
+        let mut lost = pin!(async move {
+            match lost {
+                Some(lost) => lost.await.ok(),
+                None => None,
+            }
+        });
         let exit = loop {
             tokio::select! {
                 biased;
                 _ = self.ctx.stop.cancelled() => break Exit::shutdown(),
+                entry = &mut lost, if watching => match (entry, cluster.clone()) {
+                    (Some(entry), Some(cluster)) => {
+                        debug!(node = %entry.owner.node, "the partner waited on another node through the outage");
+                        return Box::pin(self.join_remote(cluster, auth, guard, join, entry)).await;
+                    }
+                    // Redis is back and the entry is this node's: wait on as before.
+                    _ => watching = false,
+                },
                 request = &mut join => {
                     let Ok(JoinRequest { reply }) = request else {
                         // The joiner vanished between claiming the slot and asking.
                         break Exit::error(PARTNER_GONE);
                     };
                     drop(guard);
+                    let identity = auth.identity;
                     if let Err(Handover::Parked(parked)) =
                         reply.send(Handover::Parked(Box::new(Parked { conn: self.conn, identity })))
                     {
                         parked.conn.close(CloseKind::Error, PARTNER_GONE).await;
                     }
-                    return;
+                    return None;
                 }
                 _ = &mut alone => {
                     self.outcome = Some(SessionOutcome::Lonely);
@@ -463,6 +509,7 @@ impl Session {
         };
         drop(guard);
         self.finish(exit).await;
+        None
     }
 
     /// Joined: answer this client, notify both, and hand both connections to the tunnel.

@@ -298,6 +298,25 @@ async fn redis_down_for_a_while_leaves_the_nodes_working() {
 }
 
 #[tokio::test]
+async fn peers_that_wait_on_two_nodes_through_a_redis_outage_meet_when_it_is_back() {
+    let mut redis = Redis::start().await;
+    let [a, b, _c] = three_nodes(&redis).await;
+    redis.kill();
+    a.proc.logged("Redis is unreachable").await;
+    b.proc.logged("Redis is unreachable").await;
+    // Each starts waiting on its own node while neither node can tell the other.
+    let mut device = a.client(Kind::Tcp).await;
+    assert_eq!(device.authenticate(UUID_A, "device", "token", Some("outage")).await, OK);
+    let mut app = b.client(Kind::WebSocket).await;
+    assert_eq!(app.authenticate(UUID_B, "app", "token", Some("outage")).await, OK);
+    redis.restart().await;
+    // Whichever node writes the key first keeps its peer waiting; the other node's peer joins it.
+    assert_eq!(app.wait_tunnel().await, json!({"name": "device", "uuid": UUID_A}));
+    assert_eq!(device.wait_tunnel().await, json!({"name": "app", "uuid": UUID_B}));
+    both_ways(device, app, 256 << 10).await;
+}
+
+#[tokio::test]
 async fn a_drained_node_lets_its_tunnels_finish_and_its_devices_pair_elsewhere() {
     let redis = Redis::start().await;
     let [mut a, b, c] = three_nodes(&redis).await;
