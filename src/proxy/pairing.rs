@@ -271,13 +271,14 @@ impl Registry {
     }
 
     /// The waiting partner vanished before it answered: the joiner waits in its place, keeping
-    /// its slot.
-    pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> oneshot::Receiver<JoinRequest> {
-        let (tx, rx) = oneshot::channel();
+    /// its slot. `None` when the slot is not the joiner's any more: the partner joined a peer
+    /// on another node meanwhile (see [`Registry::occupy`]), so this client is a third one.
+    pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> Option<oneshot::Receiver<JoinRequest>> {
         let mut table = self.table.lock().expect("registry lock poisoned");
-        let slot = Slot::Waiting { epoch: guard.epoch, claim: guard.claim, uuid: uuid.to_string(), join: tx };
-        table.slots.insert(guard.key, slot);
-        rx
+        let slot = table.slots.get_mut(&guard.key).filter(|slot| slot.epoch() == guard.epoch)?;
+        let (tx, rx) = oneshot::channel();
+        *slot = Slot::Waiting { epoch: guard.epoch, claim: guard.claim, uuid: uuid.to_string(), join: tx };
+        Some(rx)
     }
 
     /// Whether the slot is still `guard`'s (a local client that joined it owns it since).
@@ -287,11 +288,13 @@ impl Registry {
     }
 
     /// (Cluster) the waiting client joined a partner on another node: from now on its slot is
-    /// a running tunnel, and a local client that comes for the key is a third one.
+    /// a running tunnel, and a local client that comes for the key is a third one. The slot is
+    /// this client's again even if a local client joined it meanwhile (that one is refused, and
+    /// its guard must not free the running tunnel's slot, which `maxTunnelsPerToken` counts).
     pub fn occupy(&self, guard: &SlotGuard) {
         let mut table = self.table.lock().expect("registry lock poisoned");
         if let Some(slot) = table.slots.get_mut(&guard.key)
-            && slot.epoch() == guard.epoch
+            && slot.claim() == guard.claim
         {
             *slot = Slot::Busy { epoch: guard.epoch, claim: guard.claim };
         }
@@ -410,6 +413,29 @@ mod tests {
             1,
             "only the other token has a tunnel left"
         );
+    }
+
+    #[test]
+    fn a_slot_that_went_to_another_node_stays_counted_when_a_local_joiner_is_refused() {
+        let registry = Arc::new(Registry::new(Some(1)));
+        let Pairing::Parked { guard: waiter, .. } = registry.pair_or_park(key("t", "1"), "a") else {
+            panic!()
+        };
+        // A local client joins while the waiter is joining a partner on another node ...
+        let Pairing::Join { guard: joiner, .. } = registry.pair_or_park(key("t", "1"), "b") else { panic!() };
+        // ... which succeeds: the slot is the waiter's running tunnel, the joiner is refused.
+        registry.occupy(&waiter);
+        assert!(registry.repark(&joiner, "b").is_none(), "the joiner may not wait in the tunnel's place");
+        drop(joiner);
+        assert_eq!(registry.len(), 1);
+        assert!(matches!(registry.pair_or_park(key("t", "1"), "c"), Pairing::Refused(Refusal::TunnelExists)));
+        assert!(matches!(
+            registry.pair_or_park(key("t", "2"), "d"),
+            Pairing::Refused(Refusal::TooManyTunnels)
+        ));
+        drop(waiter);
+        assert!(registry.is_empty());
+        assert!(matches!(registry.pair_or_park(key("t", "2"), "d"), Pairing::Parked { .. }));
     }
 
     #[test]

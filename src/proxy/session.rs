@@ -293,11 +293,19 @@ impl Session {
                     self.refused(refusal, refusal.reason(), &auth).await;
                     return None;
                 }
-                None => {
-                    debug!("the waiting partner left before the hand-over; waiting in its place");
-                    let join = registry.repark(&guard, &auth.identity.uuid);
-                    (guard, join)
-                }
+                None => match registry.repark(&guard, &auth.identity.uuid) {
+                    Some(join) => {
+                        debug!("the waiting partner left before the hand-over; waiting in its place");
+                        (guard, join)
+                    }
+                    // The partner joined a peer on another node instead: a third client.
+                    None => {
+                        drop(guard);
+                        let refusal = PairingRefusal::TunnelExists;
+                        self.refused(refusal, refusal.reason(), &auth).await;
+                        return None;
+                    }
+                },
             },
         };
         // Waiting here: in a cluster the tunnel's entry must be this node's, or the partner is
