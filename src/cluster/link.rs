@@ -29,7 +29,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -56,6 +56,11 @@ const MAX_FRAME: u32 = 64 << 10;
 
 /// Streams one link carries at once (each is a relayed tunnel or v2 client).
 const MAX_STREAMS: u32 = 1 << 20;
+
+/// Socket reads of a link: rustls' buffered connection reads at most 4 KiB per call, which on
+/// a link carrying bulk data is a system call per 4 KiB; a read buffer this size under it makes
+/// that one per 64 KiB. A node holds one per link, not per tunnel.
+const LINK_READ: usize = 64 << 10;
 
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-remoteproxy-cluster-link";
 const MAGIC: &[u8; 8] = b"RPLINK01";
@@ -165,6 +170,7 @@ pub async fn serve(
             continue;
         };
         keep_alive(&tcp);
+        let tcp = BufReader::with_capacity(LINK_READ, tcp);
         let (acceptor, identity, handle, stop) =
             (acceptor.clone(), identity.clone(), handle.clone(), stop.clone());
         tokio::spawn(async move {
@@ -341,6 +347,7 @@ impl Links {
     async fn dial(&self, node: &NodeRecord) -> io::Result<h2::client::SendRequest<Bytes>> {
         let tcp = TcpStream::connect(node.address.as_str()).await?;
         keep_alive(&tcp);
+        let tcp = BufReader::with_capacity(LINK_READ, tcp);
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(io::Error::other)?
