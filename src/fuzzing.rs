@@ -9,6 +9,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use futures_util::{FutureExt, StreamExt};
 use remoteproxy_wire as slip;
 use serde_json::Value;
@@ -163,7 +164,7 @@ pub fn websocket(data: &[u8]) {
 /// What the broker's WebSocket layer reads from `data` fed in `chunk`-byte reads: the messages,
 /// and how the stream ended (the error's text, or `None` for a clean close).
 fn websocket_messages(data: &[u8], chunk: usize) -> (Vec<Message>, Option<String>) {
-    let replay = Replay { data, chunk };
+    let replay = Replay { data: bytes::Bytes::copy_from_slice(data), chunk };
     let mut socket = WebSocket::new(replay, bytes::BytesMut::new(), MAX_MESSAGE, None);
     let mut messages = Vec::new();
     loop {
@@ -177,12 +178,13 @@ fn websocket_messages(data: &[u8], chunk: usize) -> (Vec<Message>, Option<String
 }
 
 /// A client's bytes, handed out `chunk` at a time; whatever the broker writes is dropped.
-struct Replay<'a> {
-    data: &'a [u8],
+/// (Owned: the WebSocket layer takes `'static` streams, as it may hand frames to a link.)
+struct Replay {
+    data: bytes::Bytes,
     chunk: usize,
 }
 
-impl AsyncRead for Replay<'_> {
+impl AsyncRead for Replay {
     fn poll_read(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
@@ -190,12 +192,12 @@ impl AsyncRead for Replay<'_> {
     ) -> Poll<io::Result<()>> {
         let n = self.chunk.min(self.data.len()).min(buf.remaining());
         buf.put_slice(&self.data[..n]);
-        self.data = &self.data[n..];
+        self.data.advance(n);
         Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for Replay<'_> {
+impl AsyncWrite for Replay {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Poll::Ready(Ok(buf.len()))
     }

@@ -43,7 +43,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::cluster::h2_stream::H2Stream;
+use crate::cluster::h2_stream::{H2Stream, link_of};
 use crate::protocol::reasons::{PARTNER_GONE, STOP_SERVER};
 use crate::stats::ConnHandle;
 use crate::transport::BoxStream;
@@ -290,8 +290,7 @@ impl Tunnel {
 
 /// The stream as a link to another cluster node, if it is one (see [`H2Stream`]'s owned chunks).
 fn link(stream: &mut BoxStream) -> Option<&mut H2Stream> {
-    // `**`: the boxed stream itself, not the box (which is an `IoStream` too).
-    (**stream).as_any_mut().downcast_mut::<H2Stream>()
+    link_of(stream)
 }
 
 fn is_link(stream: &BoxStream) -> bool {

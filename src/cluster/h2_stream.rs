@@ -12,11 +12,13 @@
 //! holds at most one DATA frame (`MAX_FRAME` bytes) beyond what the caller took.
 //!
 //! Besides `AsyncRead`/`AsyncWrite`, which copy each chunk into and out of the caller's buffer,
-//! the relay moves a cross-node tunnel's bytes as owned chunks ([`H2Stream::poll_chunk`],
+//! the relay (and a WebSocket shaped link end, for its encoded frames, see [`link_of`]) moves a
+//! cross-node tunnel's bytes as owned chunks ([`H2Stream::poll_chunk`],
 //! [`H2Stream::poll_send_capacity`] and [`H2Stream::send_chunk`]): HTTP/2 frames are `Bytes`
 //! already, and on a 2-core host every copy of a tunnel's bytes costs the nodes a few percent of
 //! their throughput.
 
+use std::any::Any;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -24,6 +26,8 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::transport::BoxStream;
 
 /// The largest preamble accepted (the JSON that opens a stream, see [`H2Stream::read_preamble`]).
 const MAX_PREAMBLE: usize = 16 << 10;
@@ -110,6 +114,17 @@ impl H2Stream {
     pub fn send_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
         self.send.send_data(chunk, false).map_err(h2_to_io)
     }
+}
+
+/// The link stream `io` is (itself, or boxed as any stream end), so a writer holding its bytes
+/// as a buffer can hand them over with [`H2Stream::send_chunk`] instead of copying them.
+pub fn link_of<S: 'static>(io: &mut S) -> Option<&mut H2Stream> {
+    let io: &mut dyn Any = io;
+    if io.is::<H2Stream>() {
+        return io.downcast_mut::<H2Stream>();
+    }
+    // `**`: the boxed stream itself, not the box (which is an `IoStream` too).
+    (**io.downcast_mut::<BoxStream>()?).as_any_mut().downcast_mut::<H2Stream>()
 }
 
 fn h2_to_io(error: h2::Error) -> io::Error {

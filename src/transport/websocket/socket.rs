@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::frame::{self, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
+use crate::cluster::h2_stream::link_of;
 use crate::stats::Stats;
 
 /// Bytes asked of the socket per read while data flows.
@@ -170,10 +171,16 @@ impl<S> WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
     /// Writes the outgoing bytes until none are left, then gives their buffer back.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
+            if let Some(link) = link_of(&mut self.io) {
+                // A link end to another node takes the encoded frames as they are.
+                let n = ready!(link.poll_send_capacity(cx, self.out.len()))?;
+                link.send_chunk(self.out.split_to(n).freeze())?;
+                continue;
+            }
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -376,7 +383,7 @@ fn close_frame(payload: Bytes) -> Result<Option<CloseFrame>, Error> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -429,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Sink<Message> for WebSocket<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
