@@ -1,10 +1,8 @@
 //! The state of the live view: which tab, how each tab is sorted, which row is selected, and
-//! the rows of each tab built from the last snapshot. Drawing is in `ui`; nothing here touches
-//! the terminal, so all of it is unit-tested.
+//! the rows of each tab from the last snapshot (built in `rows`). Drawing is in `ui`; nothing
+//! here touches the terminal, so all of it is unit-tested.
 
-use std::cmp::Ordering;
-
-use crate::format;
+use crate::rows::{Row, client_rows, meeting_rows, node_rows, server_rows, sorted, tunnel_rows};
 use crate::snapshot::Snapshot;
 
 /// The tabs.
@@ -16,10 +14,17 @@ pub enum Tab {
     Tunnels,
     /// TunnelProxy servers with their clients.
     Servers,
+    /// Cluster nodes (with `[Cluster]`).
+    Nodes,
+    /// Rendezvous meetings (with `[RendezvousServer]`).
+    Meetings,
 }
 
+/// How many tabs there are.
+const TABS: usize = 5;
+
 impl Tab {
-    pub const ALL: [Tab; 3] = [Tab::Clients, Tab::Tunnels, Tab::Servers];
+    pub const ALL: [Tab; TABS] = [Tab::Clients, Tab::Tunnels, Tab::Servers, Tab::Nodes, Tab::Meetings];
 
     pub fn index(self) -> usize {
         self as usize
@@ -30,6 +35,8 @@ impl Tab {
             Tab::Clients => "Clients",
             Tab::Tunnels => "Tunnels",
             Tab::Servers => "TunnelProxy servers",
+            Tab::Nodes => "Nodes",
+            Tab::Meetings => "Meetings",
         }
     }
 
@@ -39,35 +46,14 @@ impl Tab {
             Tab::Clients => &["Name", "Address", "User", "State", "Connected", "Sent", "Received", "UUID"],
             Tab::Tunnels => &["Client one", "Client two", "User", "Connected", "One → two", "Two → one"],
             Tab::Servers => &["Name", "Address", "Clients", "Connected", "Sent", "Received", "UUID"],
+            Tab::Nodes => &["Node", "Relay address", "Relayed tunnels", "State"],
+            Tab::Meetings => &["Meeting", "State", "Relayed", "Peer one", "Peer two"],
         }
     }
 
     /// The column sorted by when the view starts: the name.
     fn default_sort(self) -> Sort {
         Sort { column: 0, descending: false }
-    }
-}
-
-/// A sort key of one cell.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Key {
-    Num(u64),
-    Text(String),
-}
-
-/// One table row: the text of each cell and what it sorts by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub cells: Vec<String>,
-    keys: Vec<Key>,
-    /// A client row under its TunnelProxy server.
-    pub child: bool,
-}
-
-impl Row {
-    fn new(cells: Vec<(String, Key)>, child: bool) -> Row {
-        let (cells, keys) = cells.into_iter().unzip();
-        Row { cells, keys, child }
     }
 }
 
@@ -103,8 +89,8 @@ pub enum Input {
 #[derive(Debug)]
 pub struct App {
     pub tab: Tab,
-    sort: [Sort; 3],
-    selected: [usize; 3],
+    sort: [Sort; TABS],
+    selected: [usize; TABS],
     /// Rows that fit on one page (set by the drawing code), for PgUp/PgDn.
     pub page: usize,
     /// The last snapshot, and when it arrived (unix seconds).
@@ -122,7 +108,7 @@ impl App {
         App {
             tab: Tab::Clients,
             sort: Tab::ALL.map(Tab::default_sort),
-            selected: [0; 3],
+            selected: [0; TABS],
             page: 10,
             snapshot: None,
             now: 0,
@@ -158,8 +144,8 @@ impl App {
         let tab = self.tab.index();
         match input {
             Input::Quit => self.quit = true,
-            Input::NextTab => self.tab = Tab::ALL[(tab + 1) % 3],
-            Input::PreviousTab => self.tab = Tab::ALL[(tab + 2) % 3],
+            Input::NextTab => self.tab = Tab::ALL[(tab + 1) % TABS],
+            Input::PreviousTab => self.tab = Tab::ALL[(tab + TABS - 1) % TABS],
             Input::Tab(to) => self.tab = to,
             Input::Up => self.move_by(-1),
             Input::Down => self.move_by(1),
@@ -199,6 +185,8 @@ impl App {
             Tab::Clients => sorted(client_rows(snapshot, self.now), sort),
             Tab::Tunnels => sorted(tunnel_rows(snapshot, self.now), sort),
             Tab::Servers => server_rows(snapshot, self.now, sort),
+            Tab::Nodes => sorted(node_rows(snapshot), sort),
+            Tab::Meetings => sorted(meeting_rows(snapshot), sort),
         }
     }
 
@@ -209,133 +197,10 @@ impl App {
             Tab::Clients => s.proxy_statistic.clients.len(),
             Tab::Tunnels => s.proxy_statistic.tunnels.len(),
             Tab::Servers => s.tunnel_proxy_statistic.tunnel_connections.len(),
+            Tab::Nodes => s.cluster_statistic.as_ref().map_or(0, |c| c.nodes.len()),
+            Tab::Meetings => s.rendezvous_statistic.as_ref().map_or(0, |r| r.meetings.len()),
         }
     }
-}
-
-fn compare(a: &Row, b: &Row, sort: Sort) -> Ordering {
-    let order = a.keys[sort.column].cmp(&b.keys[sort.column]);
-    if sort.descending { order.reverse() } else { order }
-}
-
-fn sorted(mut rows: Vec<Row>, sort: Sort) -> Vec<Row> {
-    rows.sort_by(|a, b| compare(a, b, sort));
-    rows
-}
-
-fn text(value: &str) -> (String, Key) {
-    (value.to_string(), Key::Text(value.to_lowercase()))
-}
-
-fn bytes(n: u64) -> (String, Key) {
-    (format::bytes(n), Key::Num(n))
-}
-
-/// Time since `timestamp`; sorts by that duration (the shortest first when ascending).
-fn age(now: u64, timestamp: u64) -> (String, Key) {
-    (format::age(now, timestamp), Key::Num(u64::MAX - timestamp))
-}
-
-fn client_rows(s: &Snapshot, now: u64) -> Vec<Row> {
-    let p = &s.proxy_statistic;
-    p.clients
-        .iter()
-        .map(|c| {
-            let state = match (c.tunnel_connected, c.authenticated) {
-                (true, _) => "tunnel",
-                (false, true) => "waiting",
-                (false, false) => "connecting",
-            };
-            Row::new(
-                vec![
-                    text(&c.name),
-                    text(&c.address),
-                    text(&c.user_name),
-                    text(state),
-                    age(now, c.timestamp),
-                    bytes(c.rx_data_count),
-                    bytes(c.tx_data_count),
-                    text(&c.uuid),
-                ],
-                false,
-            )
-        })
-        .collect()
-}
-
-fn tunnel_rows(s: &Snapshot, now: u64) -> Vec<Row> {
-    let p = &s.proxy_statistic;
-    p.tunnels
-        .iter()
-        .map(|t| {
-            let one = p.client(&t.client_one);
-            let two = p.client(&t.client_two);
-            let name = |c: Option<&crate::snapshot::Client>, id: &str| match c {
-                Some(c) if c.address.is_empty() => c.name.clone(),
-                Some(c) => format!("{} ({})", c.name, c.address),
-                None => id.to_string(),
-            };
-            let user = one.or(two).map(|c| c.user_name.as_str()).unwrap_or_default();
-            let sent = |c: Option<&crate::snapshot::Client>| c.map(|c| c.rx_data_count).unwrap_or(0);
-            Row::new(
-                vec![
-                    text(&name(one, &t.client_one)),
-                    text(&name(two, &t.client_two)),
-                    text(user),
-                    age(now, t.timestamp),
-                    bytes(sent(one)),
-                    bytes(sent(two)),
-                ],
-                false,
-            )
-        })
-        .collect()
-}
-
-/// Servers sorted, each followed by its clients sorted by the same column.
-fn server_rows(s: &Snapshot, now: u64, sort: Sort) -> Vec<Row> {
-    let mut servers: Vec<(Row, Vec<Row>)> = s
-        .tunnel_proxy_statistic
-        .tunnel_connections
-        .iter()
-        .map(|server| {
-            let clients = server
-                .client_connections
-                .iter()
-                .map(|c| {
-                    let (_, name_key) = text(&c.name);
-                    Row::new(
-                        vec![
-                            (format!("└ {}", c.name), name_key),
-                            text(&c.address),
-                            (String::new(), Key::Num(0)),
-                            age(now, c.timestamp),
-                            bytes(c.rx_data_count),
-                            bytes(c.tx_data_count),
-                            text(&c.client_uuid),
-                        ],
-                        true,
-                    )
-                })
-                .collect();
-            let count = server.client_connections.len() as u64;
-            let row = Row::new(
-                vec![
-                    text(&server.name),
-                    text(&server.address),
-                    (count.to_string(), Key::Num(count)),
-                    age(now, server.timestamp),
-                    bytes(server.rx_data_count),
-                    bytes(server.tx_data_count),
-                    text(&server.server_uuid),
-                ],
-                false,
-            );
-            (row, sorted(clients, sort))
-        })
-        .collect();
-    servers.sort_by(|(a, _), (b, _)| compare(a, b, sort));
-    servers.into_iter().flat_map(|(server, clients)| std::iter::once(server).chain(clients)).collect()
 }
 
 #[cfg(test)]
@@ -458,15 +323,67 @@ pub(crate) mod tests {
         let mut app = app();
         app.handle(Input::NextTab);
         assert_eq!(app.tab, Tab::Tunnels);
-        app.handle(Input::NextTab);
-        app.handle(Input::NextTab);
+        for _ in 0..4 {
+            app.handle(Input::NextTab);
+        }
         assert_eq!(app.tab, Tab::Clients);
         app.handle(Input::PreviousTab);
-        assert_eq!(app.tab, Tab::Servers);
+        assert_eq!(app.tab, Tab::Meetings);
         app.handle(Input::Tab(Tab::Tunnels));
         assert_eq!(app.tab, Tab::Tunnels);
         app.handle(Input::Quit);
         assert!(app.quit);
+    }
+
+    #[test]
+    fn nodes_show_where_tunnels_are_relayed_and_meetings_who_met() {
+        use crate::snapshot::{ClusterNode, ClusterStatistic, Meeting, MeetingPeer, RendezvousStatistic};
+        let mut s = sample();
+        let node = |id: &str| ClusterNode { id: id.into(), address: format!("{id}.internal:2214") };
+        s.cluster_statistic = Some(ClusterStatistic {
+            node_id: "node-b".into(),
+            redis: "up".into(),
+            draining: true,
+            nodes: vec![node("node-b"), node("node-a")],
+            relayed_tunnels: [("node-a".to_string(), 3), ("node-c".to_string(), 1)].into(),
+            relayed_total: 9,
+        });
+        let peer = |subject: &str| MeetingPeer { subject: subject.into(), address: "192.0.2.7".into() };
+        s.rendezvous_statistic = Some(RendezvousStatistic {
+            meetings: vec![
+                Meeting { id: "m2".into(), joined: false, bytes: 0, peers: vec![peer("Acme")] },
+                Meeting {
+                    id: "m1".into(),
+                    joined: true,
+                    bytes: 4096,
+                    peers: vec![peer("Acme"), peer("Bolt")],
+                },
+            ],
+            ..Default::default()
+        });
+        let mut app = App::new(false);
+        app.update(s, NOW);
+        assert_eq!(app.count(Tab::Nodes), 2);
+        let nodes: Vec<Vec<String>> = app.rows(Tab::Nodes).into_iter().map(|r| r.cells).collect();
+        assert_eq!(
+            nodes,
+            [
+                ["node-a", "node-a.internal:2214", "3", "live"],
+                ["node-b", "node-b.internal:2214", "0", "this node, draining"],
+                ["node-c", "", "1", "gone"],
+            ]
+        );
+        assert_eq!(app.count(Tab::Meetings), 2);
+        let meetings: Vec<Vec<String>> = app.rows(Tab::Meetings).into_iter().map(|r| r.cells).collect();
+        assert_eq!(
+            meetings,
+            [
+                ["m1", "joined", "4.0 KiB", "Acme (192.0.2.7)", "Bolt (192.0.2.7)"],
+                ["m2", "waiting", "0 B", "Acme (192.0.2.7)", ""],
+            ]
+        );
+        // Without a cluster or a rendezvous listener both tabs are empty.
+        assert!(self::app().rows(Tab::Nodes).is_empty() && self::app().rows(Tab::Meetings).is_empty());
     }
 
     #[test]

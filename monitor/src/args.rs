@@ -23,10 +23,11 @@ pub fn default_socket() -> PathBuf {
     std::iter::once(system.clone()).chain(per_user).find(|path| path.exists()).unwrap_or(system)
 }
 
-/// Live view of a remoteproxy broker: its v1 clients and tunnels and its TunnelProxy servers
-/// with their clients, read from the broker's monitor socket.
+/// Live view of a remoteproxy broker: its v1 clients and tunnels, its TunnelProxy servers
+/// with their clients, its cluster nodes and its rendezvous meetings, read from the broker's
+/// monitor socket.
 ///
-/// Interactive keys: q quit, Tab/←/→ or 1-3 switch tabs, ↑/↓/PgUp/PgDn/Home/End scroll,
+/// Interactive keys: q quit, Tab/←/→ or 1-5 switch tabs, ↑/↓/PgUp/PgDn/Home/End scroll,
 /// s sort by the next column, r reverse the order, a show or hide idle TunnelProxy servers.
 #[derive(Debug, Parser)]
 #[command(name = "remoteproxy-monitor", version, disable_version_flag = true)]

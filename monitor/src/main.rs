@@ -10,6 +10,7 @@
 mod app;
 mod connection;
 mod format;
+mod rows;
 mod snapshot;
 mod summary;
 mod terminal;

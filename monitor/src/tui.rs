@@ -94,6 +94,8 @@ fn input(key: KeyEvent) -> Option<Input> {
         KeyCode::Char('1') => Input::Tab(Tab::Clients),
         KeyCode::Char('2') => Input::Tab(Tab::Tunnels),
         KeyCode::Char('3') => Input::Tab(Tab::Servers),
+        KeyCode::Char('4') => Input::Tab(Tab::Nodes),
+        KeyCode::Char('5') => Input::Tab(Tab::Meetings),
         KeyCode::Up | KeyCode::Char('k') => Input::Up,
         KeyCode::Down | KeyCode::Char('j') => Input::Down,
         KeyCode::PageUp => Input::PageUp,

@@ -99,8 +99,8 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Input;
     use crate::app::tests::{NOW, sample};
+    use crate::app::{Input, Tab};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
@@ -136,6 +136,26 @@ mod tests {
 
         app.failed("the broker closed the monitor connection".into());
         assert!(screen(&app, 120, 16).contains("the broker closed the monitor connection; retrying"));
+    }
+
+    #[test]
+    fn every_tab_title_fits_an_80_column_terminal_and_the_nodes_tab_draws() {
+        use crate::snapshot::{ClusterNode, ClusterStatistic};
+        let mut snapshot = sample();
+        snapshot.cluster_statistic = Some(ClusterStatistic {
+            node_id: "node-a".into(),
+            redis: "up".into(),
+            nodes: vec![ClusterNode { id: "node-a".into(), address: "10.0.0.11:2214".into() }],
+            ..Default::default()
+        });
+        let mut app = App::new(false);
+        app.update(snapshot, NOW);
+        app.handle(Input::Tab(Tab::Nodes));
+        let text = screen(&app, 80, 12);
+        println!("{text}");
+        assert!(text.contains("Nodes (1) │ Meetings (0)"), "{text}");
+        assert!(text.contains("Relay address") && text.contains("node-a  10.0.0.11:2214"), "{text}");
+        assert!(text.contains("this node"), "{text}");
     }
 
     #[test]
