@@ -1,6 +1,7 @@
 //! Reloading without a restart, next to the stop signals of [`crate::shutdown`]. SIGHUP rereads
-//! what the authenticator loaded from disk (a token file, keys), the TLS certificate and key, and
-//! `[ProxyServer] logLevel` from the configuration file (its other keys need a restart);
+//! what the authenticator loaded from disk (a token file, keys), the TLS certificate and key, the
+//! rendezvous listener's certificate, CA and policy file, and `[ProxyServer] logLevel` from the
+//! configuration file (its other keys need a restart);
 //! the certificate files are also watched, so a renewal (certbot's symlink swap included) needs
 //! nothing from the operator. New handshakes get the new certificate; running tunnels are not
 //! touched. A reload that fails keeps the previous state and says why in one line.
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::logging::LogLevel;
+use crate::rendezvous::RendezvousFiles;
 use crate::transport::certificate::{CertificateFiles, seconds_until};
 
 /// What a reload rereads.
@@ -21,6 +23,7 @@ use crate::transport::certificate::{CertificateFiles, seconds_until};
 pub struct Reloader {
     authenticator: Arc<dyn Authenticator>,
     certificate: Option<Arc<CertificateFiles>>,
+    rendezvous: Option<Arc<RendezvousFiles>>,
     /// The log's filter and the file its `[ProxyServer] logLevel` is read from again.
     log: Option<(Arc<LogLevel>, PathBuf)>,
 }
@@ -29,8 +32,9 @@ impl Reloader {
     pub(crate) fn new(
         authenticator: Arc<dyn Authenticator>,
         certificate: Option<Arc<CertificateFiles>>,
+        rendezvous: Option<Arc<RendezvousFiles>>,
     ) -> Self {
-        Reloader { authenticator, certificate, log: None }
+        Reloader { authenticator, certificate, rendezvous, log: None }
     }
 
     /// A reload also applies `[ProxyServer] logLevel` from `file` (read again; with built-in
@@ -47,6 +51,16 @@ impl Reloader {
         }
         if let Some(files) = &self.certificate {
             reload_certificate(files, why);
+        }
+        if let Some(files) = &self.rendezvous {
+            match files.reload() {
+                Ok(()) => {
+                    info!("{why}: rendezvous certificate, CA and policy reloaded; new peers meet under them")
+                }
+                Err(problem) => error!(
+                    "{why}: the rendezvous files were not reloaded, the previous ones stay in use: {problem}"
+                ),
+            }
         }
         if let Some((level, file)) = &self.log {
             // Only the level is taken from the file; other keys need a restart.

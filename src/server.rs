@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, ProxyContext, Registry};
 use crate::statistics_log::StatisticsLog;
 use crate::stats::{Stats, StatsSink};
-use crate::transport::accept::{self, AcceptContext, Carriage, Handler, TlsAccept};
+use crate::transport::accept::{self, AcceptContext, Carriage, Handler, ServerTls, TlsAccept};
 use crate::transport::admission::Admission;
 use crate::transport::handshakes::Handshakes;
 use crate::transport::websocket::KeepAlive;
@@ -28,15 +28,12 @@ use crate::transport::{Connection, Listeners, ServerListeners, tickets, tls};
 use crate::tunnelproxy::{self, TunnelProxyContext};
 use crate::{monitor, rendezvous, shutdown, systemd};
 
-/// The rendezvous listener's TLS (client certificates required) and its policy file.
-type RendezvousMaterial = (Arc<rustls::ServerConfig>, Option<Arc<rendezvous::Policy>>);
-
 /// A configured broker, ready to serve.
 pub struct Server {
     config: Config,
     authenticator: Arc<dyn Authenticator>,
     tls: Option<tls::TlsMaterial>,
-    rendezvous_tls: Option<RendezvousMaterial>,
+    rendezvous_files: Option<Arc<rendezvous::RendezvousFiles>>,
     statistics_log: Option<Arc<StatisticsLog>>,
     cluster: Option<Arc<Cluster>>,
 }
@@ -46,21 +43,16 @@ impl Server {
     /// creating or changing any file: what `--check-config` runs.
     pub fn check(config: &Config) -> Result<(), ConfigError> {
         Self::load_tls(config)?;
-        Self::load_rendezvous_tls(config).map(drop)
+        Self::load_rendezvous_files(config).map(drop)
     }
 
-    /// The rendezvous listener's TLS and policy file, when it is on.
-    fn load_rendezvous_tls(config: &Config) -> Result<Option<RendezvousMaterial>, ConfigError> {
+    /// The rendezvous listener's TLS (client certificates required) and policy file, when it
+    /// is on.
+    fn load_rendezvous_files(
+        config: &Config,
+    ) -> Result<Option<Arc<rendezvous::RendezvousFiles>>, ConfigError> {
         let Some(settings) = &config.rendezvous else { return Ok(None) };
-        let source = config.source.as_deref();
-        let tls = tls::load_rendezvous(settings, source)?;
-        let policy = match &settings.policy_file {
-            None => None,
-            Some(path) => Some(Arc::new(rendezvous::Policy::load(path).map_err(|problem| {
-                ConfigError::bad_value(source, "RendezvousServer", "policyFile", problem)
-            })?)),
-        };
-        Ok(Some((tls, policy)))
+        Ok(Some(Arc::new(rendezvous::RendezvousFiles::load(settings, config.source.as_deref())?)))
     }
 
     fn load_tls(config: &Config) -> Result<Option<tls::TlsMaterial>, ConfigError> {
@@ -76,7 +68,7 @@ impl Server {
     /// directories).
     pub fn new(config: Config, authenticator: Arc<dyn Authenticator>) -> Result<Server, ConfigError> {
         let mut tls = Self::load_tls(&config)?;
-        let rendezvous_tls = Self::load_rendezvous_tls(&config)?;
+        let rendezvous_files = Self::load_rendezvous_files(&config)?;
         if let Some(material) = &mut tls {
             tickets::configure(Arc::make_mut(&mut material.server_config), &config.tls);
         }
@@ -100,15 +92,16 @@ impl Server {
                 ConfigError::bad_value(config.source.as_deref(), "Cluster", "redisUrl", problem)
             })?),
         };
-        Ok(Server { config, authenticator, tls, rendezvous_tls, statistics_log, cluster })
+        Ok(Server { config, authenticator, tls, rendezvous_files, statistics_log, cluster })
     }
 
-    /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files and the
-    /// certificate.
+    /// What SIGHUP rereads ([`crate::reload::on_hangup`]): the authenticator's files, the
+    /// certificate and the rendezvous listener's files.
     pub fn reloader(&self) -> crate::reload::Reloader {
         crate::reload::Reloader::new(
             self.authenticator.clone(),
             self.tls.as_ref().and_then(|tls| tls.files.clone()),
+            self.rendezvous_files.clone(),
         )
     }
 
@@ -136,7 +129,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains (see [`crate::shutdown`]).
     pub async fn run(self, listeners: ServerListeners, shutdown: impl Future<Output = ()>) {
-        let Server { config, authenticator, tls, rendezvous_tls, statistics_log, cluster } = self;
+        let Server { config, authenticator, tls, rendezvous_files, statistics_log, cluster } = self;
         if let Some(material) = &tls {
             if material.self_signed {
                 info!(fingerprint = %material.fingerprint_sha256, "TLS: serving a generated self-signed certificate");
@@ -195,9 +188,10 @@ impl Server {
         let accept_ctx = Arc::new(AcceptContext {
             tls: match tls {
                 None => None,
-                Some(material) => {
-                    Some(TlsAccept { config: material.server_config, handshakes: Handshakes::new() })
-                }
+                Some(material) => Some(TlsAccept {
+                    config: ServerTls::new(material.server_config),
+                    handshakes: Handshakes::new(),
+                }),
             },
             tls_handshake_timeout: config.timeouts.tls_handshake,
             upgrade_timeout: config.timeouts.inactive,
@@ -278,14 +272,14 @@ impl Server {
         let mut loops = JoinSet::new();
         serve_listeners(&mut loops, listeners.proxy, "v1", &accept_ctx, &v1);
         serve_listeners(&mut loops, listeners.tunnel_proxy, "v2", &accept_ctx, &v2);
-        if let (Some(listener), Some(settings), Some((tls, policy))) =
-            (listeners.rendezvous, &config.rendezvous, rendezvous_tls)
+        if let (Some(listener), Some(settings), Some(files)) =
+            (listeners.rendezvous, &config.rendezvous, rendezvous_files)
         {
-            let tls = TlsAccept { config: tls, handshakes: Handshakes::new() };
+            let tls = TlsAccept { config: files.tls(), handshakes: Handshakes::new() };
             let ctx = Arc::new(accept_ctx.sibling(tls, settings.path_prefix.clone()));
             let sessions = Arc::new(rendezvous::RendezvousContext::new(
                 settings,
-                policy,
+                files,
                 stop.clone(),
                 hard_stop.clone(),
             ));

@@ -7,10 +7,13 @@
 //! * `session`: one peer: its place, its HELLO within `helloTimeout`, waiting (holding what it
 //!   sends) or joining, then the relay.
 //! * `hello`: what a `CONN:HELLO` is.
+//! * `policy`: which certificate subjects may meet where (`policyFile`).
+//! * `files`: the section's certificate, CA and policy, read again on SIGHUP.
 //!
 //! TLS with required client certificates is set up by `transport::tls` from the section's
 //! files; the accept loop, the upgrade and the keepalive pings are the other listeners'.
 
+pub mod files;
 pub mod hello;
 pub mod meetings;
 pub mod policy;
@@ -23,6 +26,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+pub use files::RendezvousFiles;
 pub use meetings::{MeetingView, Meetings, PeerInfo};
 pub use policy::Policy;
 
@@ -56,8 +60,8 @@ pub struct RendezvousContext {
     pub stop: CancellationToken,
     #[allow(missing_docs)]
     pub hard_stop: CancellationToken,
-    /// `policyFile`: who may join which meetings (`None`: anyone, anywhere).
-    pub policy: Option<Arc<Policy>>,
+    /// The certificate, CA and `policyFile` (who may join which meetings), as last read.
+    pub files: Arc<RendezvousFiles>,
     /// Refusals by reason, in [`Refusal`] order.
     pub refusals: [AtomicU64; 5],
     /// Payload bytes relayed by meetings that ended.
@@ -83,7 +87,7 @@ impl RendezvousContext {
     /// The context of the listener `settings` describe.
     pub fn new(
         settings: &RendezvousSettings,
-        policy: Option<Arc<Policy>>,
+        files: Arc<RendezvousFiles>,
         stop: CancellationToken,
         hard_stop: CancellationToken,
     ) -> Self {
@@ -97,7 +101,7 @@ impl RendezvousContext {
             meetings: Meetings::new(),
             stop,
             hard_stop,
-            policy,
+            files,
             refusals: Default::default(),
             relayed: AtomicU64::new(0),
         }

@@ -43,7 +43,7 @@ pub async fn serve(mut conn: Connection, ctx: Arc<RendezvousContext>) {
     let Some(meeting) = meeting.filter(|m| !m.is_empty()) else {
         return websocket::close(&mut ws, CloseKind::Policy, reasons::NO_MEETING).await;
     };
-    if let Some(policy) = &ctx.policy
+    if let Some(policy) = ctx.files.policy()
         && !policy.allows(&names, &meeting)
     {
         debug!(meeting, subject = info.subject, "the policy refuses this certificate here");

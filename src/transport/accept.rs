@@ -12,8 +12,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use remoteproxy_authenticators::{PeerAddress, Transport};
@@ -84,8 +84,31 @@ impl AcceptContext {
 
 /// The TLS side of accepting: the configuration, and the threads the handshakes run on.
 pub struct TlsAccept {
-    pub config: Arc<rustls::ServerConfig>,
+    pub config: ServerTls,
     pub handshakes: Handshakes,
+}
+
+/// The rustls configuration a listener accepts with, replaceable while it runs: the rendezvous
+/// listener's client CA is part of it, so a reload swaps the whole configuration (the main
+/// listeners' certificate is swapped inside theirs, see `transport::certificate`). Each
+/// handshake takes the one current when it starts.
+#[derive(Clone)]
+pub struct ServerTls(Arc<RwLock<Arc<rustls::ServerConfig>>>);
+
+impl ServerTls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
+        ServerTls(Arc::new(RwLock::new(config)))
+    }
+
+    /// The configuration new handshakes use.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// New handshakes use `config`; those under way finish with the one they started with.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
 }
 
 /// The session a connection is handed to once established (v1 proxy, later v2).
@@ -337,7 +360,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Rehome + Unpin + Send + 'static>(
         None => Box::new(stream),
         Some(tls) => {
             // On the handshake threads, so a storm of them waits behind established tunnels.
-            let handshake = tls.handshakes.accept(stream, tls.config.clone());
+            let handshake = tls.handshakes.accept(stream, tls.config.current());
             let limit = ctx.tls_handshake_timeout.saturating_sub(accepted_at.elapsed());
             let step = bounded(&ctx.stop_accepting, limit, "TLS handshake", handshake);
             let Some(tls) = step.await else {

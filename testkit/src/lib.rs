@@ -115,6 +115,8 @@ pub struct Broker {
     pub rendezvous: Option<SocketAddr>,
     pub tls: bool,
     pub certificates: Vec<CertificateDer<'static>>,
+    /// What SIGHUP would run on this broker (`reload_all`).
+    pub reloader: remoteproxy::reload::Reloader,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -170,6 +172,7 @@ impl BrokerBuilder {
         let rendezvous_on = self.config.rendezvous.is_some();
         let server = Server::new(self.config, self.authenticator).expect("test configuration is valid");
         let certificates = server.certificate_chain().map(|c| c.to_vec()).unwrap_or_default();
+        let reloader = server.reloader();
         let bind = |path: PathBuf| async move {
             Listeners {
                 websocket: Some(bind_tcp(SocketAddr::new(self.host, 0)).unwrap()),
@@ -206,6 +209,7 @@ impl BrokerBuilder {
             rendezvous,
             tls,
             certificates,
+            reloader,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,

@@ -597,6 +597,64 @@ async fn a_policy_file_lets_each_subject_into_its_meetings_only() {
 }
 
 #[tokio::test]
+async fn a_reload_applies_a_new_policy_and_keeps_the_old_one_over_a_broken_file() {
+    let pki = Pki::new();
+    let policy = pki.path("policy");
+    std::fs::write(&policy, "Micronets Manager Cert: *\n").unwrap();
+    let broker = broker(&pki, |s| s.policy_file = Some(policy.clone())).await;
+    let mut gateway = peer(&pki, &broker, "gateway", "site-1").await;
+    assert_eq!(closed(&mut gateway).await, (CloseCode::Policy, reasons::NOT_ALLOWED.to_string()));
+
+    std::fs::write(&policy, "Micronets Manager Cert: *\nMicronets Gateway Cert: site-*\n").unwrap();
+    broker.reloader.reload_all("test");
+    let (mut manager, mut gateway) = pair(&pki, &broker, "site-1").await;
+    exchange(&mut manager, &mut gateway).await;
+
+    // A file that does not parse changes nothing: the gateway is still let in.
+    std::fs::write(&policy, "no colon on this line\n").unwrap();
+    broker.reloader.reload_all("test");
+    let (mut manager, mut gateway) = pair(&pki, &broker, "site-2").await;
+    exchange(&mut manager, &mut gateway).await;
+}
+
+/// The certificate the rendezvous listener serves to a peer with `leaf`'s certificate.
+async fn served_certificate(pki: &Pki, broker: &Broker, leaf: &str) -> CertificateDer<'static> {
+    let tcp = TcpStream::connect(broker.rendezvous.unwrap()).await.unwrap();
+    let tls = connector(pki.dir.path(), "root", Some(leaf));
+    let stream = within("TLS handshake", tls.connect(ServerName::try_from("localhost").unwrap(), tcp)).await;
+    stream.unwrap().get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+#[tokio::test]
+async fn a_reload_serves_a_renewed_certificate_and_a_new_ca() {
+    let pki = Pki::new();
+    let broker = broker(&pki, |_| {}).await;
+    let before = served_certificate(&pki, &broker, "manager").await;
+    // A renewal: a new key and certificate for the proxy, from the same root.
+    for file in std::fs::read_dir(pki.dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("proxy.") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    pki.leaf("root", "proxy", "Micronets Websocket Proxy Cert", Some("localhost"));
+    broker.reloader.reload_all("test");
+    assert_ne!(served_certificate(&pki, &broker, "manager").await, before, "new handshakes get the renewal");
+    let (mut manager, mut gateway) = pair(&pki, &broker, "renewed").await;
+    exchange(&mut manager, &mut gateway).await;
+
+    // The peers' CA is replaced by another (its file rewritten): its peers get in, the old
+    // root's do not. (Peers keep trusting the broker's own root, saved as proxy-root.)
+    std::fs::copy(pki.path("root.cert.pem"), pki.path("proxy-root.cert.pem")).unwrap();
+    std::fs::copy(pki.path("other-root.cert.pem"), pki.path("root.cert.pem")).unwrap();
+    broker.reloader.reload_all("test");
+    let old_root = connector(pki.dir.path(), "proxy-root", Some("manager"));
+    assert!(try_peer(broker.rendezvous.unwrap(), &old_root, "m").await.is_err());
+    let stranger = connector(pki.dir.path(), "proxy-root", Some("stranger"));
+    try_peer(broker.rendezvous.unwrap(), &stranger, "m").await.unwrap();
+}
+
+#[tokio::test]
 async fn a_lone_peer_that_sends_more_than_may_be_held_is_closed() {
     let pki = Pki::new();
     let broker = broker(&pki, |s| s.max_held_messages = 2).await;
