@@ -30,6 +30,8 @@ use redis::{RedisError, Script};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::config::RedisTls;
+
 /// Longest a single Redis call may take before it counts as a failure.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -146,10 +148,23 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// A directory for `url`; connects lazily (a Redis that is down at start is not fatal).
-    pub fn new(url: &str, prefix: &str) -> Result<Directory, String> {
-        let client = redis::Client::open(url)
-            .map_err(|error| format!("redisUrl is not usable: {}", error.kind_text()))?;
+    /// A directory for `url` (with `tls`'s certificates for a rediss:// one); connects lazily (a
+    /// Redis that is down at start is not fatal).
+    pub fn new(url: &str, tls: Option<&RedisTls>, prefix: &str) -> Result<Directory, String> {
+        let client = match tls {
+            None => redis::Client::open(url),
+            Some(tls) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: tls.client.as_ref().map(|(certificate, key)| redis::ClientTlsConfig {
+                        client_cert: certificate.clone(),
+                        client_key: key.expose_secret().as_bytes().to_vec(),
+                    }),
+                    root_cert: tls.ca_certificate.clone(),
+                },
+            ),
+        }
+        .map_err(|error| format!("redisUrl is not usable: {}", error.kind_text()))?;
         let shown_url = client.get_connection_info().addr().to_string();
         Ok(Directory {
             client,
@@ -384,12 +399,36 @@ impl KindText for RedisError {
     fn kind_text(&self) -> String {
         match self.kind() {
             redis::ErrorKind::Io => {
+                let text = self.to_string();
+                if let Some(reason) = tls_reason(&text) {
+                    return reason.to_string();
+                }
                 // The I/O error's own words ("Connection refused (os error 111)").
-                self.to_string().rsplit(": ").next().unwrap_or("I/O error").to_string()
+                text.rsplit(": ").next().unwrap_or("I/O error").to_string()
             }
             kind => format!("{kind:?}").to_lowercase(),
         }
     }
+}
+
+/// What went wrong in a TLS handshake with Redis, in words that name the key to check (rustls
+/// says it with the names of its error variants).
+fn tls_reason(text: &str) -> Option<&'static str> {
+    let reasons = [
+        ("UnknownIssuer", "its certificate is not signed by redisCaCertificate (or the system's CAs)"),
+        ("NotValidForName", "its certificate does not name the host in redisUrl"),
+        ("Expired", "its certificate has expired"),
+        ("NotValidYet", "its certificate is not valid yet"),
+        (
+            "CertificateRequired",
+            "it wants a client certificate: set redisCertificate and redisCertificateKey",
+        ),
+        ("peer certificate", "its certificate was refused"),
+        ("AlertReceived", "it refused this node's TLS handshake (check redisCertificate)"),
+        ("InvalidContentType", "it does not speak TLS on this port (redis:// instead of rediss://?)"),
+        ("CorruptMessage", "it does not speak TLS on this port (redis:// instead of rediss://?)"),
+    ];
+    reasons.into_iter().find(|(marker, _)| text.contains(marker)).map(|(_, reason)| reason)
 }
 
 fn parse_beat(node: &str, beat: &str) -> Option<NodeRecord> {

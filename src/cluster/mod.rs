@@ -129,7 +129,11 @@ pub struct Cluster {
 impl Cluster {
     /// Prepares membership (nothing is contacted yet).
     pub fn new(settings: &ClusterSettings) -> Result<Arc<Cluster>, String> {
-        let directory = Directory::new(settings.redis_url.expose_secret(), &settings.key_prefix)?;
+        let directory = Directory::new(
+            settings.redis_url.expose_secret(),
+            settings.redis_tls.as_ref(),
+            &settings.key_prefix,
+        )?;
         let identity = Arc::new(Identity::new(&settings.node_id, settings.secret.expose_secret()));
         let tls = ListenerTls::generate(&settings.node_id)?;
         let mut instance = [0u8; 8];

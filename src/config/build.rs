@@ -12,7 +12,7 @@ use super::ini::{Document, decode};
 use super::schema::declared;
 use super::trusted::Trusted;
 use super::{
-    ClusterSettings, Config, LimitsSettings, ListenerSettings, MetricsSettings, RendezvousSettings,
+    ClusterSettings, Config, LimitsSettings, ListenerSettings, MetricsSettings, RedisTls, RendezvousSettings,
     ServerSettings, Timeouts, TlsSettings,
 };
 
@@ -227,9 +227,10 @@ impl Document<'_> {
         }
         let text = |key: &str| self.given(SECTION, key, self.get(SECTION, key)).map(str::trim);
         let redis_url = text("redisUrl")?;
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("unix://")) {
-            return Err(self.bad(SECTION, "redisUrl", "must be a redis:// or unix:// URL"));
+        if !["redis://", "rediss://", "unix://"].iter().any(|scheme| redis_url.starts_with(scheme)) {
+            return Err(self.bad(SECTION, "redisUrl", "must be a redis://, rediss:// or unix:// URL"));
         }
+        let redis_tls = self.redis_tls(redis_url.starts_with("rediss://"))?;
         let node_id = match text("nodeId")? {
             "" => nix::unistd::gethostname()
                 .ok()
@@ -290,6 +291,7 @@ impl Document<'_> {
         }
         Ok(Some(ClusterSettings {
             redis_url: remoteproxy_authenticators::Secret::new(redis_url),
+            redis_tls,
             key_prefix: key_prefix.to_string(),
             node_id,
             relay_address,
@@ -297,6 +299,40 @@ impl Document<'_> {
             secret: remoteproxy_authenticators::Secret::new(secret),
             heartbeat_interval,
         }))
+    }
+
+    /// `[Cluster] redisCaCertificate`, `redisCertificate`, `redisCertificateKey`: read now, so
+    /// a missing or wrong file is a configuration error naming its key, not a Redis outage.
+    fn redis_tls(&self, tls: bool) -> Result<Option<RedisTls>, ConfigError> {
+        const SECTION: &str = "Cluster";
+        let read = |key: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            let Some(path) = self.optional_path(SECTION, key).flatten() else { return Ok(None) };
+            if !tls {
+                return Err(self.bad(SECTION, key, "is only used with a rediss:// redisUrl"));
+            }
+            let bytes = std::fs::read(&path).map_err(|error| {
+                self.bad(SECTION, key, format!("{}: cannot be read: {error}", path.display()))
+            })?;
+            if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+                return Err(self.bad(SECTION, key, format!("{}: holds no PEM block", path.display())));
+            }
+            Ok(Some(bytes))
+        };
+        let ca_certificate = read("redisCaCertificate")?;
+        let client = match (read("redisCertificate")?, read("redisCertificateKey")?) {
+            (None, None) => None,
+            (Some(certificate), Some(key)) => Some((
+                certificate,
+                remoteproxy_authenticators::Secret::new(String::from_utf8_lossy(&key).into_owned()),
+            )),
+            (Some(_), None) => {
+                return Err(self.bad(SECTION, "redisCertificateKey", "is required with redisCertificate"));
+            }
+            (None, Some(_)) => {
+                return Err(self.bad(SECTION, "redisCertificate", "is required with redisCertificateKey"));
+            }
+        };
+        Ok(tls.then_some(RedisTls { ca_certificate, client }))
     }
 
     /// `[Cluster] relayHost` and `relayPort`.

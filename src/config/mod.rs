@@ -153,6 +153,8 @@ pub struct ClusterSettings {
     /// `redisUrl`: parsed by the redis crate when the node starts. A secret: it may hold Redis's
     /// password.
     pub redis_url: remoteproxy_authenticators::Secret,
+    /// `redisCaCertificate`, `redisCertificate`, `redisCertificateKey`, read (only with rediss://).
+    pub redis_tls: Option<RedisTls>,
     /// `redisKeyPrefix`.
     pub key_prefix: String,
     /// `nodeId`, or the host name.
@@ -165,6 +167,25 @@ pub struct ClusterSettings {
     pub secret: remoteproxy_authenticators::Secret,
     /// `heartbeatInterval`.
     pub heartbeat_interval: Duration,
+}
+
+/// TLS to Redis beyond the URL's `rediss://`: whom to trust, and this node's certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// PEM roots (`None`: the system's trust store).
+    pub ca_certificate: Option<Vec<u8>>,
+    /// PEM certificate and private key for servers that ask clients for one.
+    pub client: Option<(Vec<u8>, remoteproxy_authenticators::Secret)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What is set, never the key.
+        f.debug_struct("RedisTls")
+            .field("ca_certificate", &self.ca_certificate.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
 }
 
 /// `[Metrics]`.

@@ -381,8 +381,19 @@ const BROKER: &[Section] = &[
                 "redisUrl",
                 Kind::Text,
                 "redis://127.0.0.1:6379",
-                "The registry (redis://[user:password@]host:port[/db]); every node of the cluster names the same one.",
+                "The registry (redis://[user:password@]host:port[/db], or rediss:// for TLS); every node of the cluster names the same one.",
             ),
+            optional(
+                "redisCaCertificate",
+                Kind::Path,
+                "PEM certificates a rediss:// server's certificate must chain to; unset trusts the system's store.",
+            ),
+            optional(
+                "redisCertificate",
+                Kind::Path,
+                "PEM client certificate for a rediss:// server that asks for one (Redis's tls-auth-clients); needs redisCertificateKey.",
+            ),
+            optional("redisCertificateKey", Kind::Path, "The PEM private key of redisCertificate."),
             key(
                 "redisKeyPrefix",
                 Kind::Text,

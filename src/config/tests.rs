@@ -779,3 +779,50 @@ fn cluster_settings_and_their_mistakes() {
     assert!(!cluster.node_id.is_empty(), "the host name stands in");
     assert!(!format!("{cluster:?}").contains("long enough"), "the secret never prints");
 }
+
+#[test]
+fn redis_over_tls_reads_its_files_and_names_the_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = |name: &str, label: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n")).unwrap();
+        path.display().to_string()
+    };
+    let (ca, cert, key) =
+        (pem("ca.pem", "CERTIFICATE"), pem("c.pem", "CERTIFICATE"), pem("k.pem", "PRIVATE KEY"));
+    let base = "[Cluster]\nenabled=true\nrelayHost=127.0.0.1\nsecret=sixteen characters!\n";
+    let config = parse(&format!(
+        "{base}redisUrl=rediss://r.internal:6380\nredisCaCertificate={ca}\nredisCertificate={cert}\nredisCertificateKey={key}\n"
+    ))
+    .unwrap();
+    let tls = config.cluster.unwrap().redis_tls.unwrap();
+    assert!(tls.ca_certificate.as_ref().unwrap().starts_with(b"-----BEGIN CERTIFICATE"));
+    let (_, client_key) = tls.client.clone().unwrap();
+    assert!(client_key.expose_secret().contains("PRIVATE KEY"));
+    assert!(!format!("{tls:?}").contains("AAAA"), "the key never prints");
+    // rediss:// alone trusts the system's store.
+    let plain = parse(&format!("{base}redisUrl=rediss://r.internal:6380\n")).unwrap();
+    assert_eq!(plain.cluster.unwrap().redis_tls.map(|t| t.ca_certificate), Some(None));
+    for (lines, needle) in [
+        (
+            format!("redisUrl=redis://r:6379\nredisCaCertificate={ca}"),
+            "redisCaCertificate: is only used with a rediss://",
+        ),
+        (format!("redisUrl=rediss://r:6380\nredisCertificate={cert}"), "redisCertificateKey: is required"),
+        (format!("redisUrl=rediss://r:6380\nredisCertificateKey={key}"), "redisCertificate: is required"),
+        ("redisUrl=rediss://r:6380\nredisCaCertificate=/nonexistent.pem".to_string(), "cannot be read"),
+        (
+            format!("redisUrl=rediss://r:6380\nredisCaCertificate={}", dir.path().join("none").display()),
+            "cannot be read",
+        ),
+    ] {
+        let message = error(&format!("{base}{lines}\n"));
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    std::fs::write(dir.path().join("empty.pem"), "not pem").unwrap();
+    let message = error(&format!(
+        "{base}redisUrl=rediss://r:6380\nredisCaCertificate={}\n",
+        dir.path().join("empty.pem").display()
+    ));
+    assert!(message.contains("holds no PEM block"), "{message}");
+}

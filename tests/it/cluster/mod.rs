@@ -2,6 +2,7 @@
 //! port, no persistence) and broker binaries as nodes, each with its v1 listeners and relay on
 //! port 0 (read from its log).
 
+mod redis_tls;
 mod v1;
 mod v2;
 
@@ -23,15 +24,26 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS only, with these `redis-server` arguments (certificate, key, the CA clients need).
+    tls: Option<Vec<String>>,
 }
 
 impl Redis {
     pub async fn start() -> Redis {
+        Self::start_on(None).await
+    }
+
+    /// A Redis that speaks TLS only (`rediss://`), with `args` naming its files.
+    pub async fn start_tls(args: Vec<String>) -> Redis {
+        Self::start_on(Some(args)).await
+    }
+
+    async fn start_on(tls: Option<Vec<String>>) -> Redis {
         // redis-server cannot pick a port itself: take a free one and try another if someone
         // else took it in between.
         for _ in 0..10 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut redis = Redis { child: None, port, dir: tempfile::tempdir().unwrap() };
+            let mut redis = Redis { child: None, port, dir: tempfile::tempdir().unwrap(), tls: tls.clone() };
             if redis.launch().await {
                 return redis;
             }
@@ -39,19 +51,20 @@ impl Redis {
         panic!("redis-server did not start on any free port");
     }
 
-    /// Starts (again) on `self.port`; whether it answers PING.
+    /// Starts (again) on `self.port`; whether it answers PING (with TLS: accepts connections).
     async fn launch(&mut self) -> bool {
+        let port = self.port.to_string();
+        let listen: Vec<String> = match &self.tls {
+            None => vec!["--port".into(), port],
+            Some(files) => ["--port", "0", "--tls-port", &port]
+                .map(String::from)
+                .into_iter()
+                .chain(files.clone())
+                .collect(),
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -77,6 +90,10 @@ impl Redis {
 
     async fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else { return false };
+        if self.tls.is_some() {
+            // It listens once it has read its certificates; the nodes' connection is the test.
+            return true;
+        }
         if stream.write_all(b"PING\r\n").await.is_err() {
             return false;
         }
@@ -105,7 +122,8 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server (SIGKILL: as an outage looks to its clients).
@@ -149,6 +167,13 @@ impl Node {
 
     /// [`Node::start`] with more `[Cluster]` keys.
     pub async fn start_with(redis: &Redis, id: &str, cluster_keys: &str) -> Node {
+        let node = Self::launch(redis, id, cluster_keys).await;
+        node.proc.logged("connected to Redis").await;
+        node
+    }
+
+    /// [`Node::start_with`] without waiting for Redis to answer it.
+    pub async fn launch(redis: &Redis, id: &str, cluster_keys: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let unix = dir.path().join("proxy.socket");
         let sections = format!(
@@ -161,7 +186,6 @@ impl Node {
         let config = write_config(dir.path(), 0, 0, &unix, "shutdownGracePeriod=2000", &sections);
         let mut proc = Proc::launch_file(dir, &config, &["-m", "--verbose"]);
         proc.ready().await;
-        proc.logged("connected to Redis").await;
         let websocket = address_in_log(&proc, "v1 WebSocket listener address=").await;
         let tcp2 = address_in_log(&proc, "v2 TCP listener address=").await;
         let websocket2 = address_in_log(&proc, "v2 WebSocket listener address=").await;

@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{Node, Redis, three_nodes};
 use crate::common::{Client, ClientWire, Closed, Kind, WAIT, random_bytes, within};
 
-const UUID_A: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
-const UUID_B: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+pub(super) const UUID_A: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+pub(super) const UUID_B: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 const UUID_C: &str = "7c6b5a49-3827-4165-9f8e-7d6c5b4a3928";
 
 const OK: &str = "AuthenticationErrorNoError";
@@ -36,7 +36,7 @@ async fn pair_across(
     (first, second)
 }
 
-enum Writer {
+pub(super) enum Writer {
     Stream(tokio::io::WriteHalf<Box<dyn crate::common::Io>>),
     WebSocket(
         futures_util::stream::SplitSink<
@@ -46,7 +46,7 @@ enum Writer {
     ),
 }
 
-enum Reader {
+pub(super) enum Reader {
     Stream(tokio::io::ReadHalf<Box<dyn crate::common::Io>>, Vec<u8>),
     WebSocket(
         futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<Box<dyn crate::common::Io>>>,
@@ -107,7 +107,7 @@ async fn read_n(reader: &mut Reader, n: usize) -> Vec<u8> {
 }
 
 /// Moves `n` random bytes each way at once and checks both arrive exactly.
-async fn both_ways(a: Client, b: Client, n: usize) -> ((Writer, Reader), (Writer, Reader)) {
+pub(super) async fn both_ways(a: Client, b: Client, n: usize) -> ((Writer, Reader), (Writer, Reader)) {
     let (ab, ba) = (random_bytes(n), random_bytes(n));
     let ((mut a_tx, mut a_rx), (mut b_tx, mut b_rx)) = (split(a), split(b));
     let (_, _, at_b, at_a) = within("10 MiB both ways across nodes", async {
