@@ -54,7 +54,7 @@ use crate::transport::websocket::{CloseKind, is_keepalive_timeout, next_message}
 /// default 8 KiB on loopback.
 pub const CHUNK: usize = 64 << 10;
 
-/// Bytes read after a small read (or a first read after idling): small messages (a device's
+/// Bytes read after a small read (and the first read of a tunnel): small messages (a device's
 /// requests, a ping) then come in a buffer the allocator hands out from its per-thread cache,
 /// not a [`CHUNK`] that goes through its large-object path (and may fault fresh pages in) on
 /// every message. A read that fills it makes the next one a whole chunk.
@@ -346,6 +346,10 @@ struct Pump {
     delivered: u64,
     /// The last read from a stream source filled a [`SMALL_READ`]: the next gets a [`CHUNK`].
     busy: bool,
+    /// What `buf` held went to a link as a chunk that still shares its allocation: the rest of
+    /// that allocation is read into before a new one is made, so chunks in flight on a link that
+    /// pushes back pin no more memory than their own bytes (and one buffer's tail).
+    lent: bool,
 }
 
 impl Pump {
@@ -372,6 +376,7 @@ impl Pump {
             finished: false,
             delivered: 0,
             busy: false,
+            lent: false,
         };
         match early_data {
             EarlyData::Bytes(bytes) => {
@@ -481,7 +486,10 @@ impl Pump {
                         // Handed over, not copied.
                         let n = ready!(link.poll_send_capacity(cx, data.len()))?;
                         let chunk = match self.payload.is_empty() {
-                            true => self.buf.split_to(n).freeze(),
+                            true => {
+                                self.lent = true;
+                                self.buf.split_to(n).freeze()
+                            }
                             false => self.payload.split_to(n),
                         };
                         link.send_chunk(chunk)?;
@@ -534,7 +542,10 @@ impl Pump {
                 }
             }
             Wire::Stream(stream) => {
-                self.buf.reserve(if self.busy { CHUNK } else { SMALL_READ });
+                if !(self.lent && self.buf.capacity() - self.buf.len() >= SMALL_READ) {
+                    self.buf.reserve(if self.busy { CHUNK } else { SMALL_READ });
+                    self.lent = false;
+                }
                 match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.buf)) {
                     Ok(0) => self.end_source(false, true),
                     Ok(n) => {

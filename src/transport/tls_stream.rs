@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Room made for one socket read: a whole TLS record (16 KiB of payload and its overhead).
 const READ_SIZE: usize = 16 * 1024 + 512;
 
-/// Room made for a socket read after a small one (or the first after idling): a small record
+/// Room made for a socket read after a small one (and the first of a connection): a small record
 /// (a device's message, a ping) then lands in a buffer the allocator hands out from its
 /// per-thread cache instead of a [`READ_SIZE`] one from its large-object path on every message.
 /// A read that fills it makes the next one [`READ_SIZE`].
