@@ -280,8 +280,13 @@ impl Directory {
     }
 
     /// Refreshes entries this node holds (written again if they expired while Redis was away).
-    /// Returns the keys another node holds now, or `None` when Redis cannot be asked.
-    pub async fn refresh(&self, entries: &[(String, String)], ttl: Duration) -> Option<Vec<String>> {
+    /// Returns the entries (key and this node's value) another node holds now, or `None` when
+    /// Redis cannot be asked.
+    pub async fn refresh(
+        &self,
+        entries: &[(String, String)],
+        ttl: Duration,
+    ) -> Option<Vec<(String, String)>> {
         let mut lost = Vec::new();
         for batch in entries.chunks(512) {
             let mut invocation = self.refresh.prepare_invoke();
@@ -299,7 +304,7 @@ impl Directory {
                     .iter()
                     .zip(&answers)
                     .filter(|(_, answer)| **answer == 0)
-                    .map(|((key, _), _)| key.clone()),
+                    .map(|(entry, _)| entry.clone()),
             );
         }
         Some(lost)

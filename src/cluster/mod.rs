@@ -114,9 +114,9 @@ pub struct Cluster {
     advertise: Mutex<String>,
     /// Entries this node wrote and refreshes: key → value.
     owned: Mutex<HashMap<String, String>>,
-    /// Waiting v1 peers that registered while Redis was away, by key: told the other node's
-    /// entry if that node took the key meanwhile (see [`Cluster::watch_lost`]).
-    lost_watchers: Mutex<HashMap<String, oneshot::Sender<Entry>>>,
+    /// Waiting v1 peers by key, with the entry value of their slot: told the other node's entry
+    /// if that node took the key while Redis was away (see [`Cluster::watch_lost`]).
+    lost_watchers: Mutex<HashMap<String, (String, oneshot::Sender<Entry>)>>,
     /// Every live node, as last read (for the monitor).
     nodes: Mutex<Vec<NodeRecord>>,
     draining: AtomicBool,
@@ -262,17 +262,29 @@ impl Cluster {
     /// it): a v1 peer waiting here is told the other node's entry and joins that node's peer,
     /// as if it had arrived second. What is left (v2 servers registered on two nodes, an entry
     /// of a node that is not alive) stays this node's alone and is logged.
-    async fn hand_over_lost(&self, lost: Vec<String>) {
+    async fn hand_over_lost(&self, lost: Vec<(String, String)>) {
         let mut left = 0usize;
-        for key in lost {
-            let watcher = self.lost_watchers.lock().expect("watchers lock poisoned").remove(&key);
-            let Some(watcher) = watcher else {
+        for (key, value) in lost {
+            let watcher = {
+                let mut watchers = self.lost_watchers.lock().expect("watchers lock poisoned");
+                match watchers.get(&key) {
+                    Some((watched, _)) if *watched == value => {
+                        watchers.remove(&key).map(|(_, sender)| sender)
+                    }
+                    _ => None,
+                }
+            };
+            let Some(watcher) = watcher.filter(|watcher| !watcher.is_closed()) else {
                 left += 1;
                 continue;
             };
             match self.directory.lookup(&key).await {
                 Ok(Some(entry)) if entry.owner.node != self.node => {
-                    self.owned.lock().expect("owned lock poisoned").remove(&key);
+                    let mut owned = self.owned.lock().expect("owned lock poisoned");
+                    if owned.get(&key) == Some(&value) {
+                        owned.remove(&key);
+                    }
+                    drop(owned);
                     if let Err(entry) = watcher.send(entry) {
                         // The peer left meanwhile: nothing of it is in Redis.
                         debug!(node = %entry.owner.node, "a peer that waited through the outage left");
@@ -280,7 +292,14 @@ impl Cluster {
                 }
                 _ => {
                     left += 1;
-                    self.lost_watchers.lock().expect("watchers lock poisoned").insert(key, watcher);
+                    // Watched again while the peer still waits (its slot's entry still owned).
+                    let waiting = self.owned.lock().expect("owned lock poisoned").get(&key) == Some(&value);
+                    if waiting && !watcher.is_closed() {
+                        self.lost_watchers
+                            .lock()
+                            .expect("watchers lock poisoned")
+                            .insert(key, (value, watcher));
+                    }
                 }
             }
         }
@@ -292,11 +311,16 @@ impl Cluster {
         }
     }
 
-    /// For a v1 peer whose claim found Redis away: the other node's entry, if that node takes the
-    /// key before this one can write it (see [`Cluster::hand_over_lost`]).
-    pub fn watch_lost(&self, kind: &str, id: &str) -> oneshot::Receiver<Entry> {
+    /// For a waiting v1 peer (slot `claim`): the other node's entry, if that node takes the key
+    /// while Redis is away: the peer claimed before the outage and its entry expired during it,
+    /// or the claim found Redis away (see [`Cluster::hand_over_lost`]).
+    pub fn watch_lost(&self, kind: &str, id: &str, claim: u64) -> oneshot::Receiver<Entry> {
         let (sender, receiver) = oneshot::channel();
-        self.lost_watchers.lock().expect("watchers lock poisoned").insert(self.entry_key(kind, id), sender);
+        let value = directory::entry_value(&self.node, &self.instance, claim);
+        self.lost_watchers
+            .lock()
+            .expect("watchers lock poisoned")
+            .insert(self.entry_key(kind, id), (value, sender));
         receiver
     }
 
@@ -356,8 +380,11 @@ impl Cluster {
                 _ => false,
             }
         };
-        if owned {
-            self.lost_watchers.lock().expect("watchers lock poisoned").remove(&key);
+        {
+            let mut watchers = self.lost_watchers.lock().expect("watchers lock poisoned");
+            if watchers.get(&key).is_some_and(|(watched, _)| *watched == value) {
+                watchers.remove(&key);
+            }
         }
         if owned && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let cluster = self.clone();

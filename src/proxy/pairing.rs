@@ -212,14 +212,9 @@ impl Registry {
         let Table { slots, per_token } = &mut *table;
         match slots.remove(&key) {
             None => {
-                let count = per_token.entry(key.token).or_default();
-                if self.max_per_token.is_some_and(|max| *count >= max) {
-                    if *count == 0 {
-                        per_token.remove(&key.token);
-                    }
+                if !self.count_new(per_token, &key.token) {
                     return Pairing::Refused(Refusal::TooManyTunnels);
                 }
-                *count += 1;
                 let (tx, rx) = oneshot::channel();
                 slots.insert(key, Slot::Waiting { epoch, claim: epoch, uuid: uuid.to_string(), join: tx });
                 Pairing::Parked { guard: self.guard(key, epoch, epoch), join: rx }
@@ -271,13 +266,22 @@ impl Registry {
     }
 
     /// The waiting partner vanished before it answered: the joiner waits in its place, keeping
-    /// its slot. `None` when the slot is not the joiner's any more: the partner joined a peer
-    /// on another node meanwhile (see [`Registry::occupy`]), so this client is a third one.
+    /// its slot. `None` when the slot is another's: the partner joined a peer on another node
+    /// meanwhile (see [`Registry::occupy`]), so this client is a third one. If that tunnel ended
+    /// already and took the slot with it, the joiner waits in a slot of its own, counted like any
+    /// (`None` when the token has no room for it).
     pub fn repark(&self, guard: &SlotGuard, uuid: &str) -> Option<oneshot::Receiver<JoinRequest>> {
         let mut table = self.table.lock().expect("registry lock poisoned");
-        let slot = table.slots.get_mut(&guard.key).filter(|slot| slot.epoch() == guard.epoch)?;
+        let Table { slots, per_token } = &mut *table;
+        match slots.get(&guard.key) {
+            Some(slot) if slot.epoch() != guard.epoch => return None,
+            Some(_) => {}
+            None if !self.count_new(per_token, &guard.key.token) => return None,
+            None => {}
+        }
         let (tx, rx) = oneshot::channel();
-        *slot = Slot::Waiting { epoch: guard.epoch, claim: guard.claim, uuid: uuid.to_string(), join: tx };
+        let slot = Slot::Waiting { epoch: guard.epoch, claim: guard.claim, uuid: uuid.to_string(), join: tx };
+        slots.insert(guard.key, slot);
         Some(rx)
     }
 
@@ -310,6 +314,19 @@ impl Registry {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Counts a new slot of `token`, unless the token has `maxTunnelsPerToken` already.
+    fn count_new(&self, per_token: &mut HashMap<[u8; 32], usize>, token: &[u8; 32]) -> bool {
+        let count = per_token.entry(*token).or_default();
+        if self.max_per_token.is_some_and(|max| *count >= max) {
+            if *count == 0 {
+                per_token.remove(token);
+            }
+            return false;
+        }
+        *count += 1;
+        true
     }
 
     fn guard(self: &Arc<Self>, key: TunnelKey, epoch: u64, claim: u64) -> SlotGuard {
@@ -436,6 +453,27 @@ mod tests {
         drop(waiter);
         assert!(registry.is_empty());
         assert!(matches!(registry.pair_or_park(key("t", "2"), "d"), Pairing::Parked { .. }));
+    }
+
+    #[test]
+    fn a_joiner_whose_slot_went_with_an_ended_tunnel_waits_in_a_counted_slot() {
+        let registry = Arc::new(Registry::new(Some(1)));
+        let Pairing::Parked { guard: waiter, .. } = registry.pair_or_park(key("t", "1"), "a") else {
+            panic!()
+        };
+        let Pairing::Join { guard: joiner, .. } = registry.pair_or_park(key("t", "1"), "b") else { panic!() };
+        // The waiter's cross-node tunnel took the slot, then ended.
+        registry.occupy(&waiter);
+        drop(waiter);
+        assert!(registry.is_empty());
+        assert!(registry.repark(&joiner, "b").is_some(), "nothing runs under this key now");
+        assert!(matches!(
+            registry.pair_or_park(key("t", "2"), "c"),
+            Pairing::Refused(Refusal::TooManyTunnels)
+        ));
+        drop(joiner);
+        assert!(registry.is_empty());
+        assert!(matches!(registry.pair_or_park(key("t", "2"), "c"), Pairing::Parked { .. }));
     }
 
     #[test]

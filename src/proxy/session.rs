@@ -114,8 +114,8 @@ struct Session {
     answered: bool,
 }
 
-/// A peer that started waiting while Redis was away: the other node's entry if that node took
-/// the key meanwhile (see [`Cluster::watch_lost`]).
+/// A waiting peer's watch in a cluster: the other node's entry if that node takes the key while
+/// Redis is away (see [`Cluster::watch_lost`]).
 type LostWatch = (Arc<Cluster>, oneshot::Receiver<Entry>);
 
 impl Session {
@@ -315,8 +315,9 @@ impl Session {
             let (pair, _) = auth.key.to_hex();
             match cluster.claim("v1", &pair, guard.claim()).await {
                 Claim::Elsewhere(entry) => return self.join_remote(cluster, auth, guard, join, entry).await,
-                Claim::Unavailable => lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair))),
-                Claim::Ours => {}
+                Claim::Ours | Claim::Unavailable => {
+                    lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair, guard.claim())))
+                }
             }
         }
         self.park(guard, join, auth, lost).await
@@ -400,9 +401,9 @@ impl Session {
                     }
                     match cluster.claim("v1", &pair, guard.claim()).await {
                         Claim::Elsewhere(found) => entry = found,
-                        Claim::Ours => return Box::pin(self.park(guard, join, auth, None)).await,
-                        Claim::Unavailable => {
-                            let lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair)));
+                        Claim::Ours | Claim::Unavailable => {
+                            let lost =
+                                Some((cluster.clone(), cluster.watch_lost("v1", &pair, guard.claim())));
                             return Box::pin(self.park(guard, join, auth, lost)).await;
                         }
                     }
