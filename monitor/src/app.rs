@@ -197,7 +197,7 @@ impl App {
             Tab::Clients => s.proxy_statistic.clients.len(),
             Tab::Tunnels => s.proxy_statistic.tunnels.len(),
             Tab::Servers => s.tunnel_proxy_statistic.tunnel_connections.len(),
-            Tab::Nodes => s.cluster_statistic.as_ref().map_or(0, |c| c.nodes.len()),
+            Tab::Nodes => node_rows(s).len(),
             Tab::Meetings => s.rendezvous_statistic.as_ref().map_or(0, |r| r.meetings.len()),
         }
     }
@@ -363,7 +363,7 @@ pub(crate) mod tests {
         });
         let mut app = App::new(false);
         app.update(s, NOW);
-        assert_eq!(app.count(Tab::Nodes), 2);
+        assert_eq!(app.count(Tab::Nodes), 3, "the gone node too");
         let nodes: Vec<Vec<String>> = app.rows(Tab::Nodes).into_iter().map(|r| r.cells).collect();
         assert_eq!(
             nodes,

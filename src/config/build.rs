@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use remoteproxy_authenticators::config::{self as authentication_config, BrokerFacts, SettingsSource};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use super::error::{ConfigError, shown};
 use super::ini::{Document, decode};
 use super::schema::declared;
@@ -305,7 +308,9 @@ impl Document<'_> {
     /// a missing or wrong file is a configuration error naming its key, not a Redis outage.
     fn redis_tls(&self, tls: bool) -> Result<Option<RedisTls>, ConfigError> {
         const SECTION: &str = "Cluster";
-        let read = |key: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+        // The bytes, once they parse as what the key names (the redis crate parses them again
+        // when it connects, and would only say "redisUrl is not usable").
+        let read = |key: &str, holds_key: bool| -> Result<Option<Vec<u8>>, ConfigError> {
             let Some(path) = self.optional_path(SECTION, key).flatten() else { return Ok(None) };
             if !tls {
                 return Err(self.bad(SECTION, key, "is only used with a rediss:// redisUrl"));
@@ -313,13 +318,21 @@ impl Document<'_> {
             let bytes = std::fs::read(&path).map_err(|error| {
                 self.bad(SECTION, key, format!("{}: cannot be read: {error}", path.display()))
             })?;
-            if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
-                return Err(self.bad(SECTION, key, format!("{}: holds no PEM block", path.display())));
+            let parses = match holds_key {
+                true => PrivateKeyDer::from_pem_slice(&bytes).is_ok(),
+                false => {
+                    let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
+                    certificates.is_ok_and(|certificates| !certificates.is_empty())
+                }
+            };
+            if !parses {
+                let what = if holds_key { "PEM private key" } else { "PEM certificate" };
+                return Err(self.bad(SECTION, key, format!("{}: holds no {what}", path.display())));
             }
             Ok(Some(bytes))
         };
-        let ca_certificate = read("redisCaCertificate")?;
-        let client = match (read("redisCertificate")?, read("redisCertificateKey")?) {
+        let ca_certificate = read("redisCaCertificate", false)?;
+        let client = match (read("redisCertificate", false)?, read("redisCertificateKey", true)?) {
             (None, None) => None,
             (Some(certificate), Some(key)) => Some((
                 certificate,

@@ -819,10 +819,25 @@ fn redis_over_tls_reads_its_files_and_names_the_wrong_one() {
         let message = error(&format!("{base}{lines}\n"));
         assert!(message.contains(needle), "{needle}: {message}");
     }
+    // A certificate where the key belongs (and the other way round) names the key that is wrong.
+    let swapped = error(&format!(
+        "{base}redisUrl=rediss://r:6380\nredisCertificate={key}\nredisCertificateKey={cert}\n"
+    ));
+    assert!(
+        swapped.contains("redisCertificate: ") && swapped.contains("holds no PEM certificate"),
+        "{swapped}"
+    );
+    let key_only = error(&format!(
+        "{base}redisUrl=rediss://r:6380\nredisCertificate={cert}\nredisCertificateKey={cert}\n"
+    ));
+    assert!(
+        key_only.contains("redisCertificateKey: ") && key_only.contains("holds no PEM private key"),
+        "{key_only}"
+    );
     std::fs::write(dir.path().join("empty.pem"), "not pem").unwrap();
     let message = error(&format!(
         "{base}redisUrl=rediss://r:6380\nredisCaCertificate={}\n",
         dir.path().join("empty.pem").display()
     ));
-    assert!(message.contains("holds no PEM block"), "{message}");
+    assert!(message.contains("holds no PEM certificate"), "{message}");
 }

@@ -1,8 +1,10 @@
 //! The rendezvous listener's files: its certificate and key, the CA peers' certificates must
 //! chain to, and the policy file. SIGHUP reads them all again (`crate::reload`), so a renewed
 //! certificate, a new CA or a new subject in the policy needs no restart. A reload that fails
-//! anywhere keeps everything as it was: a half-applied set (a new CA with an old policy) would
-//! let in what neither file alone allows.
+//! anywhere keeps everything as it was, so a mistake in one file never leaves a half-applied
+//! set (a new CA with the old policy). What a peer is checked against: the CA of the moment its
+//! handshake started, and the policy of the moment its session starts (after the upgrade), so a
+//! peer that was in its handshake during a reload meets the new policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
