@@ -313,7 +313,7 @@ impl Cluster {
 
     /// For a waiting v1 peer (slot `claim`): the other node's entry, if that node takes the key
     /// while Redis is away: the peer claimed before the outage and its entry expired during it,
-    /// or the claim found Redis away (see [`Cluster::hand_over_lost`]).
+    /// or the claim found Redis away (handed over by the heartbeat's refresh).
     pub fn watch_lost(&self, kind: &str, id: &str, claim: u64) -> oneshot::Receiver<Entry> {
         let (sender, receiver) = oneshot::channel();
         let value = directory::entry_value(&self.node, &self.instance, claim);
