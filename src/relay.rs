@@ -43,10 +43,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::cluster::h2_stream::{H2Stream, link_of};
+use crate::cluster::h2_stream::link_of;
 use crate::protocol::reasons::{PARTNER_GONE, STOP_SERVER};
 use crate::stats::ConnHandle;
-use crate::transport::BoxStream;
 use crate::transport::connection::{EarlyData, Wire};
 use crate::transport::websocket::{CloseKind, is_keepalive_timeout, next_message};
 
@@ -288,15 +287,6 @@ impl Tunnel {
     }
 }
 
-/// The stream as a link to another cluster node, if it is one (see [`H2Stream`]'s owned chunks).
-fn link(stream: &mut BoxStream) -> Option<&mut H2Stream> {
-    link_of(stream)
-}
-
-fn is_link(stream: &BoxStream) -> bool {
-    (**stream).as_any().is::<H2Stream>()
-}
-
 /// How a direction ended.
 enum PumpEnd {
     /// Stream to stream: the source's FIN was passed on; the other direction goes on.
@@ -482,7 +472,7 @@ impl Pump {
                     if data.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
-                    if let Some(link) = link(stream) {
+                    if let Some(link) = link_of(stream) {
                         // Handed over, not copied.
                         let n = ready!(link.poll_send_capacity(cx, data.len()))?;
                         let chunk = match self.payload.is_empty() {
@@ -532,15 +522,20 @@ impl Pump {
     /// Reads once from the source into the pending slot. Ready means: something changed (data,
     /// end of source, or a control frame consumed); Pending means the source has nothing now.
     fn poll_read(&mut self, cx: &mut Context<'_>, src: &mut Wire) -> Poll<()> {
-        match src {
-            Wire::Stream(stream) if !self.dst_is_ws && self.buf.is_empty() && is_link(stream) => {
-                // A link's chunks are passed on as they came, not copied into `buf`.
-                match ready!(link(stream).expect("checked above").poll_chunk(cx)) {
-                    Ok(Some(chunk)) => self.payload = chunk,
-                    Ok(None) => self.end_source(false, true),
-                    Err(_) => self.end_source(true, false),
-                }
+        if let Wire::Stream(stream) = src
+            && !self.dst_is_ws
+            && self.buf.is_empty()
+            && let Some(link) = link_of(stream)
+        {
+            // A link's chunks are passed on as they came, not copied into `buf`.
+            match ready!(link.poll_chunk(cx)) {
+                Ok(Some(chunk)) => self.payload = chunk,
+                Ok(None) => self.end_source(false, true),
+                Err(_) => self.end_source(true, false),
             }
+            return Poll::Ready(());
+        }
+        match src {
             Wire::Stream(stream) => {
                 if !(self.lent && self.buf.capacity() - self.buf.len() >= SMALL_READ) {
                     self.buf.reserve(if self.busy { CHUNK } else { SMALL_READ });

@@ -116,13 +116,11 @@ impl H2Stream {
     }
 }
 
-/// The link stream `io` is (itself, or boxed as any stream end), so a writer holding its bytes
-/// as a buffer can hand them over with [`H2Stream::send_chunk`] instead of copying them.
+/// The link `io` is, when it is a stream end boxed around one (every stream end is a
+/// [`BoxStream`]), so a reader or a writer holding its bytes as a buffer can take or hand over
+/// chunks instead of copying them. Generic so the WebSocket layer can ask of its stream.
 pub fn link_of<S: 'static>(io: &mut S) -> Option<&mut H2Stream> {
     let io: &mut dyn Any = io;
-    if io.is::<H2Stream>() {
-        return io.downcast_mut::<H2Stream>();
-    }
     // `**`: the boxed stream itself, not the box (which is an `IoStream` too).
     (**io.downcast_mut::<BoxStream>()?).as_any_mut().downcast_mut::<H2Stream>()
 }

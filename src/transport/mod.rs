@@ -38,15 +38,10 @@ pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The stream itself, so the relay can tell a link to another cluster node (which takes and
     /// hands over owned chunks, saving a copy each way) from a socket.
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
-    /// [`IoStream::as_any_mut`], shared.
-    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> IoStream for T {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
