@@ -114,10 +114,6 @@ struct Session {
     answered: bool,
 }
 
-/// A waiting peer's watch in a cluster: the other node's entry if that node takes the key while
-/// Redis is away (see [`Cluster::watch_lost`]).
-type LostWatch = (Arc<Cluster>, oneshot::Receiver<Entry>);
-
 impl Session {
     async fn finish(self, exit: Exit) {
         if let Some(outcome) = self.outcome {
@@ -310,17 +306,13 @@ impl Session {
         };
         // Waiting here: in a cluster the tunnel's entry must be this node's, or the partner is
         // on another node already.
-        let mut lost = None;
         if let Some(cluster) = self.ctx.cluster.clone() {
             let (pair, _) = auth.key.to_hex();
-            match cluster.claim("v1", &pair, guard.claim()).await {
-                Claim::Elsewhere(entry) => return self.join_remote(cluster, auth, guard, join, entry).await,
-                Claim::Ours | Claim::Unavailable => {
-                    lost = Some((cluster.clone(), cluster.watch_lost("v1", &pair, guard.claim())))
-                }
+            if let Claim::Elsewhere(entry) = cluster.claim("v1", &pair, guard.claim()).await {
+                return self.join_remote(cluster, auth, guard, join, entry).await;
             }
         }
-        self.park(guard, join, auth, lost).await
+        self.park(guard, join, auth).await
     }
 
     /// The pairing rules refused this client: answer ProxyError and close with `reason`.
@@ -346,14 +338,20 @@ impl Session {
         self.finish(exit).await;
     }
 
-    /// Nobody is here yet: answer the client and wait alone.
+    /// Nobody is here yet: answer the client and wait alone. In a cluster the slot's entry is
+    /// this node's now (or waits for Redis to come back), and the peer is told if another node
+    /// takes the key while Redis is away (see [`Cluster::watch_lost`]).
     async fn park(
         mut self,
         guard: SlotGuard,
         join: oneshot::Receiver<JoinRequest>,
         auth: Authenticated,
-        lost: Option<LostWatch>,
     ) -> Option<Tunnel> {
+        let lost = self
+            .ctx
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.watch_lost("v1", &auth.key.to_hex().0, guard.claim()));
         if !self.answered {
             if let Err(exit) = self.send(&auth_response(auth.request_id, AuthenticationError::NoError)).await
             {
@@ -402,9 +400,7 @@ impl Session {
                     match cluster.claim("v1", &pair, guard.claim()).await {
                         Claim::Elsewhere(found) => entry = found,
                         Claim::Ours | Claim::Unavailable => {
-                            let lost =
-                                Some((cluster.clone(), cluster.watch_lost("v1", &pair, guard.claim())));
-                            return Box::pin(self.park(guard, join, auth, lost)).await;
+                            return Box::pin(self.park(guard, join, auth)).await;
                         }
                     }
                 }
@@ -460,11 +456,10 @@ impl Session {
         guard: SlotGuard,
         mut join: oneshot::Receiver<JoinRequest>,
         auth: Authenticated,
-        lost: Option<LostWatch>,
+        lost: Option<oneshot::Receiver<Entry>>,
     ) -> Option<Tunnel> {
         debug!("waiting for the tunnel partner");
         let mut alone = pin!(sleep(self.ctx.timeouts.alone));
-        let (cluster, lost) = lost.unzip();
         let mut watching = lost.is_some();
         let mut lost = pin!(async move {
             match lost {
@@ -476,7 +471,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = self.ctx.stop.cancelled() => break Exit::shutdown(),
-                entry = &mut lost, if watching => match (entry, cluster.clone()) {
+                entry = &mut lost, if watching => match (entry, self.ctx.cluster.clone()) {
                     (Some(entry), Some(cluster)) => {
                         debug!(node = %entry.owner.node, "the partner waited on another node through the outage");
                         return Box::pin(self.join_remote(cluster, auth, guard, join, entry)).await;
