@@ -432,15 +432,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_slot_that_went_to_another_node_stays_counted_when_a_local_joiner_is_refused() {
+    /// A registry allowing one tunnel per token, a waiting client, and a local client that
+    /// joined it while the waiter was joining a partner on another node.
+    fn joined_while_away() -> (Arc<Registry>, SlotGuard, SlotGuard) {
         let registry = Arc::new(Registry::new(Some(1)));
         let Pairing::Parked { guard: waiter, .. } = registry.pair_or_park(key("t", "1"), "a") else {
             panic!()
         };
-        // A local client joins while the waiter is joining a partner on another node ...
         let Pairing::Join { guard: joiner, .. } = registry.pair_or_park(key("t", "1"), "b") else { panic!() };
-        // ... which succeeds: the slot is the waiter's running tunnel, the joiner is refused.
+        (registry, waiter, joiner)
+    }
+
+    #[test]
+    fn a_slot_that_went_to_another_node_stays_counted_when_a_local_joiner_is_refused() {
+        let (registry, waiter, joiner) = joined_while_away();
+        // The waiter's join on another node succeeds: the slot is its running tunnel, the
+        // joiner is refused.
         registry.occupy(&waiter);
         assert!(registry.repark(&joiner, "b").is_none(), "the joiner may not wait in the tunnel's place");
         drop(joiner);
@@ -457,11 +464,7 @@ mod tests {
 
     #[test]
     fn a_joiner_whose_slot_went_with_an_ended_tunnel_waits_in_a_counted_slot() {
-        let registry = Arc::new(Registry::new(Some(1)));
-        let Pairing::Parked { guard: waiter, .. } = registry.pair_or_park(key("t", "1"), "a") else {
-            panic!()
-        };
-        let Pairing::Join { guard: joiner, .. } = registry.pair_or_park(key("t", "1"), "b") else { panic!() };
+        let (registry, waiter, joiner) = joined_while_away();
         // The waiter's cross-node tunnel took the slot, then ended.
         registry.occupy(&waiter);
         drop(waiter);
